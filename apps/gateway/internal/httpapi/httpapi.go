@@ -1,0 +1,202 @@
+// Package httpapi is the public REST edge (/api/v1): accounts and tokens are served here;
+// everything else is authenticated, rate limited and forwarded to the owning app through Dapr
+// service invocation with the caller's identity attached.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/groupbuy/groupbuy/apps/gateway/internal/account"
+	"github.com/groupbuy/groupbuy/apps/gateway/internal/auth"
+	"github.com/groupbuy/groupbuy/pkg/httpjson"
+	"github.com/groupbuy/groupbuy/pkg/identity"
+	"github.com/groupbuy/groupbuy/pkg/problem"
+	"github.com/groupbuy/groupbuy/pkg/sidecar"
+)
+
+// Invoker forwards calls to other apps (sidecar.Invoker).
+type Invoker interface {
+	Raw(ctx context.Context, app, method, path string, hdr http.Header, body []byte) (*sidecar.Response, error)
+}
+
+// Limiter is the rate limiter (ratelimit.Limiter).
+type Limiter interface {
+	PerIP(http.Handler) http.Handler
+	PerUser(http.Handler) http.Handler
+}
+
+// TokenSource returns the token service once the signing key is loaded.
+type TokenSource func() (*auth.Tokens, error)
+
+// Apps names the app ids requests are forwarded to.
+type Apps struct {
+	Catalog string
+}
+
+// API holds the gateway's handlers.
+type API struct {
+	Accounts *account.Service
+	Tokens   TokenSource
+	Invoker  Invoker
+	Limiter  Limiter
+	Apps     Apps
+}
+
+// Routes mounts /api/v1 on r.
+func (a *API) Routes(r chi.Router) {
+	r.Route("/api/v1", func(r chi.Router) {
+		r.Use(a.Limiter.PerIP)
+		r.Post("/auth/register", a.register)
+		r.Post("/auth/login", a.login)
+
+		// Public reads.
+		r.Group(func(r chi.Router) {
+			r.Use(a.optionalUser, a.Limiter.PerUser)
+			r.Get("/products/{id}", a.forward(func(r *http.Request) (string, string) {
+				return a.Apps.Catalog, "products/" + url.PathEscape(chi.URLParam(r, "id"))
+			}))
+			r.Get("/deals/{id}", a.forward(func(r *http.Request) (string, string) {
+				return a.Apps.Catalog, "deals/" + url.PathEscape(chi.URLParam(r, "id"))
+			}))
+			r.Get("/deals", a.forward(func(r *http.Request) (string, string) {
+				return a.Apps.Catalog, "deals?" + r.URL.RawQuery
+			}))
+		})
+
+		// Admin writes.
+		r.Group(func(r chi.Router) {
+			r.Use(a.requireUser, a.Limiter.PerUser, requireAdmin)
+			r.Post("/products", a.forward(func(*http.Request) (string, string) { return a.Apps.Catalog, "products" }))
+			r.Post("/deals", a.forward(func(*http.Request) (string, string) { return a.Apps.Catalog, "deals" }))
+		})
+	})
+}
+
+func (a *API) register(w http.ResponseWriter, r *http.Request) {
+	var in account.Credentials
+	if err := httpjson.Decode(w, r, &in); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	acc, err := a.Accounts.Register(r.Context(), in)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusCreated, map[string]string{"user_id": acc.ID, "username": acc.Username})
+}
+
+func (a *API) login(w http.ResponseWriter, r *http.Request) {
+	var in account.Credentials
+	if err := httpjson.Decode(w, r, &in); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	tokens, err := a.Tokens()
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	acc, err := a.Accounts.Login(r.Context(), in)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	tok, ttl, err := tokens.Issue(acc.User())
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{
+		"access_token": tok,
+		"token_type":   "Bearer",
+		"expires_in":   int(ttl.Seconds()),
+	})
+}
+
+// authenticate validates the bearer token; required says whether its absence is an error.
+func (a *API) authenticate(required bool) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !required && r.Header.Get("Authorization") == "" {
+				next.ServeHTTP(w, r)
+				return
+			}
+			tokens, err := a.Tokens()
+			if err != nil {
+				problem.Write(w, r, err)
+				return
+			}
+			u, err := tokens.FromRequest(r)
+			if err != nil {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="groupbuy"`)
+				problem.Write(w, r, err)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(identity.WithUser(r.Context(), u)))
+		})
+	}
+}
+
+func (a *API) requireUser(next http.Handler) http.Handler  { return a.authenticate(true)(next) }
+func (a *API) optionalUser(next http.Handler) http.Handler { return a.authenticate(false)(next) }
+
+func requireAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := identity.FromContext(r.Context())
+		if !u.IsAdmin() {
+			problem.Write(w, r, problem.New(problem.CodeForbidden, "admin role required"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// forward relays the request to an app through Dapr invocation. The body must be one JSON
+// value (the target decodes it strictly); the answer, success or problem, is relayed as is.
+func (a *API) forward(target func(*http.Request) (app, path string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var body []byte
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, httpjson.MaxBody))
+			if err != nil {
+				problem.Write(w, r, problem.Errorf(problem.CodePayloadTooLarge, "the body exceeds %d bytes", httpjson.MaxBody))
+				return
+			}
+			if len(b) == 0 {
+				b = []byte("{}")
+			}
+			if !json.Valid(b) {
+				problem.Write(w, r, problem.New(problem.CodeValidation, "the body is not valid JSON"))
+				return
+			}
+			body = b
+		}
+		hdr := http.Header{}
+		if u, ok := identity.FromContext(r.Context()); ok {
+			hdr = u.Header()
+		}
+		for _, h := range []string{"Idempotency-Key", "Accept"} {
+			if v := r.Header.Get(h); v != "" {
+				hdr.Set(h, v)
+			}
+		}
+		app, path := target(r)
+		resp, err := a.Invoker.Raw(r.Context(), app, r.Method, path, hdr, body)
+		if err != nil {
+			problem.Write(w, r, err)
+			return
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "" {
+			w.Header().Set("Content-Type", ct)
+		}
+		w.WriteHeader(resp.Status)
+		_, _ = w.Write(resp.Body)
+	}
+}

@@ -1,0 +1,163 @@
+// Command gateway is the public REST edge of the platform: accounts and JWTs, per-IP and
+// per-user rate limits, and forwarding to the internal apps through Dapr service invocation.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/groupbuy/groupbuy/apps/gateway/internal/account"
+	"github.com/groupbuy/groupbuy/apps/gateway/internal/auth"
+	"github.com/groupbuy/groupbuy/apps/gateway/internal/daprstore"
+	"github.com/groupbuy/groupbuy/apps/gateway/internal/httpapi"
+	"github.com/groupbuy/groupbuy/apps/gateway/internal/ratelimit"
+	"github.com/groupbuy/groupbuy/pkg/bootstrap"
+	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/ids"
+	"github.com/groupbuy/groupbuy/pkg/problem"
+)
+
+type config struct {
+	bootstrap.Base
+	StateStore  string `env:"STATE_STORE, default=statestore"`
+	SecretStore string `env:"SECRET_STORE, default=secretstore"`
+	NodeID      int    `env:"NODE_ID, default=0"`
+
+	// JWT settings; the HMAC key is read from the secret store.
+	SigningKeySecret string        `env:"JWT_SIGNING_KEY_SECRET, default=jwt-signing-key"`
+	Issuer           string        `env:"JWT_ISSUER, default=groupbuy-gateway"`
+	Audience         string        `env:"JWT_AUDIENCE, default=groupbuy-api"`
+	TokenTTL         time.Duration `env:"JWT_TTL, default=15m"`
+	BcryptCost       int           `env:"PASSWORD_HASH_COST, default=10"`
+
+	// Admin accounts: each name's password is the secret ADMIN_PASSWORD_SECRET_PREFIX+name.
+	AdminUsers          []string `env:"ADMIN_USERS"`
+	AdminPasswordPrefix string   `env:"ADMIN_PASSWORD_SECRET_PREFIX, default=admin-password-"`
+
+	// Rate limits (redis_rate talks to Redis directly, not through Dapr).
+	RedisAddr      string        `env:"REDIS_ADDR, default=127.0.0.1:6379"`
+	RedisDB        int           `env:"REDIS_DB, default=0"`
+	RedisPassword  string        `env:"REDIS_PASSWORD"`
+	RateKeyPrefix  string        `env:"RATE_LIMIT_KEY_PREFIX, default=groupbuy:"`
+	RatePeriod     time.Duration `env:"RATE_LIMIT_PERIOD, default=1s"`
+	RatePerIP      int           `env:"RATE_LIMIT_IP, default=100"`
+	RateBurstIP    int           `env:"RATE_LIMIT_IP_BURST, default=200"`
+	RatePerUser    int           `env:"RATE_LIMIT_USER, default=20"`
+	RateBurstUser  int           `env:"RATE_LIMIT_USER_BURST, default=40"`
+	CatalogAppID   string        `env:"CATALOG_APP_ID, default=catalog"`
+	SetupRetryWait time.Duration `env:"SETUP_RETRY_WAIT, default=500ms"`
+}
+
+func main() { bootstrap.Main(run) }
+
+func run(ctx context.Context) error {
+	var cfg config
+	if err := bootstrap.LoadConfig(ctx, &cfg); err != nil {
+		return err
+	}
+	gen, err := ids.New(cfg.NodeID)
+	if err != nil {
+		return err
+	}
+	rt, err := bootstrap.Start(ctx, "gateway", cfg.Base)
+	if err != nil {
+		return err
+	}
+	accounts, err := account.NewService(daprstore.NewAccounts(daprstate.New(rt.Dapr, cfg.StateStore)), gen, cfg.BcryptCost)
+	if err != nil {
+		return err
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, DB: cfg.RedisDB, Password: cfg.RedisPassword})
+	defer rdb.Close()
+	limiter := ratelimit.New(redis_rate.NewLimiter(rdb), cfg.RateKeyPrefix+"rate:",
+		ratelimit.Rule{Rate: cfg.RatePerIP, Burst: cfg.RateBurstIP, Period: cfg.RatePeriod},
+		ratelimit.Rule{Rate: cfg.RatePerUser, Burst: cfg.RateBurstUser, Period: cfg.RatePeriod},
+		rt.Log, rt.Telemetry.Meter("gateway"))
+
+	// The signing key and admin accounts need the sidecar, which may start after this app:
+	// set them up in the background and report not-ready until done.
+	var tokens atomic.Pointer[auth.Tokens]
+	go func() {
+		for {
+			err := setup(ctx, cfg, rt, accounts, &tokens)
+			if err == nil {
+				rt.Log.Info("setup_done", slog.Int("admins", len(cfg.AdminUsers)))
+				return
+			}
+			rt.Log.Warn("setup_retry", slog.String("error", err.Error()))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(cfg.SetupRetryWait):
+			}
+		}
+	}()
+	tokenSource := func() (*auth.Tokens, error) {
+		if t := tokens.Load(); t != nil {
+			return t, nil
+		}
+		return nil, problem.New(problem.CodeUnavailable, "the gateway is starting")
+	}
+	api := &httpapi.API{
+		Accounts: accounts,
+		Tokens:   tokenSource,
+		Invoker:  rt.Invoker,
+		Limiter:  limiter,
+		Apps:     httpapi.Apps{Catalog: cfg.CatalogAppID},
+	}
+	r := rt.Router(false,
+		func(context.Context) error {
+			if tokens.Load() == nil {
+				return errors.New("signing key and admin accounts not set up yet")
+			}
+			return nil
+		},
+		func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+	)
+	api.Routes(r)
+	return rt.Serve(ctx, r)
+}
+
+// setup loads the signing key and provisions the configured admin accounts.
+func setup(ctx context.Context, cfg config, rt *bootstrap.Runtime, accounts *account.Service, out *atomic.Pointer[auth.Tokens]) error {
+	key, err := secret(ctx, rt, cfg.SecretStore, cfg.SigningKeySecret)
+	if err != nil {
+		return err
+	}
+	t, err := auth.NewTokens([]byte(key), cfg.Issuer, cfg.Audience, cfg.TokenTTL)
+	if err != nil {
+		return err
+	}
+	for _, name := range cfg.AdminUsers {
+		pw, err := secret(ctx, rt, cfg.SecretStore, cfg.AdminPasswordPrefix+name)
+		if err != nil {
+			return err
+		}
+		if err := accounts.EnsureAdmin(ctx, name, pw); err != nil {
+			return err
+		}
+	}
+	out.Store(t)
+	return nil
+}
+
+func secret(ctx context.Context, rt *bootstrap.Runtime, store, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	m, err := rt.Dapr.GetSecret(ctx, store, name, nil)
+	if err != nil {
+		return "", fmt.Errorf("secret %s/%s: %w", store, name, err)
+	}
+	v, ok := m[name]
+	if !ok || v == "" {
+		return "", fmt.Errorf("secret %s/%s is empty", store, name)
+	}
+	return v, nil
+}

@@ -1,0 +1,140 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"github.com/groupbuy/groupbuy/pkg/problem"
+)
+
+// Invoker calls other apps through Dapr service invocation over the sidecar's HTTP API
+// (/v1.0/invoke/<app>/method/<path>). The HTTP form keeps the target's status code and
+// problem document intact, and otelhttp injects W3C traceparent so the trace continues.
+type Invoker struct {
+	base  string
+	token string
+	hc    *http.Client
+}
+
+// NewInvoker returns an invoker for the configured sidecar.
+func NewInvoker(c Config) *Invoker {
+	return &Invoker{
+		base:  c.HTTPBase(),
+		token: c.APIToken,
+		hc:    DefaultHTTPClient(otelhttp.NewTransport(http.DefaultTransport)),
+	}
+}
+
+// Call invokes method on app with an optional JSON body and decodes a 2xx JSON answer into
+// out (when non-nil). A problem document from the target becomes a *problem.Error with the
+// same code; a failure of Dapr itself (target unreachable, circuit open) becomes
+// CodeUnavailable.
+func (i *Invoker) Call(ctx context.Context, app, method, path string, hdr http.Header, in, out any) error {
+	var body []byte
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request to %s: %w", app, err)
+		}
+		body = b
+	}
+	resp, err := i.Raw(ctx, app, method, path, hdr, body)
+	if err != nil {
+		return err
+	}
+	if out == nil || len(resp.Body) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(resp.Body, out); err != nil {
+		return fmt.Errorf("decode response of %s %s: %w", app, path, err)
+	}
+	return nil
+}
+
+// Response is a successful (2xx) answer of an invoked app.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Raw invokes method on app with a raw JSON body (nil for none) and returns a 2xx answer as
+// is; non-2xx answers become errors as described on Call.
+func (i *Invoker) Raw(ctx context.Context, app, method, path string, hdr http.Header, body []byte) (*Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	u := i.base + "/v1.0/invoke/" + url.PathEscape(app) + "/method/" + strings.TrimPrefix(path, "/")
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, fmt.Errorf("build request to %s: %w", app, err)
+	}
+	for k, vs := range hdr {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if i.token != "" {
+		req.Header.Set("dapr-api-token", i.token)
+	}
+	resp, err := i.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("invoke %s %s: %w", app, path, ctx.Err())
+		}
+		return nil, &problem.Error{Code: problem.CodeUnavailable, Detail: fmt.Sprintf("%s is unreachable", app)}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read response of %s: %w", app, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, responseError(app, resp, data)
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}, nil
+}
+
+func responseError(app string, resp *http.Response, data []byte) error {
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if mt == problem.ContentType {
+		var doc problem.Document
+		if err := json.Unmarshal(data, &doc); err == nil && doc.Code != "" {
+			var retry time.Duration
+			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+				retry = time.Duration(s) * time.Second
+			}
+			return problem.FromDocument(doc, retry)
+		}
+	}
+	// Not from our app: Dapr's own error (ERR_DIRECT_INVOKE, circuit breaker open, timeout).
+	var daprErr struct {
+		ErrorCode string `json:"errorCode"`
+		Message   string `json:"message"`
+	}
+	_ = json.Unmarshal(data, &daprErr)
+	detail := fmt.Sprintf("%s answered %d", app, resp.StatusCode)
+	if daprErr.ErrorCode != "" {
+		detail = fmt.Sprintf("%s: %s %s", app, daprErr.ErrorCode, daprErr.Message)
+	}
+	if resp.StatusCode >= 500 || daprErr.ErrorCode != "" {
+		return &problem.Error{Code: problem.CodeUnavailable, Detail: detail}
+	}
+	return errors.New(detail)
+}
