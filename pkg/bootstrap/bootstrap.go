@@ -88,11 +88,10 @@ func (rt *Runtime) Router(checkToken bool, extra ...server.ReadyCheck) chi.Route
 		}
 		return errors.Join(errs...)
 	}
-	r := server.NewRouter(rt.Log, ready)
 	if checkToken {
-		r.Use(sidecar.RequireAppToken(rt.Base.Dapr.AppAPIToken))
+		return server.NewRouter(rt.Log, ready, sidecar.RequireAppToken(rt.Base.Dapr.AppAPIToken))
 	}
-	return r
+	return server.NewRouter(rt.Log, ready)
 }
 
 // Serve runs the API and admin listeners until ctx ends, then flushes telemetry and closes the

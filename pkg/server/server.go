@@ -40,14 +40,16 @@ func (c Config) AdminAddr() string { return net.JoinHostPort(c.ListenHost, strco
 // ReadyCheck reports whether the app can serve (its sidecar and stores reachable).
 type ReadyCheck func(ctx context.Context) error
 
-// NewRouter returns a chi router with the common middleware and health endpoints mounted.
-func NewRouter(log *slog.Logger, ready ReadyCheck) chi.Router {
+// NewRouter returns a chi router with the common middleware, then mws, and the health
+// endpoints mounted.
+func NewRouter(log *slog.Logger, ready ReadyCheck, mws ...func(http.Handler) http.Handler) chi.Router {
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID)
 	r.Use(requestIDHeader)
 	r.Use(otelMiddleware)
 	r.Use(accessLog(log))
 	r.Use(recoverer(log))
+	r.Use(mws...)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.Errorf(problem.CodeNotFound, "no route for %s", r.URL.Path))
 	})

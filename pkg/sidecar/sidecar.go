@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
@@ -41,10 +42,22 @@ func (c Config) HTTPBase() string {
 // serving (and pass the sidecar's app-port probe) before its sidecar is up. otelgrpc forwards
 // the trace context to the sidecar as gRPC metadata.
 func NewClient(c Config) (dapr.Client, error) {
-	conn, err := grpc.NewClient(net.JoinHostPort(c.Host, strconv.Itoa(c.GRPCPort)),
+	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
-	)
+	}
+	if c.APIToken != "" {
+		// The go-sdk adds its token interceptor only to connections it dials itself.
+		opts = append(opts,
+			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, o ...grpc.CallOption) error {
+				return invoker(metadata.AppendToOutgoingContext(ctx, "dapr-api-token", c.APIToken), method, req, reply, cc, o...)
+			}),
+			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, o ...grpc.CallOption) (grpc.ClientStream, error) {
+				return streamer(metadata.AppendToOutgoingContext(ctx, "dapr-api-token", c.APIToken), desc, cc, method, o...)
+			}),
+		)
+	}
+	conn, err := grpc.NewClient(net.JoinHostPort(c.Host, strconv.Itoa(c.GRPCPort)), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dapr grpc channel: %w", err)
 	}

@@ -36,7 +36,7 @@ const (
 	MaxGroupSize      = 100
 	MinGroupTTL       = 5 * time.Second
 	MaxGroupTTL       = 7 * 24 * time.Hour
-	MaxDealWindow     = 90 * 24 * time.Hour
+	MaxDealWindow     = 366 * 24 * time.Hour
 )
 
 // Product is something that can be sold.
@@ -149,7 +149,7 @@ func (d NewDeal) Validate(now time.Time) error {
 	case !d.EndsAt.After(now):
 		add("ends_at", "must be in the future")
 	case d.EndsAt.Sub(d.StartsAt) > MaxDealWindow:
-		add("ends_at", fmt.Sprintf("the window must not exceed %s", MaxDealWindow))
+		add("ends_at", fmt.Sprintf("the window must not exceed %d days", int(MaxDealWindow/(24*time.Hour))))
 	}
 	if d.PerUserLimit < 1 || d.PerUserLimit > MaxPerUserLimit {
 		add("per_user_limit", fmt.Sprintf("must be between 1 and %d", MaxPerUserLimit))
