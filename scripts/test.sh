@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Test entry point: `scripts/test.sh all|unit|integration|smoke`.
+#   unit         go vet + unit tests with -race (no services needed)
+#   integration  the integration suite (tests/integration, build tag "integration") against
+#                Redis, RabbitMQ and real daprd/placement/scheduler processes
+#   smoke        the integration suite's smoke subset (tests named TestSmoke*)
+#   all          unit, then integration
+# GROUPBUY_TEST_INFRA=local|testcontainers picks where Redis/RabbitMQ come from (default local
+# here: the services already running; see tests/testinfra).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-all}
+export GROUPBUY_TEST_INFRA=${GROUPBUY_TEST_INFRA:-local}
+export TESTCONTAINERS_RYUK_DISABLED=true
+export TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1
+summary=()
+
+unit() {
+  echo "== go vet"
+  go vet ./...
+  go vet -tags integration ./tests/...
+  echo "== unit tests (-race)"
+  local pkgs
+  pkgs=$(go list ./... | grep -v '/tests/')
+  if go test -race -count=1 $pkgs 2>&1 | tee /tmp/groupbuy-unit.log; then
+    summary+=("unit: PASS ($(grep -c '^ok' /tmp/groupbuy-unit.log) packages ok)")
+  else
+    summary+=("unit: FAIL"); print_summary; exit 1
+  fi
+}
+
+integration() {
+  local run=${1:-} label=${2:-integration}
+  bash scripts/dapr-install.sh
+  echo "== $label tests (infra: $GROUPBUY_TEST_INFRA)"
+  local args=(-tags integration -count=1 -timeout 40m -v)
+  [ -n "$run" ] && args+=(-run "$run")
+  set +e
+  go test "${args[@]}" ./tests/... 2>&1 | tee "/tmp/groupbuy-$label.log" \
+    | grep --line-buffered -E '^(=== RUN|\s*--- |PASS|FAIL|ok|panic)|_test\.go:[0-9]+:'
+  local rc=${PIPESTATUS[0]}
+  set -e
+  local passed failed
+  passed=$(grep -c -- '^--- PASS' "/tmp/groupbuy-$label.log" || true)
+  failed=$(grep -c -- '^--- FAIL' "/tmp/groupbuy-$label.log" || true)
+  if [ "$rc" -eq 0 ]; then
+    summary+=("$label ($GROUPBUY_TEST_INFRA): PASS ($passed top-level tests passed)")
+  else
+    summary+=("$label ($GROUPBUY_TEST_INFRA): FAIL ($failed failed; full log /tmp/groupbuy-$label.log)")
+    print_summary; exit 1
+  fi
+}
+
+print_summary() {
+  echo
+  echo "== test summary"
+  printf '  %s\n' "${summary[@]}"
+}
+
+case "$mode" in
+  unit) unit ;;
+  integration) integration ;;
+  smoke) integration '^TestSmoke' smoke ;;
+  all) unit; integration ;;
+  *) echo "usage: $0 all|unit|integration|smoke" >&2; exit 2 ;;
+esac
+print_summary
