@@ -199,12 +199,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, api, admin http.Hand
 		{Addr: cfg.Addr(), Handler: api, ReadHeaderTimeout: 10 * time.Second},
 		{Addr: cfg.AdminAddr(), Handler: admin, ReadHeaderTimeout: 10 * time.Second},
 	}
-	errc := make(chan error, len(servers))
+	// Bind every listener before serving any, so a bind failure leaves nothing running.
+	listeners := make([]net.Listener, 0, len(servers))
 	for _, srv := range servers {
 		ln, err := net.Listen("tcp", srv.Addr)
 		if err != nil {
+			for _, l := range listeners {
+				_ = l.Close()
+			}
 			return fmt.Errorf("listen %s: %w", srv.Addr, err)
 		}
+		listeners = append(listeners, ln)
+	}
+	errc := make(chan error, len(servers))
+	for i, srv := range servers {
+		ln := listeners[i]
 		log.Info("listening", slog.String("addr", srv.Addr))
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

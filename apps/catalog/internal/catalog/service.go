@@ -100,7 +100,9 @@ func (s *Service) Deal(ctx context.Context, id string) (DealWithStock, error) {
 }
 
 // DealInfo returns a deal without stock (for other apps; deals are immutable).
-func (s *Service) DealInfo(ctx context.Context, id string) (Deal, error) { return s.store.Deal(ctx, id) }
+func (s *Service) DealInfo(ctx context.Context, id string) (Deal, error) {
+	return s.store.Deal(ctx, id)
+}
 
 // Deals lists deals, newest first; activeOnly keeps those whose window contains now.
 func (s *Service) Deals(ctx context.Context, activeOnly bool) ([]Deal, error) {

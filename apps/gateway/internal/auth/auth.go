@@ -16,7 +16,6 @@ import (
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
-
 // MinKeyLen is the shortest accepted HMAC key.
 const MinKeyLen = 32
 
