@@ -52,6 +52,8 @@ type config struct {
 	RatePerUser    int           `env:"RATE_LIMIT_USER, default=20"`
 	RateBurstUser  int           `env:"RATE_LIMIT_USER_BURST, default=40"`
 	CatalogAppID   string        `env:"CATALOG_APP_ID, default=catalog"`
+	OrderAppID     string        `env:"ORDER_APP_ID, default=order"`
+	NotifyAppID    string        `env:"NOTIFY_APP_ID, default=notify"`
 	SetupRetryWait time.Duration `env:"SETUP_RETRY_WAIT, default=500ms"`
 }
 
@@ -110,7 +112,7 @@ func run(ctx context.Context) error {
 		Tokens:   tokenSource,
 		Invoker:  rt.Invoker,
 		Limiter:  limiter,
-		Apps:     httpapi.Apps{Catalog: cfg.CatalogAppID},
+		Apps:     httpapi.Apps{Catalog: cfg.CatalogAppID, Order: cfg.OrderAppID, Notify: cfg.NotifyAppID},
 	}
 	r := rt.Router(false,
 		func(context.Context) error {

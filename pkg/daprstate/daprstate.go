@@ -15,6 +15,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
 	"google.golang.org/grpc/codes"
@@ -44,7 +47,27 @@ type Store struct {
 // New returns a store for the named component.
 func New(c Client, component string) *Store { return &Store{client: c, name: component} }
 
-var jsonMeta = map[string]string{"contentType": "application/json"}
+// Option tunes a write.
+type Option func(meta map[string]string)
+
+// TTL makes the written key expire after d (Dapr's ttlInSeconds; Redis EXPIRE). Every write
+// of a key with a TTL must pass it again: a write without it keeps the key forever.
+func TTL(d time.Duration) Option {
+	return func(meta map[string]string) {
+		meta["ttlInSeconds"] = strconv.Itoa(int((d + time.Second - 1) / time.Second))
+	}
+}
+
+func writeMeta(opts []Option) map[string]string {
+	if len(opts) == 0 {
+		return nil
+	}
+	meta := map[string]string{}
+	for _, o := range opts {
+		o(meta)
+	}
+	return meta
+}
 
 // Get decodes the document at key into v and returns its ETag, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, key string, v any) (string, error) {
@@ -62,12 +85,12 @@ func (s *Store) Get(ctx context.Context, key string, v any) (string, error) {
 }
 
 // Create stores v at key only if the key does not exist yet (ErrExists otherwise).
-func (s *Store) Create(ctx context.Context, key string, v any) error {
+func (s *Store) Create(ctx context.Context, key string, v any, opts ...Option) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
 	}
-	err = s.client.SaveStateWithETag(ctx, s.name, key, data, "", nil, dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
+	err = s.client.SaveStateWithETag(ctx, s.name, key, data, "", writeMeta(opts), dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
 	if err == nil {
 		return nil
 	}
@@ -79,7 +102,7 @@ func (s *Store) Create(ctx context.Context, key string, v any) error {
 }
 
 // Update replaces the document at key if its ETag still equals etag (ErrConflict otherwise).
-func (s *Store) Update(ctx context.Context, key string, v any, etag string) error {
+func (s *Store) Update(ctx context.Context, key string, v any, etag string, opts ...Option) error {
 	if etag == "" {
 		return fmt.Errorf("update %s: an etag is required", key)
 	}
@@ -87,7 +110,7 @@ func (s *Store) Update(ctx context.Context, key string, v any, etag string) erro
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
 	}
-	err = s.client.SaveStateWithETag(ctx, s.name, key, data, etag, nil, dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
+	err = s.client.SaveStateWithETag(ctx, s.name, key, data, etag, writeMeta(opts), dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
 	return translate(key, err)
 }
 
@@ -111,9 +134,9 @@ func translate(key string, err error) error {
 // Mutate reads the document at key, applies fn and writes it back with the ETag it read,
 // re-reading and re-applying on conflict up to attempts times. fn sees found=false for a
 // missing key (then the write is a Create). Returning ErrNoChange from fn skips the write.
-func Mutate[T any](ctx context.Context, s *Store, key string, attempts int, fn func(doc *T, found bool) error) (T, error) {
+func Mutate[T any](ctx context.Context, s *Store, key string, attempts int, fn func(doc *T, found bool) error, opts ...Option) (T, error) {
 	var zero T
-	for range attempts {
+	for attempt := range attempts {
 		var doc T
 		etag, err := s.Get(ctx, key, &doc)
 		found := err == nil
@@ -127,15 +150,15 @@ func Mutate[T any](ctx context.Context, s *Store, key string, attempts int, fn f
 			return zero, err
 		}
 		if found {
-			err = s.Update(ctx, key, doc, etag)
+			err = s.Update(ctx, key, doc, etag, opts...)
 		} else {
-			err = s.Create(ctx, key, doc)
+			err = s.Create(ctx, key, doc, opts...)
 		}
 		switch {
 		case err == nil:
 			return doc, nil
 		case errors.Is(err, ErrConflict), errors.Is(err, ErrExists):
-			if err := ctx.Err(); err != nil {
+			if err := Backoff(ctx, attempt); err != nil {
 				return zero, err
 			}
 			continue
@@ -144,6 +167,21 @@ func Mutate[T any](ctx context.Context, s *Store, key string, attempts int, fn f
 		}
 	}
 	return zero, fmt.Errorf("%s: %w after %d attempts", key, ErrConflict, attempts)
+}
+
+// Backoff sleeps before CAS retry number attempt (0-based): exponential from 1ms, capped at
+// 64ms, with full jitter so contending writers spread out. It returns ctx's error if ctx ends.
+func Backoff(ctx context.Context, attempt int) error {
+	d := time.Duration(1<<min(attempt, 6)) * time.Millisecond
+	d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // ErrNoChange tells Mutate that fn decided nothing needs writing.

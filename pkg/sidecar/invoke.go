@@ -23,17 +23,19 @@ import (
 // (/v1.0/invoke/<app>/method/<path>). The HTTP form keeps the target's status code and
 // problem document intact, and otelhttp injects W3C traceparent so the trace continues.
 type Invoker struct {
-	base  string
-	token string
-	hc    *http.Client
+	base   string
+	token  string
+	hc     *http.Client
+	stream *http.Client // no overall timeout: streams live as long as their request
 }
 
 // NewInvoker returns an invoker for the configured sidecar.
 func NewInvoker(c Config) *Invoker {
 	return &Invoker{
-		base:  c.HTTPBase(),
-		token: c.APIToken,
-		hc:    DefaultHTTPClient(otelhttp.NewTransport(http.DefaultTransport)),
+		base:   c.HTTPBase(),
+		token:  c.APIToken,
+		hc:     DefaultHTTPClient(otelhttp.NewTransport(http.DefaultTransport)),
+		stream: &http.Client{Transport: otelhttp.NewTransport(http.DefaultTransport)},
 	}
 }
 
@@ -70,9 +72,27 @@ type Response struct {
 	Body   []byte
 }
 
-// Raw invokes method on app with a raw JSON body (nil for none) and returns a 2xx answer as
-// is; non-2xx answers become errors as described on Call.
-func (i *Invoker) Raw(ctx context.Context, app, method, path string, hdr http.Header, body []byte) (*Response, error) {
+// Stream invokes method on app and, for a 2xx answer, returns the response with its body
+// unread, for relaying long-lived streams (server-sent events). The caller closes the body.
+// Non-2xx answers become errors as described on Call.
+func (i *Invoker) Stream(ctx context.Context, app, method, path string, hdr http.Header) (*http.Response, error) {
+	req, err := i.request(ctx, app, method, path, hdr, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := i.stream.Do(req)
+	if err != nil {
+		return nil, i.transportError(ctx, app, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return nil, responseError(app, resp, data)
+	}
+	return resp, nil
+}
+
+func (i *Invoker) request(ctx context.Context, app, method, path string, hdr http.Header, body []byte) (*http.Request, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -93,12 +113,26 @@ func (i *Invoker) Raw(ctx context.Context, app, method, path string, hdr http.He
 	if i.token != "" {
 		req.Header.Set("dapr-api-token", i.token)
 	}
+	return req, nil
+}
+
+func (i *Invoker) transportError(ctx context.Context, app, path string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("invoke %s %s: %w", app, path, ctx.Err())
+	}
+	return &problem.Error{Code: problem.CodeUnavailable, Detail: fmt.Sprintf("%s is unreachable", app)}
+}
+
+// Raw invokes method on app with a raw JSON body (nil for none) and returns a 2xx answer as
+// is; non-2xx answers become errors as described on Call.
+func (i *Invoker) Raw(ctx context.Context, app, method, path string, hdr http.Header, body []byte) (*Response, error) {
+	req, err := i.request(ctx, app, method, path, hdr, body)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := i.hc.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("invoke %s %s: %w", app, path, ctx.Err())
-		}
-		return nil, &problem.Error{Code: problem.CodeUnavailable, Detail: fmt.Sprintf("%s is unreachable", app)}
+		return nil, i.transportError(ctx, app, path, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))

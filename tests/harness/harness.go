@@ -37,6 +37,9 @@ type Options struct {
 	OTLPEndpoint string
 	// Name labels the stack's log directory.
 	Name string
+	// Components overrides component metadata (component name → metadata name → value) on
+	// top of the harness defaults.
+	Components map[string]map[string]string
 }
 
 // Stack is a running platform.
@@ -112,6 +115,13 @@ func Start(ctx context.Context, infra *testinfra.Infra, opts Options) (*Stack, e
 		// the default cost.
 		"PASSWORD_HASH_COST":      "4",
 		"OTEL_BSP_SCHEDULE_DELAY": "200",
+		// Every test client comes from 127.0.0.1: the per-IP limit would only measure the
+		// suite's own speed. TestRateLimits sets real limits on a stack of its own.
+		"RATE_LIMIT_IP":         "1000000",
+		"RATE_LIMIT_IP_BURST":   "1000000",
+		"RATE_LIMIT_USER":       "1000",
+		"RATE_LIMIT_USER_BURST": "1000",
+		"PAY_WINDOW":            "2m",
 	}
 	if opts.OTLPEndpoint != "" {
 		env["OTEL_EXPORTER_OTLP_ENDPOINT"] = opts.OTLPEndpoint
@@ -119,17 +129,28 @@ func Start(ctx context.Context, infra *testinfra.Infra, opts Options) (*Stack, e
 	for k, v := range opts.Env {
 		env[k] = v
 	}
+	components := map[string]map[string]string{
+		"statestore":       {"redisHost": infra.RedisAddr, "redisDB": strconv.Itoa(infra.RedisDB)},
+		"pubsub":           {"connectionString": infra.RabbitURL},
+		"pubsub-broadcast": {"connectionString": infra.RabbitURL},
+		"order-expiry":     {"schedule": "@every 1s"},
+	}
+	for name, md := range opts.Components {
+		if components[name] == nil {
+			components[name] = map[string]string{}
+		}
+		for k, v := range md {
+			components[name][k] = v
+		}
+	}
 	plan, err := devstack.Materialize(filepath.Join(RepoRoot(), "dapr", "dapr.yaml"), devstack.Options{
-		OutDir: filepath.Join(logDir, "run"),
-		Ports:  devstack.FreePorts(),
-		Env:    env,
-		AppEnv: opts.AppEnv,
-		ComponentMetadata: map[string]map[string]string{
-			"statestore": {"redisHost": infra.RedisAddr, "redisDB": strconv.Itoa(infra.RedisDB)},
-			"pubsub":     {"connectionString": infra.RabbitURL},
-		},
-		OTLPEndpoint: opts.OTLPEndpoint,
-		Apps:         opts.Apps,
+		OutDir:            filepath.Join(logDir, "run"),
+		Ports:             devstack.FreePorts(),
+		Env:               env,
+		AppEnv:            opts.AppEnv,
+		ComponentMetadata: components,
+		OTLPEndpoint:      opts.OTLPEndpoint,
+		Apps:              opts.Apps,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("materialize run file: %w", err)

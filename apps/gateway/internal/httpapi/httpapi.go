@@ -23,6 +23,7 @@ import (
 // Invoker forwards calls to other apps (sidecar.Invoker).
 type Invoker interface {
 	Raw(ctx context.Context, app, method, path string, hdr http.Header, body []byte) (*sidecar.Response, error)
+	Stream(ctx context.Context, app, method, path string, hdr http.Header) (*http.Response, error)
 }
 
 // Limiter is the rate limiter (ratelimit.Limiter).
@@ -37,6 +38,8 @@ type TokenSource func() (*auth.Tokens, error)
 // Apps names the app ids requests are forwarded to.
 type Apps struct {
 	Catalog string
+	Order   string
+	Notify  string
 }
 
 // API holds the gateway's handlers.
@@ -68,6 +71,31 @@ func (a *API) Routes(r chi.Router) {
 				return a.Apps.Catalog, "deals?" + r.URL.RawQuery
 			}))
 		})
+
+		// A user's own orders and notifications.
+		r.Group(func(r chi.Router) {
+			r.Use(a.requireUser, a.Limiter.PerUser)
+			r.Post("/deals/{id}/orders", a.forward(func(r *http.Request) (string, string) {
+				return a.Apps.Order, "deals/" + url.PathEscape(chi.URLParam(r, "id")) + "/orders"
+			}))
+			r.Post("/orders/{id}/pay", a.forward(func(r *http.Request) (string, string) {
+				return a.Apps.Order, "orders/" + url.PathEscape(chi.URLParam(r, "id")) + "/pay"
+			}))
+			r.Post("/orders/{id}/cancel", a.forward(func(r *http.Request) (string, string) {
+				return a.Apps.Order, "orders/" + url.PathEscape(chi.URLParam(r, "id")) + "/cancel"
+			}))
+			r.Get("/orders/{id}", a.forward(func(r *http.Request) (string, string) {
+				return a.Apps.Order, "orders/" + url.PathEscape(chi.URLParam(r, "id"))
+			}))
+			r.Get("/me/orders", a.forward(func(*http.Request) (string, string) { return a.Apps.Order, "me/orders" }))
+			r.Get("/me/notifications", a.forward(func(*http.Request) (string, string) { return a.Apps.Notify, "me/notifications" }))
+			r.Get("/events", a.stream(func(*http.Request) (string, string) { return a.Apps.Notify, "events" }))
+		})
+
+		// Public live progress of a group.
+		r.With(a.Limiter.PerIP).Get("/groups/{id}/events", a.stream(func(r *http.Request) (string, string) {
+			return a.Apps.Notify, "groups/" + url.PathEscape(chi.URLParam(r, "id")) + "/stream"
+		}))
 
 		// Admin writes.
 		r.Group(func(r chi.Router) {
@@ -198,5 +226,45 @@ func (a *API) forward(target func(*http.Request) (app, path string)) http.Handle
 		}
 		w.WriteHeader(resp.Status)
 		_, _ = w.Write(resp.Body)
+	}
+}
+
+// stream relays a long-lived text/event-stream answer, flushing each chunk as it arrives.
+func (a *API) stream(target func(*http.Request) (app, path string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		hdr := http.Header{}
+		if u, ok := identity.FromContext(r.Context()); ok {
+			hdr = u.Header()
+		}
+		hdr.Set("Accept", "text/event-stream")
+		app, path := target(r)
+		resp, err := a.Invoker.Stream(r.Context(), app, http.MethodGet, path, hdr)
+		if err != nil {
+			problem.Write(w, r, err)
+			return
+		}
+		defer resp.Body.Close()
+		for _, h := range []string{"Content-Type", "Cache-Control"} {
+			if v := resp.Header.Get(h); v != "" {
+				w.Header().Set(h, v)
+			}
+		}
+		w.Header().Set("X-Accel-Buffering", "no")
+		w.WriteHeader(resp.StatusCode)
+		rc := http.NewResponseController(w)
+		_ = rc.Flush()
+		buf := make([]byte, 4096)
+		for {
+			n, err := resp.Body.Read(buf)
+			if n > 0 {
+				if _, werr := w.Write(buf[:n]); werr != nil {
+					return
+				}
+				_ = rc.Flush()
+			}
+			if err != nil {
+				return
+			}
+		}
 	}
 }

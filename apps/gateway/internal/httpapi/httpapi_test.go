@@ -1,9 +1,11 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -107,6 +109,15 @@ func (f *fakeInvoker) Raw(_ context.Context, app, method, path string, hdr http.
 		return f.resp, nil
 	}
 	return &sidecar.Response{Status: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(`{}`)}, nil
+}
+
+// Stream answers with the body of resp (or "{}") as a stream, recording the call like Raw.
+func (f *fakeInvoker) Stream(ctx context.Context, app, method, path string, hdr http.Header) (*http.Response, error) {
+	r, err := f.Raw(ctx, app, method, path, hdr, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Response{StatusCode: r.Status, Header: r.Header, Body: io.NopCloser(bytes.NewReader(r.Body))}, nil
 }
 
 func (f *fakeInvoker) invocations() []invocation {

@@ -1,0 +1,274 @@
+// Package daprstore keeps the order app's documents in the Dapr state store:
+//
+//	order:<id>                 the order (ETag CAS on every transition)
+//	userorders:<user>          the user's orders: purchase-limit counting and GET /me/orders
+//	pending:<shard>            orders awaiting settlement, sharded so placements on one hot
+//	                           deal do not all contend for one document
+//	idem:<user>:<sha256(key)>  Idempotency-Key records, expiring after 24 h
+package daprstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"time"
+
+	"github.com/groupbuy/groupbuy/apps/order/internal/order"
+	"github.com/groupbuy/groupbuy/pkg/daprstate"
+)
+
+const casAttempts = 50
+
+// Orders implements order.Store.
+type Orders struct{ s *daprstate.Store }
+
+// NewOrders returns the order store.
+func NewOrders(s *daprstate.Store) *Orders { return &Orders{s: s} }
+
+// OrderKey is the state key of an order.
+func OrderKey(id string) string { return "order:" + id }
+
+// Get implements order.Store.
+func (r *Orders) Get(ctx context.Context, id string) (order.Order, string, error) {
+	var o order.Order
+	etag, err := r.s.Get(ctx, OrderKey(id), &o)
+	if errors.Is(err, daprstate.ErrNotFound) {
+		return order.Order{}, "", fmt.Errorf("order %s: %w", id, order.ErrNotFound)
+	}
+	return o, etag, err
+}
+
+// Create implements order.Store.
+func (r *Orders) Create(ctx context.Context, o order.Order) error {
+	err := r.s.Create(ctx, OrderKey(o.ID), o)
+	if errors.Is(err, daprstate.ErrExists) {
+		return nil // a resumed placement already wrote it
+	}
+	return err
+}
+
+// Update implements order.Store.
+func (r *Orders) Update(ctx context.Context, o order.Order, etag string) error {
+	err := r.s.Update(ctx, OrderKey(o.ID), o, etag)
+	if errors.Is(err, daprstate.ErrConflict) {
+		return order.ErrConflict
+	}
+	return err
+}
+
+// Users implements order.UserIndex.
+type Users struct{ s *daprstate.Store }
+
+// NewUsers returns the user index.
+func NewUsers(s *daprstate.Store) *Users { return &Users{s: s} }
+
+type userDoc struct {
+	Entries []order.IndexEntry `json:"entries"`
+}
+
+func userKey(id string) string { return "userorders:" + id }
+
+// Add implements order.UserIndex.
+func (r *Users) Add(ctx context.Context, userID string, e order.IndexEntry, limit int) error {
+	_, err := daprstate.Mutate(ctx, r.s, userKey(userID), casAttempts, func(d *userDoc, _ bool) error {
+		units := 0
+		for _, x := range d.Entries {
+			if x.OrderID == e.OrderID {
+				return daprstate.ErrNoChange
+			}
+			if x.DealID == e.DealID && x.Status.Active() {
+				units += x.Quantity
+			}
+		}
+		if units+e.Quantity > limit {
+			return order.ErrPurchaseLimit
+		}
+		d.Entries = append(d.Entries, e)
+		return nil
+	})
+	return err
+}
+
+// SetStatus implements order.UserIndex.
+func (r *Users) SetStatus(ctx context.Context, userID, orderID string, st order.Status) error {
+	_, err := daprstate.Mutate(ctx, r.s, userKey(userID), casAttempts, func(d *userDoc, _ bool) error {
+		i := slices.IndexFunc(d.Entries, func(x order.IndexEntry) bool { return x.OrderID == orderID })
+		if i < 0 || d.Entries[i].Status == st {
+			return daprstate.ErrNoChange
+		}
+		d.Entries[i].Status = st
+		return nil
+	})
+	return err
+}
+
+// Remove implements order.UserIndex.
+func (r *Users) Remove(ctx context.Context, userID, orderID string) error {
+	_, err := daprstate.Mutate(ctx, r.s, userKey(userID), casAttempts, func(d *userDoc, found bool) error {
+		i := slices.IndexFunc(d.Entries, func(x order.IndexEntry) bool { return x.OrderID == orderID })
+		if !found || i < 0 {
+			return daprstate.ErrNoChange
+		}
+		d.Entries = slices.Delete(d.Entries, i, i+1)
+		return nil
+	})
+	return err
+}
+
+// List implements order.UserIndex.
+func (r *Users) List(ctx context.Context, userID string) ([]order.IndexEntry, error) {
+	var d userDoc
+	_, err := r.s.Get(ctx, userKey(userID), &d)
+	if errors.Is(err, daprstate.ErrNotFound) {
+		return nil, nil
+	}
+	return d.Entries, err
+}
+
+// Pending implements order.Pending over Shards documents.
+type Pending struct {
+	s      *daprstate.Store
+	shards int
+}
+
+// NewPending returns the pending set with the given number of shards.
+func NewPending(s *daprstate.Store, shards int) *Pending { return &Pending{s: s, shards: max(shards, 1)} }
+
+type pendingDoc struct {
+	Orders map[string]pendingItem `json:"orders"`
+}
+
+type pendingItem struct {
+	UserID string    `json:"user_id"`
+	DealID string    `json:"deal_id"`
+	Due    time.Time `json:"due"`
+}
+
+func (p *Pending) key(orderID string) string {
+	h := fnv.New32a()
+	h.Write([]byte(orderID))
+	return fmt.Sprintf("pending:%d", int(h.Sum32())%p.shards)
+}
+
+// Add implements order.Pending.
+func (p *Pending) Add(ctx context.Context, e order.PendingEntry) error {
+	_, err := daprstate.Mutate(ctx, p.s, p.key(e.OrderID), casAttempts, func(d *pendingDoc, _ bool) error {
+		if _, ok := d.Orders[e.OrderID]; ok {
+			return daprstate.ErrNoChange
+		}
+		if d.Orders == nil {
+			d.Orders = map[string]pendingItem{}
+		}
+		d.Orders[e.OrderID] = pendingItem{UserID: e.UserID, DealID: e.DealID, Due: e.Due}
+		return nil
+	})
+	return err
+}
+
+// Remove implements order.Pending.
+func (p *Pending) Remove(ctx context.Context, orderID string) error {
+	_, err := daprstate.Mutate(ctx, p.s, p.key(orderID), casAttempts, func(d *pendingDoc, _ bool) error {
+		if _, ok := d.Orders[orderID]; !ok {
+			return daprstate.ErrNoChange
+		}
+		delete(d.Orders, orderID)
+		return nil
+	})
+	return err
+}
+
+// Due implements order.Pending.
+func (p *Pending) Due(ctx context.Context, t time.Time) ([]order.PendingEntry, error) {
+	var out []order.PendingEntry
+	for i := range p.shards {
+		var d pendingDoc
+		_, err := p.s.Get(ctx, fmt.Sprintf("pending:%d", i), &d)
+		if errors.Is(err, daprstate.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for id, it := range d.Orders {
+			if it.Due.Before(t) {
+				out = append(out, order.PendingEntry{OrderID: id, UserID: it.UserID, DealID: it.DealID, Due: it.Due})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b order.PendingEntry) int { return a.Due.Compare(b.Due) })
+	return out, nil
+}
+
+// Idempotency implements order.Idempotency.
+type Idempotency struct {
+	s   *daprstate.Store
+	ttl time.Duration
+	now func() time.Time
+}
+
+// NewIdempotency returns the key store; records expire after ttl.
+func NewIdempotency(s *daprstate.Store, ttl time.Duration) *Idempotency {
+	return &Idempotency{s: s, ttl: ttl, now: time.Now}
+}
+
+func idemKey(userID, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return "idem:" + userID + ":" + hex.EncodeToString(sum[:16])
+}
+
+var errNotOurs = errors.New("idempotency: not claimable")
+
+// Begin implements order.Idempotency.
+func (r *Idempotency) Begin(ctx context.Context, userID, key, hash string, lease time.Duration, newOrderID func() string) (order.IdemRecord, bool, error) {
+	claimed := false
+	rec, err := daprstate.Mutate(ctx, r.s, idemKey(userID, key), casAttempts, func(d *order.IdemRecord, found bool) error {
+		now := r.now().UTC()
+		claimed = false
+		switch {
+		case !found:
+			*d = order.IdemRecord{Hash: hash, OrderID: newOrderID(), LeaseUntil: now.Add(lease), CreatedAt: now}
+		case d.Hash != hash || d.Done || now.Before(d.LeaseUntil):
+			return errNotOurs
+		default:
+			d.LeaseUntil = now.Add(lease) // the previous owner gave up or died: take over
+		}
+		claimed = true
+		return nil
+	}, daprstate.TTL(r.ttl))
+	if errors.Is(err, errNotOurs) {
+		var cur order.IdemRecord
+		if _, gerr := r.s.Get(ctx, idemKey(userID, key), &cur); gerr != nil {
+			return order.IdemRecord{}, false, gerr
+		}
+		return cur, false, nil
+	}
+	return rec, claimed, err
+}
+
+// Finish implements order.Idempotency.
+func (r *Idempotency) Finish(ctx context.Context, userID, key string, status int, body []byte) error {
+	_, err := daprstate.Mutate(ctx, r.s, idemKey(userID, key), casAttempts, func(d *order.IdemRecord, found bool) error {
+		if !found {
+			return fmt.Errorf("idempotency record vanished")
+		}
+		d.Done, d.Status, d.Body = true, status, body
+		return nil
+	}, daprstate.TTL(r.ttl))
+	return err
+}
+
+// Abandon implements order.Idempotency.
+func (r *Idempotency) Abandon(ctx context.Context, userID, key string) error {
+	_, err := daprstate.Mutate(ctx, r.s, idemKey(userID, key), casAttempts, func(d *order.IdemRecord, found bool) error {
+		if !found || d.Done {
+			return daprstate.ErrNoChange
+		}
+		d.LeaseUntil = time.Time{}
+		return nil
+	}, daprstate.TTL(r.ttl))
+	return err
+}

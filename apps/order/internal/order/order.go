@@ -1,0 +1,208 @@
+// Package order owns orders: placement with idempotency keys, the per-user purchase limit,
+// stock holds through inventory, payment through the payment app, cancellation and expiry.
+//
+// State machine (DESIGN.md §4):
+//
+//	pending_payment → paid → confirmed
+//	pending_payment → cancelled          (owner cancels, or the pay window passes)
+//	paid → refunded                      (a group fails; issue of the group app)
+//
+// Every transition is one ETag-checked write of the order document; side effects (stock
+// release/commit, events, index updates) follow the write and are idempotent, so a sweep can
+// redo them after a crash.
+package order
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/groupbuy/groupbuy/pkg/identity"
+	"github.com/groupbuy/groupbuy/pkg/problem"
+)
+
+// Status of an order.
+type Status string
+
+// Statuses.
+const (
+	StatusPending   Status = "pending_payment"
+	StatusPaid      Status = "paid"
+	StatusConfirmed Status = "confirmed"
+	StatusCancelled Status = "cancelled"
+	StatusRefunded  Status = "refunded"
+)
+
+// transitions lists the legal moves of the state machine.
+var transitions = map[Status][]Status{
+	StatusPending: {StatusPaid, StatusCancelled},
+	StatusPaid:    {StatusConfirmed, StatusRefunded},
+}
+
+// CanTransition reports whether from → to is legal.
+func CanTransition(from, to Status) bool {
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// Active reports whether an order in this status holds or consumed stock (counts toward the
+// per-user limit).
+func (s Status) Active() bool {
+	return s == StatusPending || s == StatusPaid || s == StatusConfirmed
+}
+
+// Errors of the order domain.
+var (
+	ErrNotFound          = problem.New(problem.CodeNotFound, "order not found")
+	ErrDealNotActive     = problem.New(problem.CodeDealNotActive, "the deal is not active")
+	ErrPurchaseLimit     = problem.New(problem.CodePurchaseLimit, "the purchase limit for this deal is reached")
+	ErrSoldOut           = problem.New(problem.CodeSoldOut, "the deal is sold out")
+	ErrInvalidState      = problem.New(problem.CodeInvalidState, "")
+	ErrIdempotencyReused = problem.New(problem.CodeIdempotencyReused, "the Idempotency-Key was used with a different request")
+	ErrIdempotencyInUse  = problem.New(problem.CodeIdempotencyInUse, "a request with this Idempotency-Key is still in progress")
+	ErrPaymentDeclined   = problem.New(problem.CodePaymentDeclined, "the payment was declined")
+	ErrPaymentDown       = problem.New(problem.CodePaymentUnavailable, "the payment provider is unavailable; try again later")
+	ErrConflict          = errors.New("order: concurrent update")
+)
+
+func invalidState(detail string) error { return &problem.Error{Code: problem.CodeInvalidState, Detail: detail} }
+
+// Order is the stored order document.
+type Order struct {
+	ID             string    `json:"id"`
+	UserID         string    `json:"user_id"`
+	DealID         string    `json:"deal_id"`
+	GroupID        string    `json:"group_id,omitempty"`
+	Kind           string    `json:"kind"`
+	Quantity       int       `json:"quantity"`
+	UnitPriceCents int64     `json:"unit_price_cents"`
+	TotalCents     int64     `json:"total_cents"`
+	Status         Status    `json:"status"`
+	PayBy          time.Time `json:"pay_by"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+	// PaymentStartedAt marks a charge in flight: expiry leaves the order alone meanwhile, and
+	// after PaymentGrace it asks the payment app what happened instead of guessing.
+	PaymentStartedAt *time.Time `json:"payment_started_at,omitempty"`
+	// Settled records that the side effects of the current status were all applied.
+	Settled bool `json:"settled"`
+}
+
+// Deal is what the order app needs to know about a deal (from the catalog; immutable).
+type Deal struct {
+	ID           string    `json:"id"`
+	Kind         string    `json:"kind"`
+	PriceCents   int64     `json:"price_cents"`
+	StartsAt     time.Time `json:"starts_at"`
+	EndsAt       time.Time `json:"ends_at"`
+	PerUserLimit int       `json:"per_user_limit"`
+}
+
+// Store keeps order documents with ETag concurrency.
+type Store interface {
+	Get(ctx context.Context, id string) (Order, string, error) // ErrNotFound when absent
+	Create(ctx context.Context, o Order) error                  // ok if an identical id exists
+	Update(ctx context.Context, o Order, etag string) error     // ErrConflict on ETag mismatch
+}
+
+// UserIndex is the per-user list of orders (GET /me/orders and the purchase limit).
+type UserIndex interface {
+	// Add records order id for user if the user's active quantity on the deal plus qty stays
+	// within limit; otherwise it returns ErrPurchaseLimit. Adding an id twice is a no-op.
+	Add(ctx context.Context, userID string, e IndexEntry, limit int) error
+	// SetStatus updates the status of an entry (no-op when absent).
+	SetStatus(ctx context.Context, userID, orderID string, s Status) error
+	// Remove drops an entry (a placement that did not happen).
+	Remove(ctx context.Context, userID, orderID string) error
+	List(ctx context.Context, userID string) ([]IndexEntry, error)
+}
+
+// IndexEntry is one order in a user's index.
+type IndexEntry struct {
+	OrderID  string `json:"order_id"`
+	DealID   string `json:"deal_id"`
+	Quantity int    `json:"quantity"`
+	Status   Status `json:"status"`
+}
+
+// Pending is the sharded set of orders the expiry sweep must look at: placed, not settled.
+type Pending interface {
+	Add(ctx context.Context, e PendingEntry) error
+	Remove(ctx context.Context, orderID string) error
+	// Due returns ids whose due time is before t, across all shards.
+	Due(ctx context.Context, t time.Time) ([]PendingEntry, error)
+}
+
+// PendingEntry is an order awaiting settlement.
+type PendingEntry struct {
+	OrderID string
+	UserID  string
+	DealID  string
+	Due     time.Time
+}
+
+// Idempotency stores one record per (user, key).
+type Idempotency interface {
+	// Begin claims the key for a new request with the given request hash and lease. It
+	// returns the record as stored; claimed is true when this caller now owns the key (new, or
+	// taken over after the previous owner's lease expired).
+	Begin(ctx context.Context, userID, key, hash string, lease time.Duration, newOrderID func() string) (rec IdemRecord, claimed bool, err error)
+	// Finish stores the final response.
+	Finish(ctx context.Context, userID, key string, status int, body []byte) error
+	// Abandon ends the lease early after a transient failure, so a retry can take over.
+	Abandon(ctx context.Context, userID, key string) error
+}
+
+// IdemRecord is a stored idempotency record.
+type IdemRecord struct {
+	Hash       string    `json:"hash"`
+	OrderID    string    `json:"order_id"`
+	Done       bool      `json:"done"`
+	Status     int       `json:"status,omitempty"`
+	Body       []byte    `json:"body,omitempty"`
+	LeaseUntil time.Time `json:"lease_until"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// Deals reads deals from the catalog.
+type Deals interface {
+	Deal(ctx context.Context, id string) (Deal, error)
+}
+
+// Stock is the inventory app.
+type Stock interface {
+	// Reserve holds qty units for orderID until the given time. It is idempotent per order:
+	// a replay reports the hold's current state ("reserved", "committed", "released");
+	// soldOut reports a refusal.
+	Reserve(ctx context.Context, dealID, orderID string, qty int, until time.Time) (state string, soldOut bool, err error)
+	Commit(ctx context.Context, dealID, orderID string) error
+	Release(ctx context.Context, dealID, orderID string) error
+}
+
+// ChargeResult is the payment app's answer.
+type ChargeResult struct {
+	Status string `json:"status"` // succeeded | declined
+}
+
+// Payments is the payment app.
+type Payments interface {
+	Charge(ctx context.Context, orderID string, amount int64, token string) (ChargeResult, error)
+	// Lookup returns the recorded charge of an order; found=false when there is none.
+	Lookup(ctx context.Context, orderID string) (res ChargeResult, found bool, err error)
+	Refund(ctx context.Context, orderID string) error
+}
+
+// Publisher publishes order events.
+type Publisher interface {
+	PublishOrder(ctx context.Context, topic string, o Order) error
+}
+
+// IDs issues order ids.
+type IDs interface{ NextString() string }
+
+// Caller is the authenticated user.
+type Caller = identity.User

@@ -1,0 +1,452 @@
+package order
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/events"
+	"github.com/groupbuy/groupbuy/pkg/problem"
+)
+
+// Config tunes the service.
+type Config struct {
+	PayWindow time.Duration // how long a pending order holds stock
+	// IdemLease bounds how long a request owns its Idempotency-Key before a retry may take over.
+	IdemLease time.Duration
+	// PaymentGrace is how long expiry leaves an order with a charge in flight alone before
+	// asking the payment app what happened.
+	PaymentGrace time.Duration
+	MaxQuantity  int
+}
+
+// Service implements the order use cases.
+type Service struct {
+	cfg      Config
+	store    Store
+	users    UserIndex
+	pending  Pending
+	idem     Idempotency
+	deals    Deals
+	stock    Stock
+	payments Payments
+	pub      Publisher
+	ids      IDs
+	log      *slog.Logger
+	now      func() time.Time
+}
+
+// Deps are the service's collaborators.
+type Deps struct {
+	Store    Store
+	Users    UserIndex
+	Pending  Pending
+	Idem     Idempotency
+	Deals    Deals
+	Stock    Stock
+	Payments Payments
+	Pub      Publisher
+	IDs      IDs
+	Log      *slog.Logger
+	Now      func() time.Time
+}
+
+// NewService wires the service.
+func NewService(cfg Config, d Deps) *Service {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return &Service{cfg: cfg, store: d.Store, users: d.Users, pending: d.Pending, idem: d.Idem,
+		deals: d.Deals, stock: d.Stock, payments: d.Payments, pub: d.Pub, ids: d.IDs, log: d.Log, now: d.Now}
+}
+
+// PlaceRequest is a flash order request.
+type PlaceRequest struct {
+	DealID         string
+	Quantity       int
+	IdempotencyKey string
+}
+
+// Reply is a finished response, as stored for idempotent replays.
+type Reply struct {
+	Status int
+	Body   []byte
+}
+
+// RenderFunc turns an outcome into the response that is stored and replayed.
+type RenderFunc func(o Order, err error) Reply
+
+// RequestHash fingerprints a request so a key reused with another body is detected.
+func RequestHash(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Place creates a flash order exactly once per (user, Idempotency-Key). Business outcomes
+// (created, sold out, limit, inactive deal) are stored with the key and replayed; transient
+// failures end the key's lease so a retry resumes with the same order id, whose every step
+// is idempotent.
+func (s *Service) Place(ctx context.Context, u Caller, req PlaceRequest, render RenderFunc) (Reply, error) {
+	if req.IdempotencyKey == "" || len(req.IdempotencyKey) > 200 {
+		return Reply{}, problem.Invalid(problem.FieldError{Field: "Idempotency-Key", Reason: "header is required (1-200 characters)"})
+	}
+	if req.Quantity < 1 || req.Quantity > s.cfg.MaxQuantity {
+		return Reply{}, problem.Invalid(problem.FieldError{Field: "quantity", Reason: fmt.Sprintf("must be between 1 and %d", s.cfg.MaxQuantity)})
+	}
+	hash := RequestHash("place", req.DealID, fmt.Sprint(req.Quantity))
+	rec, claimed, err := s.idem.Begin(ctx, u.ID, req.IdempotencyKey, hash, s.cfg.IdemLease, s.ids.NextString)
+	if err != nil {
+		return Reply{}, err
+	}
+	switch {
+	case rec.Hash != hash:
+		return Reply{}, ErrIdempotencyReused
+	case rec.Done:
+		return Reply{Status: rec.Status, Body: rec.Body}, nil
+	case !claimed:
+		return Reply{}, ErrIdempotencyInUse
+	}
+
+	o, err := s.place(ctx, u, req, rec.OrderID)
+	if err != nil && isTransient(err) {
+		if aerr := s.idem.Abandon(context.WithoutCancel(ctx), u.ID, req.IdempotencyKey); aerr != nil {
+			s.log.WarnContext(ctx, "idempotency_abandon_failed", slog.String("error", aerr.Error()))
+		}
+		return Reply{}, err
+	}
+	reply := render(o, err)
+	if ferr := s.idem.Finish(context.WithoutCancel(ctx), u.ID, req.IdempotencyKey, reply.Status, reply.Body); ferr != nil {
+		return Reply{}, ferr
+	}
+	return reply, nil
+}
+
+// isTransient reports whether err may go away on retry (infrastructure), as opposed to a
+// business outcome that must be replayed as is.
+func isTransient(err error) bool {
+	var pe *problem.Error
+	if !errors.As(err, &pe) {
+		return true
+	}
+	return pe.Code.Status() >= 500
+}
+
+func (s *Service) place(ctx context.Context, u Caller, req PlaceRequest, orderID string) (Order, error) {
+	// A retry after a crash may find the order already made.
+	if o, _, err := s.store.Get(ctx, orderID); err == nil {
+		return o, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return Order{}, err
+	}
+	deal, err := s.deals.Deal(ctx, req.DealID)
+	if err != nil {
+		return Order{}, err
+	}
+	if deal.Kind != "flash" {
+		return Order{}, invalidState("group deals are bought by opening or joining a group")
+	}
+	now := s.now().UTC()
+	if now.Before(deal.StartsAt) || !now.Before(deal.EndsAt) {
+		return Order{}, ErrDealNotActive
+	}
+	o := Order{
+		ID:             orderID,
+		UserID:         u.ID,
+		DealID:         deal.ID,
+		Kind:           deal.Kind,
+		Quantity:       req.Quantity,
+		UnitPriceCents: deal.PriceCents,
+		TotalCents:     deal.PriceCents * int64(req.Quantity),
+		Status:         StatusPending,
+		PayBy:          now.Add(s.cfg.PayWindow).Truncate(time.Millisecond),
+		CreatedAt:      now.Truncate(time.Millisecond),
+	}
+	o.UpdatedAt = o.CreatedAt
+	// The purchase limit is checked and the quantity counted in one CAS of the user's index.
+	if err := s.users.Add(ctx, u.ID, IndexEntry{OrderID: o.ID, DealID: o.DealID, Quantity: o.Quantity, Status: StatusPending}, deal.PerUserLimit); err != nil {
+		return Order{}, err
+	}
+	// Registered before the hold is taken: if we crash after reserving, the sweep finds the
+	// id, sees no order document, and releases the hold.
+	if err := s.pending.Add(ctx, PendingEntry{OrderID: o.ID, UserID: o.UserID, DealID: o.DealID, Due: o.PayBy}); err != nil {
+		return Order{}, err
+	}
+	state, soldOut, err := s.stock.Reserve(ctx, o.DealID, o.ID, o.Quantity, o.PayBy)
+	if err != nil {
+		return Order{}, err
+	}
+	if soldOut {
+		s.undoPlacement(ctx, o)
+		return Order{}, ErrSoldOut
+	}
+	if state != "reserved" {
+		// A retry resumed too late: the sweep already gave this placement's hold back.
+		return Order{}, invalidState("this placement expired before it completed; retry with a new Idempotency-Key")
+	}
+	if err := s.store.Create(ctx, o); err != nil {
+		return Order{}, err
+	}
+	if err := s.pub.PublishOrder(ctx, events.TopicOrderCreated, o); err != nil {
+		return Order{}, err
+	}
+	return o, nil
+}
+
+// undoPlacement forgets an order that never came to be (no stock). Failures are left to the
+// expiry sweep, which handles ids without an order document.
+func (s *Service) undoPlacement(ctx context.Context, o Order) {
+	ctx = context.WithoutCancel(ctx)
+	if err := s.users.Remove(ctx, o.UserID, o.ID); err != nil {
+		s.log.WarnContext(ctx, "undo_placement_failed", slog.String("order_id", o.ID), slog.String("error", err.Error()))
+		return
+	}
+	if err := s.pending.Remove(ctx, o.ID); err != nil {
+		s.log.WarnContext(ctx, "undo_placement_failed", slog.String("order_id", o.ID), slog.String("error", err.Error()))
+	}
+}
+
+// Get returns an order of the caller; another user's order does not exist for them.
+func (s *Service) Get(ctx context.Context, u Caller, id string) (Order, error) {
+	o, _, err := s.store.Get(ctx, id)
+	if err != nil {
+		return Order{}, err
+	}
+	if o.UserID != u.ID {
+		return Order{}, fmt.Errorf("order %s of another user: %w", id, ErrNotFound)
+	}
+	return o, nil
+}
+
+// List returns the caller's orders, newest first.
+func (s *Service) List(ctx context.Context, u Caller) ([]Order, error) {
+	entries, err := s.users.List(ctx, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Order, 0, len(entries))
+	for i := len(entries) - 1; i >= 0; i-- {
+		o, _, err := s.store.Get(ctx, entries[i].OrderID)
+		if errors.Is(err, ErrNotFound) {
+			continue // a placement in flight or undone
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// update applies fn to the order under ETag CAS, retrying on conflict.
+func (s *Service) update(ctx context.Context, id string, fn func(o *Order) error) (Order, error) {
+	for attempt := 0; attempt < 20; attempt++ {
+		o, etag, err := s.store.Get(ctx, id)
+		if err != nil {
+			return Order{}, err
+		}
+		if err := fn(&o); err != nil {
+			return o, err
+		}
+		o.UpdatedAt = s.now().UTC().Truncate(time.Millisecond)
+		err = s.store.Update(ctx, o, etag)
+		if err == nil {
+			return o, nil
+		}
+		if !errors.Is(err, ErrConflict) {
+			return Order{}, err
+		}
+		if err := daprstate.Backoff(ctx, attempt); err != nil {
+			return Order{}, err
+		}
+	}
+	return Order{}, fmt.Errorf("order %s: %w", id, ErrConflict)
+}
+
+var errUnchanged = errors.New("order: unchanged")
+
+// Pay charges the order and, for a flash order, confirms it.
+func (s *Service) Pay(ctx context.Context, u Caller, id, token string) (Order, error) {
+	if token == "" {
+		return Order{}, problem.Invalid(problem.FieldError{Field: "payment_token", Reason: "is required"})
+	}
+	started := s.now().UTC()
+	o, err := s.update(ctx, id, func(o *Order) error {
+		if o.UserID != u.ID {
+			return ErrNotFound
+		}
+		switch {
+		case o.Status != StatusPending:
+			return invalidState(fmt.Sprintf("an order in status %s cannot be paid", o.Status))
+		case !started.Before(o.PayBy):
+			return invalidState("the payment window has closed")
+		case o.PaymentStartedAt != nil && started.Sub(*o.PaymentStartedAt) < s.cfg.PaymentGrace:
+			return &problem.Error{Code: problem.CodeConflict, Detail: "a payment for this order is in progress"}
+		}
+		o.PaymentStartedAt = &started
+		return nil
+	})
+	if err != nil {
+		return Order{}, err
+	}
+	res, err := s.payments.Charge(ctx, o.ID, o.TotalCents, token)
+	if err != nil || res.Status != "succeeded" {
+		// Nothing was charged (declined), or we cannot know (unavailable): the charge is
+		// idempotent per order, so clearing the marker lets the owner retry and lets expiry
+		// look the charge up later if it did go through.
+		if _, cerr := s.update(context.WithoutCancel(ctx), id, func(o *Order) error {
+			if o.Status != StatusPending || o.PaymentStartedAt == nil || !o.PaymentStartedAt.Equal(started) {
+				return errUnchanged
+			}
+			if err == nil { // declined: the record says so for good
+				o.PaymentStartedAt = nil
+			}
+			return nil
+		}); cerr != nil && !errors.Is(cerr, errUnchanged) {
+			s.log.WarnContext(ctx, "payment_marker_clear_failed", slog.String("order_id", id), slog.String("error", cerr.Error()))
+		}
+		if err != nil {
+			return Order{}, fmt.Errorf("charge order %s: %w (%v)", id, ErrPaymentDown, err)
+		}
+		return Order{}, ErrPaymentDeclined
+	}
+	return s.completePayment(ctx, id)
+}
+
+// completePayment moves a charged order to paid and, for flash orders, commits its stock
+// and confirms it. Every step is idempotent; the sweep calls it again after a crash.
+func (s *Service) completePayment(ctx context.Context, id string) (Order, error) {
+	o, err := s.update(ctx, id, func(o *Order) error {
+		if o.Status != StatusPending {
+			return errUnchanged
+		}
+		o.Status = StatusPaid
+		o.PaymentStartedAt = nil
+		o.Settled = false
+		return nil
+	})
+	if err != nil && !errors.Is(err, errUnchanged) {
+		return Order{}, err
+	}
+	if o.Status == StatusPaid {
+		if err := s.pub.PublishOrder(ctx, events.TopicOrderPaid, o); err != nil {
+			return Order{}, err
+		}
+		if err := s.users.SetStatus(ctx, o.UserID, o.ID, StatusPaid); err != nil {
+			return Order{}, err
+		}
+		if o.Kind != "flash" {
+			// Group orders stay paid until their group succeeds or fails.
+			if err := s.pending.Remove(ctx, o.ID); err != nil {
+				return Order{}, err
+			}
+			return o, nil
+		}
+		if err := s.stock.Commit(ctx, o.DealID, o.ID); err != nil {
+			return Order{}, err
+		}
+		o, err = s.update(ctx, id, func(o *Order) error {
+			if o.Status != StatusPaid {
+				return errUnchanged
+			}
+			o.Status = StatusConfirmed
+			return nil
+		})
+		if err != nil && !errors.Is(err, errUnchanged) {
+			return Order{}, err
+		}
+	}
+	if o.Status == StatusConfirmed && !o.Settled {
+		if err := s.settle(ctx, o, events.TopicOrderConfirmed); err != nil {
+			return Order{}, err
+		}
+		o.Settled = true
+	}
+	return o, nil
+}
+
+// settle applies the side effects of a final status once the document says it: publish,
+// update the user's index, drop the order from the pending set, and mark it settled.
+func (s *Service) settle(ctx context.Context, o Order, topic string) error {
+	if err := s.pub.PublishOrder(ctx, topic, o); err != nil {
+		return err
+	}
+	if err := s.users.SetStatus(ctx, o.UserID, o.ID, o.Status); err != nil {
+		return err
+	}
+	if err := s.pending.Remove(ctx, o.ID); err != nil {
+		return err
+	}
+	_, err := s.update(ctx, o.ID, func(cur *Order) error {
+		if cur.Status != o.Status || cur.Settled {
+			return errUnchanged
+		}
+		cur.Settled = true
+		return nil
+	})
+	if errors.Is(err, errUnchanged) {
+		return nil
+	}
+	return err
+}
+
+// Cancel cancels a pending order of the caller and releases its stock.
+func (s *Service) Cancel(ctx context.Context, u Caller, id string) (Order, error) {
+	now := s.now().UTC()
+	o, err := s.update(ctx, id, func(o *Order) error {
+		if o.UserID != u.ID {
+			return ErrNotFound
+		}
+		if o.Status != StatusPending {
+			return invalidState(fmt.Sprintf("an order in status %s cannot be cancelled", o.Status))
+		}
+		if o.PaymentStartedAt != nil && now.Sub(*o.PaymentStartedAt) < s.cfg.PaymentGrace {
+			return invalidState("a payment for this order is in progress")
+		}
+		o.Status = StatusCancelled
+		o.Settled = false
+		return nil
+	})
+	if err != nil {
+		return Order{}, err
+	}
+	if err := s.finishCancel(ctx, o); err != nil {
+		return Order{}, err
+	}
+	o.Settled = true
+	return o, nil
+}
+
+// finishCancel releases a cancelled order's stock and settles it.
+func (s *Service) finishCancel(ctx context.Context, o Order) error {
+	if err := s.stock.Release(ctx, o.DealID, o.ID); err != nil {
+		return err
+	}
+	return s.settle(ctx, o, events.TopicOrderCancelled)
+}
+
+// ReplyFor is the standard rendering of outcomes: 201 with the order, or the problem.
+func ReplyFor(view func(Order) ([]byte, error)) RenderFunc {
+	return func(o Order, err error) Reply {
+		if err != nil {
+			doc := problem.Doc(err, "")
+			body, _ := json.Marshal(doc)
+			return Reply{Status: doc.Status, Body: body}
+		}
+		body, merr := view(o)
+		if merr != nil {
+			return Reply{Status: http.StatusInternalServerError}
+		}
+		return Reply{Status: http.StatusCreated, Body: body}
+	}
+}

@@ -1,0 +1,138 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/groupbuy/groupbuy/pkg/events"
+)
+
+// SweepStats counts what one expiry pass did.
+type SweepStats struct {
+	Examined  int `json:"examined"`
+	Cancelled int `json:"cancelled"`
+	Completed int `json:"completed"`
+	Cleaned   int `json:"cleaned"`
+	Failed    int `json:"failed"`
+}
+
+// Sweep is the expiry pass the cron binding triggers: pending orders past pay_by are
+// cancelled and their stock released; orders whose side effects were interrupted are
+// finished. It is safe to run concurrently on several replicas and with overlapping ticks:
+// every transition is a CAS that only one runner wins, and every side effect is idempotent.
+func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
+	var st SweepStats
+	now := s.now().UTC()
+	due, err := s.pending.Due(ctx, now)
+	if err != nil {
+		return st, err
+	}
+	for _, e := range due {
+		if ctx.Err() != nil {
+			return st, ctx.Err()
+		}
+		st.Examined++
+		outcome, err := s.sweepOne(ctx, e)
+		if err != nil {
+			st.Failed++
+			s.log.WarnContext(ctx, "sweep_order_failed", slog.String("order_id", e.OrderID), slog.String("error", err.Error()))
+			continue
+		}
+		switch outcome {
+		case "cancelled":
+			st.Cancelled++
+		case "completed":
+			st.Completed++
+		case "cleaned":
+			st.Cleaned++
+		}
+	}
+	return st, nil
+}
+
+func (s *Service) sweepOne(ctx context.Context, e PendingEntry) (string, error) {
+	now := s.now().UTC()
+	o, _, err := s.store.Get(ctx, e.OrderID)
+	if errors.Is(err, ErrNotFound) {
+		// A placement that never finished: give back whatever it took.
+		if err := s.stock.Release(ctx, e.DealID, e.OrderID); err != nil {
+			return "", err
+		}
+		if err := s.users.Remove(ctx, e.UserID, e.OrderID); err != nil {
+			return "", err
+		}
+		return "cleaned", s.pending.Remove(ctx, e.OrderID)
+	}
+	if err != nil {
+		return "", err
+	}
+	switch o.Status {
+	case StatusPending:
+		if o.PaymentStartedAt != nil {
+			if now.Sub(*o.PaymentStartedAt) < s.cfg.PaymentGrace {
+				return "skipped", nil // a charge is in flight
+			}
+			// The payer vanished mid-charge: the payment app knows whether it went through.
+			res, found, err := s.payments.Lookup(ctx, o.ID)
+			if err != nil {
+				return "", err
+			}
+			if found && res.Status == "succeeded" {
+				if _, err := s.completePayment(ctx, o.ID); err != nil {
+					return "", err
+				}
+				return "completed", nil
+			}
+		}
+		if now.Before(o.PayBy) {
+			return "skipped", nil
+		}
+		o, err = s.update(ctx, o.ID, func(cur *Order) error {
+			if cur.Status != StatusPending {
+				return errUnchanged
+			}
+			if cur.PaymentStartedAt != nil && now.Sub(*cur.PaymentStartedAt) < s.cfg.PaymentGrace {
+				return errUnchanged
+			}
+			cur.Status = StatusCancelled
+			cur.PaymentStartedAt = nil
+			cur.Settled = false
+			return nil
+		})
+		if errors.Is(err, errUnchanged) {
+			return "skipped", nil // someone else moved it; the next pass looks again
+		}
+		if err != nil {
+			return "", err
+		}
+		if err := s.finishCancel(ctx, o); err != nil {
+			return "", err
+		}
+		return "cancelled", nil
+	case StatusPaid:
+		if o.Kind == "flash" {
+			if _, err := s.completePayment(ctx, o.ID); err != nil {
+				return "", err
+			}
+			return "completed", nil
+		}
+		return "cleaned", s.pending.Remove(ctx, o.ID)
+	case StatusCancelled:
+		if !o.Settled {
+			return "completed", s.finishCancel(ctx, o)
+		}
+	case StatusConfirmed:
+		if !o.Settled {
+			return "completed", s.settle(ctx, o, events.TopicOrderConfirmed)
+		}
+	case StatusRefunded:
+		if !o.Settled {
+			return "completed", s.settle(ctx, o, events.TopicOrderRefunded)
+		}
+	default:
+		return "", fmt.Errorf("order %s has unknown status %q", o.ID, o.Status)
+	}
+	return "cleaned", s.pending.Remove(ctx, o.ID)
+}

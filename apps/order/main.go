@@ -1,0 +1,72 @@
+// Command order owns orders: idempotent placement, the purchase limit, stock holds through
+// inventory, payment through the payment app (guarded by Dapr resiliency), and expiry driven
+// by a Dapr cron input binding.
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/groupbuy/groupbuy/apps/order/internal/clients"
+	"github.com/groupbuy/groupbuy/apps/order/internal/daprstore"
+	"github.com/groupbuy/groupbuy/apps/order/internal/httpapi"
+	"github.com/groupbuy/groupbuy/apps/order/internal/order"
+	"github.com/groupbuy/groupbuy/pkg/bootstrap"
+	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/ids"
+)
+
+type config struct {
+	bootstrap.Base
+	StateStore     string        `env:"STATE_STORE, default=statestore"`
+	PubSub         string        `env:"PUBSUB, default=pubsub"`
+	ExpiryBinding  string        `env:"EXPIRY_BINDING, default=order-expiry"`
+	CatalogAppID   string        `env:"CATALOG_APP_ID, default=catalog"`
+	InventoryAppID string        `env:"INVENTORY_APP_ID, default=inventory"`
+	PaymentAppID   string        `env:"PAYMENT_APP_ID, default=payment"`
+	NodeID         int           `env:"NODE_ID, default=2"`
+	PayWindow      time.Duration `env:"PAY_WINDOW, default=15m"`
+	IdemTTL        time.Duration `env:"IDEMPOTENCY_TTL, default=24h"`
+	IdemLease      time.Duration `env:"IDEMPOTENCY_LEASE, default=30s"`
+	PaymentGrace   time.Duration `env:"PAYMENT_GRACE, default=30s"`
+	PendingShards  int           `env:"PENDING_SHARDS, default=16"`
+	MaxQuantity    int           `env:"MAX_QUANTITY, default=100"`
+}
+
+func main() { bootstrap.Main(run) }
+
+func run(ctx context.Context) error {
+	var cfg config
+	if err := bootstrap.LoadConfig(ctx, &cfg); err != nil {
+		return err
+	}
+	gen, err := ids.New(cfg.NodeID)
+	if err != nil {
+		return err
+	}
+	rt, err := bootstrap.Start(ctx, "order", cfg.Base)
+	if err != nil {
+		return err
+	}
+	state := daprstate.New(rt.Dapr, cfg.StateStore)
+	svc := order.NewService(order.Config{
+		PayWindow:    cfg.PayWindow,
+		IdemLease:    cfg.IdemLease,
+		PaymentGrace: cfg.PaymentGrace,
+		MaxQuantity:  cfg.MaxQuantity,
+	}, order.Deps{
+		Store:    daprstore.NewOrders(state),
+		Users:    daprstore.NewUsers(state),
+		Pending:  daprstore.NewPending(state, cfg.PendingShards),
+		Idem:     daprstore.NewIdempotency(state, cfg.IdemTTL),
+		Deals:    clients.NewCatalog(rt.Invoker, cfg.CatalogAppID),
+		Stock:    clients.NewInventory(rt.Invoker, cfg.InventoryAppID),
+		Payments: clients.NewPayment(rt.Invoker, cfg.PaymentAppID),
+		Pub:      clients.NewPublisher(rt.Dapr, cfg.PubSub),
+		IDs:      gen,
+		Log:      rt.Log,
+	})
+	r := rt.Router(true)
+	httpapi.Routes(r, svc, cfg.ExpiryBinding, rt.Log)
+	return rt.Serve(ctx, r)
+}

@@ -1,0 +1,74 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+)
+
+// StockHold is one reservation inside a bucket document.
+type StockHold struct {
+	Qty   int    `json:"qty"`
+	State string `json:"state"`
+}
+
+// StockBucket is a bucket document of inventory as stored.
+type StockBucket struct {
+	DealID    string               `json:"deal_id"`
+	Bucket    int                  `json:"bucket"`
+	Stock     int                  `json:"stock"`
+	Available int                  `json:"available"`
+	Reserved  int                  `json:"reserved"`
+	Sold      int                  `json:"sold"`
+	Holds     map[string]StockHold `json:"holds"`
+}
+
+// StockTotals sums a deal's buckets.
+type StockTotals struct {
+	Stock, Available, Reserved, Sold int
+	Holds                            map[string]StockHold
+}
+
+// Stock reads a deal's stock straight from the state store: the meta document
+// "stock:<deal>" names the bucket count, each "stock:<deal>:<i>" holds counters and holds.
+// It checks every bucket's own invariant on the way.
+func (s *Stack) Stock(ctx context.Context, dealID string) (StockTotals, error) {
+	var meta struct {
+		Stock   int `json:"stock"`
+		Buckets int `json:"buckets"`
+	}
+	found, err := s.State(ctx, "inventory", "stock:"+dealID, &meta)
+	if err != nil {
+		return StockTotals{}, err
+	}
+	if !found {
+		return StockTotals{}, fmt.Errorf("no stock meta document for deal %s", dealID)
+	}
+	t := StockTotals{Holds: map[string]StockHold{}}
+	for i := range meta.Buckets {
+		var b StockBucket
+		found, err := s.State(ctx, "inventory", fmt.Sprintf("stock:%s:%d", dealID, i), &b)
+		if err != nil {
+			return StockTotals{}, err
+		}
+		if !found {
+			return StockTotals{}, fmt.Errorf("deal %s lacks bucket %d", dealID, i)
+		}
+		if b.Available < 0 || b.Reserved < 0 || b.Sold < 0 || b.Available+b.Reserved+b.Sold != b.Stock {
+			return StockTotals{}, fmt.Errorf("deal %s bucket %d breaks its invariant: %+v", dealID, i, b)
+		}
+		t.Stock += b.Stock
+		t.Available += b.Available
+		t.Reserved += b.Reserved
+		t.Sold += b.Sold
+		for id, h := range b.Holds {
+			if _, dup := t.Holds[id]; dup {
+				return StockTotals{}, fmt.Errorf("order %s holds stock in two buckets", id)
+			}
+			t.Holds[id] = h
+		}
+	}
+	if t.Stock != meta.Stock {
+		return StockTotals{}, fmt.Errorf("deal %s: buckets hold %d units, meta says %d", dealID, t.Stock, meta.Stock)
+	}
+	return t, nil
+}
