@@ -8,6 +8,9 @@ set -euo pipefail
 DAPR_VERSION=${DAPR_VERSION:-1.16.0}
 DAPR_BIN_DIR=${DAPR_BIN_DIR:-$HOME/.dapr/bin}
 STAMP="$DAPR_BIN_DIR/.groupbuy-dapr-version"
+# Source builds carry one local patch (see patch_loopback_healthz); the stamp records it so a
+# build without it is redone.
+BUILD_ID="$DAPR_VERSION+loopback-healthz"
 
 log() { printf 'dapr-install: %s\n' "$*" >&2; }
 
@@ -16,8 +19,11 @@ installed() {
   for bin in daprd placement scheduler; do
     [ -x "$DAPR_BIN_DIR/$bin" ] || return 1
   done
-  if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$DAPR_VERSION" ]; then return 0; fi
-  # Binaries from `dapr init --slim` report their version themselves.
+  if [ -f "$STAMP" ]; then
+    [ "$(cat "$STAMP")" = "$BUILD_ID" ]
+    return
+  fi
+  # Binaries from `dapr init --slim` (no stamp) report their version themselves.
   "$DAPR_BIN_DIR/daprd" --version 2>/dev/null | grep -qx "$DAPR_VERSION"
 }
 
@@ -45,6 +51,17 @@ trap 'chmod -R u+w "$src" 2>/dev/null; rm -rf "$src"' EXIT
 cp -r "$moddir/." "$src/"
 chmod -R u+w "$src"
 cd "$src"
+
+# Dapr 1.16's placement and scheduler accept --healthz-listen-address but their healthz server
+# listens on ":port" (all interfaces) regardless. Local builds bind it to loopback instead, as
+# every listener of a dev stack must.
+patch_loopback_healthz() {
+  local f=pkg/healthz/server/server.go
+  grep -q 'fmt.Sprintf(":%d", s.port)' "$f" || { log "healthz patch no longer applies to $f"; exit 1; }
+  sed -i 's|fmt.Sprintf(":%d", s.port)|fmt.Sprintf("127.0.0.1:%d", s.port)|' "$f"
+}
+patch_loopback_healthz
+
 ldflags="-s -w -X github.com/dapr/dapr/pkg/buildinfo.version=$DAPR_VERSION"
 for bin in daprd placement scheduler; do
   log "go build ./cmd/$bin"
@@ -52,5 +69,5 @@ for bin in daprd placement scheduler; do
   CGO_ENABLED=0 go build -tags stablecomponents -ldflags "$ldflags" -o "$DAPR_BIN_DIR/$bin.tmp" "./cmd/$bin"
   mv "$DAPR_BIN_DIR/$bin.tmp" "$DAPR_BIN_DIR/$bin"
 done
-echo "$DAPR_VERSION" >"$STAMP"
+echo "$BUILD_ID" >"$STAMP"
 log "installed daprd, placement, scheduler $DAPR_VERSION into $DAPR_BIN_DIR"
