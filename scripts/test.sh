@@ -37,7 +37,7 @@ integration() {
   local args=(-tags integration -count=1 -timeout 40m -v)
   [ -n "$run" ] && args+=(-run "$run")
   set +e
-  go test "${args[@]}" ./tests/... 2>&1 | tee "/tmp/groupbuy-$label.log" \
+  go test "${args[@]}" ./tests/... ./pkg/devstack/ 2>&1 | tee "/tmp/groupbuy-$label.log" \
     | grep --line-buffered -E '^(=== RUN|\s*--- |PASS|FAIL|ok|panic)|_test\.go:[0-9]+:'
   local rc=${PIPESTATUS[0]}
   set -e

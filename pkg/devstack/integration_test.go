@@ -2,7 +2,7 @@
 
 // Integration test of the supervisor against the real control plane and daprd. Build tag:
 // integration. Needs daprd, placement and scheduler in $DAPR_BIN_DIR or ~/.dapr/bin
-// (bash scripts/dapr-install.sh) and Redis on 127.0.0.1:6379 (the test uses DB 15):
+// (bash scripts/dapr-install.sh) and Redis on 127.0.0.1:6379 (the test uses DB 0 with a unique key it deletes; tests/testinfra owns DBs 1-15):
 //
 //	go test -tags integration -run TestSupervisor -v ./pkg/devstack/
 package devstack
@@ -33,7 +33,7 @@ import (
 
 const (
 	testRedisAddr = "127.0.0.1:6379"
-	testRedisDB   = "15"
+	testRedisDB   = "0"
 	fakeAppID     = "devstack-fake"
 	peerAppID     = "devstack-peer"
 )
@@ -160,7 +160,7 @@ func TestSupervisorRunsAppWithSidecar(t *testing.T) {
 	redisKey := fakeAppID + "||" + key // state.redis default keyPrefix: the app id
 	t.Cleanup(func() { _ = redisDo(testRedisAddr, testRedisDB, "DEL", redisKey) })
 
-	t.Run("state round trip lands in redis db 15", func(t *testing.T) {
+	t.Run("state round trip lands in redis", func(t *testing.T) {
 		got := doRequest(t, ctx, http.MethodPut, app.AppURL()+"/state/"+key, "v1", http.StatusOK)
 		if got != `"v1"` {
 			t.Errorf("state read back = %s, want %q", got, `"v1"`)

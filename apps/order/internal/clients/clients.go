@@ -122,7 +122,9 @@ type Publisher struct {
 }
 
 // NewPublisher returns the publisher.
-func NewPublisher(c dapr.Client, pubsub string) *Publisher { return &Publisher{client: c, pubsub: pubsub} }
+func NewPublisher(c dapr.Client, pubsub string) *Publisher {
+	return &Publisher{client: c, pubsub: pubsub}
+}
 
 // PublishOrder implements order.Publisher. The CloudEvent id is the event id, so a
 // re-publish after a crash carries the same id and consumers drop the duplicate.

@@ -136,7 +136,9 @@ type Pending struct {
 }
 
 // NewPending returns the pending set with the given number of shards.
-func NewPending(s *daprstate.Store, shards int) *Pending { return &Pending{s: s, shards: max(shards, 1)} }
+func NewPending(s *daprstate.Store, shards int) *Pending {
+	return &Pending{s: s, shards: max(shards, 1)}
+}
 
 type pendingDoc struct {
 	Orders map[string]pendingItem `json:"orders"`
@@ -151,7 +153,9 @@ type pendingItem struct {
 func (p *Pending) key(orderID string) string {
 	h := fnv.New32a()
 	h.Write([]byte(orderID))
-	return fmt.Sprintf("pending:%d", int(h.Sum32())%p.shards)
+	// Reduce in uint32: int(Sum32()) is negative for half the ids where int has 32 bits,
+	// and Due only reads shards 0..shards-1.
+	return fmt.Sprintf("pending:%d", h.Sum32()%uint32(p.shards))
 }
 
 // Add implements order.Pending.

@@ -69,7 +69,9 @@ var (
 	ErrConflict          = errors.New("order: concurrent update")
 )
 
-func invalidState(detail string) error { return &problem.Error{Code: problem.CodeInvalidState, Detail: detail} }
+func invalidState(detail string) error {
+	return &problem.Error{Code: problem.CodeInvalidState, Detail: detail}
+}
 
 // Order is the stored order document.
 type Order struct {
@@ -105,8 +107,8 @@ type Deal struct {
 // Store keeps order documents with ETag concurrency.
 type Store interface {
 	Get(ctx context.Context, id string) (Order, string, error) // ErrNotFound when absent
-	Create(ctx context.Context, o Order) error                  // ok if an identical id exists
-	Update(ctx context.Context, o Order, etag string) error     // ErrConflict on ETag mismatch
+	Create(ctx context.Context, o Order) error                 // ok if an identical id exists
+	Update(ctx context.Context, o Order, etag string) error    // ErrConflict on ETag mismatch
 }
 
 // UserIndex is the per-user list of orders (GET /me/orders and the purchase limit).

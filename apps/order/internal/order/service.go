@@ -143,8 +143,13 @@ func isTransient(err error) bool {
 }
 
 func (s *Service) place(ctx context.Context, u Caller, req PlaceRequest, orderID string) (Order, error) {
-	// A retry after a crash may find the order already made.
+	// A retry after a crash may find the order already made. The attempt that made it may
+	// have died before announcing it; the event id is per order and topic, so consumers drop
+	// a repeat.
 	if o, _, err := s.store.Get(ctx, orderID); err == nil {
+		if err := s.pub.PublishOrder(ctx, events.TopicOrderCreated, o); err != nil {
+			return Order{}, err
+		}
 		return o, nil
 	} else if !errors.Is(err, ErrNotFound) {
 		return Order{}, err
@@ -191,7 +196,9 @@ func (s *Service) place(ctx context.Context, u Caller, req PlaceRequest, orderID
 		return Order{}, ErrSoldOut
 	}
 	if state != "reserved" {
-		// A retry resumed too late: the sweep already gave this placement's hold back.
+		// A retry resumed too late: the sweep already gave this placement's hold back, and
+		// the index entry and pending id re-added above must not outlive the answer.
+		s.undoPlacement(ctx, o)
 		return Order{}, invalidState("this placement expired before it completed; retry with a new Idempotency-Key")
 	}
 	if err := s.store.Create(ctx, o); err != nil {
@@ -203,11 +210,18 @@ func (s *Service) place(ctx context.Context, u Caller, req PlaceRequest, orderID
 	return o, nil
 }
 
-// undoPlacement forgets an order that never came to be (no stock). Failures are left to the
-// expiry sweep, which handles ids without an order document.
+// undoPlacement forgets an order that never came to be (no stock). Inventory may answer
+// "sold out" from its cache without looking for the order's hold, so an earlier attempt of
+// this placement (a lost answer, retried by the sidecar or by the client) may still hold
+// stock: the hold is released before the pending id goes. Failures are left to the expiry
+// sweep, which handles ids without an order document.
 func (s *Service) undoPlacement(ctx context.Context, o Order) {
 	ctx = context.WithoutCancel(ctx)
 	if err := s.users.Remove(ctx, o.UserID, o.ID); err != nil {
+		s.log.WarnContext(ctx, "undo_placement_failed", slog.String("order_id", o.ID), slog.String("error", err.Error()))
+		return
+	}
+	if err := s.stock.Release(ctx, o.DealID, o.ID); err != nil {
 		s.log.WarnContext(ctx, "undo_placement_failed", slog.String("order_id", o.ID), slog.String("error", err.Error()))
 		return
 	}
@@ -403,6 +417,23 @@ func (s *Service) settle(ctx context.Context, o Order, topic string) error {
 // Cancel cancels a pending order of the caller and releases its stock.
 func (s *Service) Cancel(ctx context.Context, u Caller, id string) (Order, error) {
 	now := s.now().UTC()
+	// A charge started more than PaymentGrace ago whose answer was lost may have gone
+	// through: ask the payment app, as the sweep does, rather than cancel a paid order.
+	var looked *time.Time // the marker whose charge the payment app says did not succeed
+	if cur, _, err := s.store.Get(ctx, id); err == nil && cur.UserID == u.ID && cur.Status == StatusPending &&
+		cur.PaymentStartedAt != nil && now.Sub(*cur.PaymentStartedAt) >= s.cfg.PaymentGrace {
+		res, found, err := s.payments.Lookup(ctx, id)
+		if err != nil {
+			return Order{}, err
+		}
+		if found && res.Status == "succeeded" {
+			if _, err := s.completePayment(ctx, id); err != nil {
+				return Order{}, err
+			}
+			return Order{}, invalidState("the order was paid")
+		}
+		looked = cur.PaymentStartedAt
+	}
 	o, err := s.update(ctx, id, func(o *Order) error {
 		if o.UserID != u.ID {
 			return ErrNotFound
@@ -410,7 +441,7 @@ func (s *Service) Cancel(ctx context.Context, u Caller, id string) (Order, error
 		if o.Status != StatusPending {
 			return invalidState(fmt.Sprintf("an order in status %s cannot be cancelled", o.Status))
 		}
-		if o.PaymentStartedAt != nil && now.Sub(*o.PaymentStartedAt) < s.cfg.PaymentGrace {
+		if o.PaymentStartedAt != nil && (looked == nil || !o.PaymentStartedAt.Equal(*looked)) {
 			return invalidState("a payment for this order is in progress")
 		}
 		o.Status = StatusCancelled

@@ -1,0 +1,718 @@
+package daprstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/groupbuy/groupbuy/apps/order/internal/daprstore"
+	"github.com/groupbuy/groupbuy/apps/order/internal/order"
+	"github.com/groupbuy/groupbuy/pkg/daprstate"
+)
+
+var t0 = time.Date(2030, 1, 2, 10, 0, 0, 0, time.UTC)
+
+func newState() (*fakeClient, *daprstate.Store) {
+	f := newFakeClient()
+	return f, daprstate.New(f, component)
+}
+
+func TestOrders(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	o1 := order.Order{ID: "o1", UserID: "u1", DealID: "d1", Kind: "flash", Quantity: 2, UnitPriceCents: 100, TotalCents: 200,
+		Status: order.StatusPending, PayBy: t0.Add(15 * time.Minute), CreatedAt: t0, UpdatedAt: t0}
+	tests := []struct {
+		name    string
+		run     func(t *testing.T, f *fakeClient, r *daprstore.Orders) error
+		wantErr error // nil, a sentinel, or errAny
+		want    *order.Order
+	}{
+		{
+			name:    "missing",
+			run:     func(*testing.T, *fakeClient, *daprstore.Orders) error { return nil },
+			wantErr: nil,
+		},
+		{
+			name: "created",
+			run: func(_ *testing.T, _ *fakeClient, r *daprstore.Orders) error {
+				return r.Create(ctx, o1)
+			},
+			want: &o1,
+		},
+		{
+			name: "created twice keeps the first",
+			run: func(t *testing.T, _ *fakeClient, r *daprstore.Orders) error {
+				if err := r.Create(ctx, o1); err != nil {
+					t.Fatal(err)
+				}
+				again := o1
+				again.Quantity = 9
+				return r.Create(ctx, again)
+			},
+			want: &o1,
+		},
+		{
+			name: "updated with the etag read",
+			run: func(t *testing.T, _ *fakeClient, r *daprstore.Orders) error {
+				if err := r.Create(ctx, o1); err != nil {
+					t.Fatal(err)
+				}
+				_, etag, err := r.Get(ctx, "o1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				paid := o1
+				paid.Status = order.StatusPaid
+				return r.Update(ctx, paid, etag)
+			},
+			want: &order.Order{ID: "o1", UserID: "u1", DealID: "d1", Kind: "flash", Quantity: 2, UnitPriceCents: 100, TotalCents: 200,
+				Status: order.StatusPaid, PayBy: t0.Add(15 * time.Minute), CreatedAt: t0, UpdatedAt: t0},
+		},
+		{
+			name: "stale etag is a domain conflict",
+			run: func(t *testing.T, _ *fakeClient, r *daprstore.Orders) error {
+				if err := r.Create(ctx, o1); err != nil {
+					t.Fatal(err)
+				}
+				_, etag, err := r.Get(ctx, "o1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := r.Update(ctx, o1, etag); err != nil {
+					t.Fatal(err)
+				}
+				paid := o1
+				paid.Status = order.StatusPaid
+				return r.Update(ctx, paid, etag)
+			},
+			wantErr: order.ErrConflict,
+			want:    &o1,
+		},
+		{
+			name: "outage is not a conflict",
+			run: func(t *testing.T, f *fakeClient, r *daprstore.Orders) error {
+				if err := r.Create(ctx, o1); err != nil {
+					t.Fatal(err)
+				}
+				_, etag, err := r.Get(ctx, "o1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.setSaveErr(errOutage)
+				defer f.setSaveErr(nil)
+				return r.Update(ctx, o1, etag)
+			},
+			wantErr: errOutage,
+			want:    &o1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f, s := newState()
+			r := daprstore.NewOrders(s)
+
+			err := tt.run(t, f, r)
+
+			if tt.wantErr == nil && err != nil {
+				t.Fatalf("error = %v, want nil", err)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("error = %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr == errOutage && errors.Is(err, order.ErrConflict) {
+				t.Errorf("error = %v, want it not to be a conflict", err)
+			}
+			got, _, err := r.Get(ctx, "o1")
+			if tt.want == nil {
+				if !errors.Is(err, order.ErrNotFound) {
+					t.Errorf("Get error = %v, want %v", err, order.ErrNotFound)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Get: %v", err)
+			}
+			if diff := cmp.Diff(got, *tt.want); diff != "" {
+				t.Errorf("stored order mismatch (-got +want):\n%s", diff)
+			}
+			if got := f.keys("order:"); !cmp.Equal(got, []string{"order:o1"}) {
+				t.Errorf("keys = %v, want [order:o1]", got)
+			}
+		})
+	}
+}
+
+func TestUsersAdd(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	entry := func(id, deal string, qty int, st order.Status) order.IndexEntry {
+		return order.IndexEntry{OrderID: id, DealID: deal, Quantity: qty, Status: st}
+	}
+	tests := []struct {
+		name    string
+		prior   []order.IndexEntry
+		add     order.IndexEntry
+		limit   int
+		wantErr error
+		want    []order.IndexEntry
+	}{
+		{
+			name:  "first order",
+			add:   entry("o1", "d1", 2, order.StatusPending),
+			limit: 2,
+			want:  []order.IndexEntry{entry("o1", "d1", 2, order.StatusPending)},
+		},
+		{
+			name:    "over the limit at once",
+			add:     entry("o1", "d1", 3, order.StatusPending),
+			limit:   2,
+			wantErr: order.ErrPurchaseLimit,
+		},
+		{
+			name:    "active orders count",
+			prior:   []order.IndexEntry{entry("o1", "d1", 1, order.StatusPending), entry("o2", "d1", 1, order.StatusConfirmed)},
+			add:     entry("o3", "d1", 1, order.StatusPending),
+			limit:   2,
+			wantErr: order.ErrPurchaseLimit,
+			want:    []order.IndexEntry{entry("o1", "d1", 1, order.StatusPending), entry("o2", "d1", 1, order.StatusConfirmed)},
+		},
+		{
+			name:  "cancelled and refunded orders do not count",
+			prior: []order.IndexEntry{entry("o1", "d1", 2, order.StatusCancelled), entry("o2", "d1", 2, order.StatusRefunded)},
+			add:   entry("o3", "d1", 2, order.StatusPending),
+			limit: 2,
+			want: []order.IndexEntry{entry("o1", "d1", 2, order.StatusCancelled), entry("o2", "d1", 2, order.StatusRefunded),
+				entry("o3", "d1", 2, order.StatusPending)},
+		},
+		{
+			name:  "other deals do not count",
+			prior: []order.IndexEntry{entry("o1", "d2", 2, order.StatusPaid)},
+			add:   entry("o2", "d1", 2, order.StatusPending),
+			limit: 2,
+			want:  []order.IndexEntry{entry("o1", "d2", 2, order.StatusPaid), entry("o2", "d1", 2, order.StatusPending)},
+		},
+		{
+			name:  "adding an id twice is a no-op even at the limit",
+			prior: []order.IndexEntry{entry("o1", "d1", 2, order.StatusPending)},
+			add:   entry("o1", "d1", 2, order.StatusPending),
+			limit: 2,
+			want:  []order.IndexEntry{entry("o1", "d1", 2, order.StatusPending)},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, s := newState()
+			r := daprstore.NewUsers(s)
+			for _, e := range tt.prior {
+				if err := r.Add(ctx, "u1", e, 100); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			err := r.Add(ctx, "u1", tt.add, tt.limit)
+
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+				t.Fatalf("error = %v, want %v", err, tt.wantErr)
+			}
+			got, err := r.List(ctx, "u1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(got, tt.want, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("entries mismatch (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
+// The limit is checked and the units counted in one CAS: concurrent placements by one user
+// never exceed it, and none is lost to a conflict.
+func TestUsersAddConcurrentNeverExceedsLimit(t *testing.T) {
+	t.Parallel()
+	const adders, limit = 20, 7
+	tests := []struct {
+		name string
+		qty  func(i int) int
+	}{
+		{"one unit each", func(int) int { return 1 }},
+		{"mixed quantities", func(i int) int { return 1 + i%3 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_, s := newState()
+			r := daprstore.NewUsers(s)
+
+			errs := make([]error, adders)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := range adders {
+				wg.Go(func() {
+					<-start
+					e := order.IndexEntry{OrderID: fmt.Sprintf("o%d", i), DealID: "d1", Quantity: tt.qty(i), Status: order.StatusPending}
+					errs[i] = r.Add(ctx, "u1", e, limit)
+				})
+			}
+			close(start)
+			wg.Wait()
+
+			got, err := r.List(ctx, "u1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			units := 0
+			added := map[string]bool{}
+			for _, e := range got {
+				units += e.Quantity
+				added[e.OrderID] = true
+			}
+			if units > limit {
+				t.Errorf("units held = %d, want at most %d", units, limit)
+			}
+			for i, err := range errs {
+				id := fmt.Sprintf("o%d", i)
+				switch {
+				case err == nil && !added[id]:
+					t.Errorf("Add(%s) succeeded but the entry is missing", id)
+				case err != nil && !errors.Is(err, order.ErrPurchaseLimit):
+					t.Errorf("Add(%s) error = %v, want nil or %v", id, err, order.ErrPurchaseLimit)
+				case err != nil && added[id]:
+					t.Errorf("Add(%s) refused but the entry was stored", id)
+				case errors.Is(err, order.ErrPurchaseLimit) && units+tt.qty(i) <= limit:
+					t.Errorf("Add(%s) refused although %d more units fit", id, tt.qty(i))
+				}
+			}
+			if tt.name == "one unit each" && len(got) != limit {
+				t.Errorf("entries = %d, want exactly %d", len(got), limit)
+			}
+		})
+	}
+}
+
+func TestUsersSetStatusAndRemove(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		op   func(r *daprstore.Users) error
+		want []order.IndexEntry
+	}{
+		{
+			name: "set status",
+			op:   func(r *daprstore.Users) error { return r.SetStatus(ctx, "u1", "o2", order.StatusCancelled) },
+			want: []order.IndexEntry{
+				{OrderID: "o1", DealID: "d1", Quantity: 1, Status: order.StatusPending},
+				{OrderID: "o2", DealID: "d1", Quantity: 1, Status: order.StatusCancelled},
+			},
+		},
+		{
+			name: "set status of an unknown order",
+			op:   func(r *daprstore.Users) error { return r.SetStatus(ctx, "u1", "o9", order.StatusCancelled) },
+			want: []order.IndexEntry{
+				{OrderID: "o1", DealID: "d1", Quantity: 1, Status: order.StatusPending},
+				{OrderID: "o2", DealID: "d1", Quantity: 1, Status: order.StatusPending},
+			},
+		},
+		{
+			name: "remove",
+			op:   func(r *daprstore.Users) error { return r.Remove(ctx, "u1", "o1") },
+			want: []order.IndexEntry{{OrderID: "o2", DealID: "d1", Quantity: 1, Status: order.StatusPending}},
+		},
+		{
+			name: "remove of an unknown user",
+			op:   func(r *daprstore.Users) error { return r.Remove(ctx, "u9", "o1") },
+			want: []order.IndexEntry{
+				{OrderID: "o1", DealID: "d1", Quantity: 1, Status: order.StatusPending},
+				{OrderID: "o2", DealID: "d1", Quantity: 1, Status: order.StatusPending},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f, s := newState()
+			r := daprstore.NewUsers(s)
+			for _, id := range []string{"o1", "o2"} {
+				if err := r.Add(ctx, "u1", order.IndexEntry{OrderID: id, DealID: "d1", Quantity: 1, Status: order.StatusPending}, 5); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			if err := tt.op(r); err != nil {
+				t.Fatalf("op: %v", err)
+			}
+
+			got, err := r.List(ctx, "u1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(got, tt.want); diff != "" {
+				t.Errorf("entries mismatch (-got +want):\n%s", diff)
+			}
+			if got := f.keys("userorders:u9"); len(got) != 0 {
+				t.Errorf("a document was created for an unknown user: %v", got)
+			}
+		})
+	}
+}
+
+func TestPendingShards(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const shards, n = 4, 40
+	f, s := newState()
+	p := daprstore.NewPending(s, shards)
+	var all []order.PendingEntry
+	for i := range n {
+		e := order.PendingEntry{OrderID: fmt.Sprintf("%d", 1_000_000+i*7919), UserID: fmt.Sprintf("u%d", i%3), DealID: "d1",
+			Due: t0.Add(time.Duration(n-i) * time.Minute)}
+		all = append(all, e)
+		if err := p.Add(ctx, e); err != nil {
+			t.Fatalf("Add: %v", err)
+		}
+	}
+	// Adding again does not move the due time.
+	again := all[0]
+	again.Due = t0.Add(-time.Hour)
+	if err := p.Add(ctx, again); err != nil {
+		t.Fatalf("Add again: %v", err)
+	}
+	byDue := func(a, b order.PendingEntry) int { return a.Due.Compare(b.Due) }
+	slices.SortFunc(all, byDue)
+
+	keys := f.keys("pending:")
+	slices.Sort(keys)
+	if len(keys) < 2 {
+		t.Errorf("pending keys = %v, want the ids spread over several shards", keys)
+	}
+	for _, k := range keys {
+		if !slices.Contains([]string{"pending:0", "pending:1", "pending:2", "pending:3"}, k) {
+			t.Errorf("key %q is not one of the %d shards", k, shards)
+		}
+	}
+
+	tests := []struct {
+		name string
+		at   time.Time
+		want []order.PendingEntry
+	}{
+		{"everything due", t0.Add(time.Duration(n+1) * time.Minute), all},
+		{"nothing due", t0.Add(time.Minute), nil},
+		{"due strictly before", t0.Add(11 * time.Minute), all[:10]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+
+			got, err := p.Due(ctx, tt.at)
+
+			if err != nil {
+				t.Fatalf("Due: %v", err)
+			}
+			if diff := cmp.Diff(got, tt.want, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("due entries mismatch (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestPendingRemove(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		shards int
+	}{
+		{"one shard", 1},
+		{"zero shards means one", 0},
+		{"many shards", 16},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, s := newState()
+			p := daprstore.NewPending(s, tt.shards)
+			for i := range 10 {
+				if err := p.Add(ctx, order.PendingEntry{OrderID: fmt.Sprintf("o%d", i), UserID: "u1", DealID: "d1", Due: t0}); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			for _, id := range []string{"o3", "o7", "o7", "missing"} {
+				if err := p.Remove(ctx, id); err != nil {
+					t.Fatalf("Remove(%s): %v", id, err)
+				}
+			}
+
+			got, err := p.Due(ctx, t0.Add(time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, e := range got {
+				ids = append(ids, e.OrderID)
+			}
+			slices.Sort(ids)
+			if diff := cmp.Diff(ids, []string{"o0", "o1", "o2", "o4", "o5", "o6", "o8", "o9"}); diff != "" {
+				t.Errorf("remaining ids mismatch (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
+// idemClock is a settable clock for the Idempotency store.
+type idemClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *idemClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *idemClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+const (
+	lease  = 30 * time.Second
+	idemTT = 24 * time.Hour
+)
+
+// idemStep is one step of an idempotency scenario.
+type idemStep struct {
+	op   string // begin | finish | abandon | wait
+	hash string // begin
+	wait time.Duration
+	want began // begin
+}
+
+// began is what Begin answered.
+type began struct {
+	Claimed bool
+	OrderID string
+	Hash    string
+	Done    bool
+	Status  int
+}
+
+func TestIdempotency(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		steps []idemStep
+	}{
+		{
+			name:  "new key is claimed with a new order id",
+			steps: []idemStep{{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}}},
+		},
+		{
+			name: "in flight: not claimed, same record",
+			steps: []idemStep{
+				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "wait", wait: lease - time.Second},
+				{op: "begin", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1"}},
+			},
+		},
+		{
+			name: "other body: not claimed, the stored hash tells",
+			steps: []idemStep{
+				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "begin", hash: "h2", want: began{Claimed: false, OrderID: "o1", Hash: "h1"}},
+			},
+		},
+		{
+			name: "other body after the lease: still not claimed",
+			steps: []idemStep{
+				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "wait", wait: lease},
+				{op: "begin", hash: "h2", want: began{Claimed: false, OrderID: "o1", Hash: "h1"}},
+			},
+		},
+		{
+			name: "owner died: taken over after the lease, same order id",
+			steps: []idemStep{
+				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "wait", wait: lease},
+				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "begin", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1"}},
+			},
+		},
+		{
+			name: "abandoned: taken over at once",
+			steps: []idemStep{
+				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "abandon"},
+				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+			},
+		},
+		{
+			name: "done: replayed, never claimed again",
+			steps: []idemStep{
+				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "finish"},
+				{op: "begin", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1", Done: true, Status: 201}},
+				{op: "wait", wait: time.Hour},
+				{op: "abandon"},
+				{op: "begin", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1", Done: true, Status: 201}},
+			},
+		},
+		{
+			name: "abandon of an unknown key writes nothing",
+			steps: []idemStep{
+				{op: "abandon"},
+				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			f, s := newState()
+			r := daprstore.NewIdempotency(s, idemTT)
+			clock := &idemClock{now: t0}
+			daprstore.SetClock(r, clock.Now)
+			n := 0
+			newID := func() string { n++; return fmt.Sprintf("o%d", n) }
+
+			for i, st := range tt.steps {
+				switch st.op {
+				case "wait":
+					clock.Advance(st.wait)
+				case "abandon":
+					if err := r.Abandon(ctx, "u1", "key"); err != nil {
+						t.Fatalf("step %d: Abandon: %v", i, err)
+					}
+				case "finish":
+					if err := r.Finish(ctx, "u1", "key", 201, []byte(`{"id":"o1"}`)); err != nil {
+						t.Fatalf("step %d: Finish: %v", i, err)
+					}
+				case "begin":
+					rec, claimed, err := r.Begin(ctx, "u1", "key", st.hash, lease, newID)
+					if err != nil {
+						t.Fatalf("step %d: Begin: %v", i, err)
+					}
+					got := began{Claimed: claimed, OrderID: rec.OrderID, Hash: rec.Hash, Done: rec.Done, Status: rec.Status}
+					if diff := cmp.Diff(got, st.want); diff != "" {
+						t.Errorf("step %d: record mismatch (-got +want):\n%s", i, diff)
+					}
+					if claimed && !rec.LeaseUntil.Equal(clock.Now().Add(lease)) {
+						t.Errorf("step %d: lease until %v, want %v", i, rec.LeaseUntil, clock.Now().Add(lease))
+					}
+					if st.want.Done && string(rec.Body) != `{"id":"o1"}` {
+						t.Errorf("step %d: body = %s, want the finished one", i, rec.Body)
+					}
+				default:
+					t.Fatalf("unknown step %q", st.op)
+				}
+			}
+
+			// Every write of an idempotency record passes the TTL again: a write without it
+			// would keep the key forever.
+			writes := f.writesTo("idem:")
+			if len(writes) == 0 {
+				t.Fatal("no idempotency writes")
+			}
+			for i, w := range writes {
+				if got, want := w.Meta["ttlInSeconds"], "86400"; got != want {
+					t.Errorf("write %d to %s: ttlInSeconds = %q, want %q", i, w.Key, got, want)
+				}
+			}
+			if keys := f.keys("idem:"); len(keys) != 1 {
+				t.Errorf("idempotency keys = %v, want one", keys)
+			}
+		})
+	}
+}
+
+// Keys are per user, and the raw key is not stored in the state key.
+func TestIdempotencyKeysPerUser(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f, s := newState()
+	r := daprstore.NewIdempotency(s, idemTT)
+	n := 0
+	newID := func() string { n++; return fmt.Sprintf("o%d", n) }
+
+	a, claimedA, errA := r.Begin(ctx, "u1", "secret-key", "h", lease, newID)
+	b, claimedB, errB := r.Begin(ctx, "u2", "secret-key", "h", lease, newID)
+
+	if errA != nil || errB != nil || !claimedA || !claimedB {
+		t.Fatalf("Begin = (%t, %v), (%t, %v); want both claimed", claimedA, errA, claimedB, errB)
+	}
+	if a.OrderID == b.OrderID {
+		t.Errorf("both users got order %s", a.OrderID)
+	}
+	for _, k := range f.keys("idem:") {
+		if len(k) > 200 || strings.Contains(k, "secret-key") {
+			t.Errorf("state key %q holds the raw key", k)
+		}
+	}
+}
+
+// Concurrent first requests with one key: exactly one owns it, all see the same order id.
+func TestIdempotencyConcurrentBegin(t *testing.T) {
+	t.Parallel()
+	const requests = 10
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, s := newState()
+	r := daprstore.NewIdempotency(s, idemTT)
+	var mu sync.Mutex
+	n := 0
+	newID := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		return fmt.Sprintf("o%d", n)
+	}
+
+	recs := make([]order.IdemRecord, requests)
+	claimed := make([]bool, requests)
+	errs := make([]error, requests)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range requests {
+		wg.Go(func() {
+			<-start
+			recs[i], claimed[i], errs[i] = r.Begin(ctx, "u1", "key", "h", lease, newID)
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	owners := 0
+	for i := range requests {
+		if errs[i] != nil {
+			t.Errorf("request %d: %v", i, errs[i])
+			continue
+		}
+		if claimed[i] {
+			owners++
+		}
+		if recs[i].OrderID != recs[0].OrderID {
+			t.Errorf("request %d order id = %q, want %q like request 0", i, recs[i].OrderID, recs[0].OrderID)
+		}
+	}
+	if owners != 1 {
+		t.Errorf("owners = %d, want 1", owners)
+	}
+}

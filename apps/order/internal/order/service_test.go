@@ -1,0 +1,1151 @@
+package order_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/groupbuy/groupbuy/apps/order/internal/order"
+	"github.com/groupbuy/groupbuy/pkg/problem"
+)
+
+var (
+	alice = order.Caller{ID: "u1", Username: "alice", Role: "user"}
+	bob   = order.Caller{ID: "u2", Username: "bob", Role: "user"}
+)
+
+// render is the standard rendering with the whole order as the body.
+var render = order.ReplyFor(func(o order.Order) ([]byte, error) { return json.Marshal(o) })
+
+// place places an order that must be created and returns it.
+func (e *env) place(t *testing.T, u order.Caller, key, dealID string, qty int) order.Order {
+	t.Helper()
+	reply, err := e.svc.Place(context.Background(), u, order.PlaceRequest{DealID: dealID, Quantity: qty, IdempotencyKey: key}, render)
+	if err != nil {
+		t.Fatalf("Place(%s, %s): %v", key, dealID, err)
+	}
+	if reply.Status != 201 {
+		t.Fatalf("Place(%s, %s) status = %d, want 201 (body %s)", key, dealID, reply.Status, reply.Body)
+	}
+	var o order.Order
+	if err := json.Unmarshal(reply.Body, &o); err != nil {
+		t.Fatalf("decode reply: %v", err)
+	}
+	return o
+}
+
+// mustOrder returns the stored order.
+func (e *env) mustOrder(t *testing.T, id string) order.Order {
+	t.Helper()
+	o, ok := e.store.order(id)
+	if !ok {
+		t.Fatalf("order %s is not stored", id)
+	}
+	return o
+}
+
+// replyCode is the problem code of a reply ("" for a success).
+func replyCode(t *testing.T, r order.Reply) problem.Code {
+	t.Helper()
+	if r.Status < 400 {
+		return ""
+	}
+	var doc problem.Document
+	if err := json.Unmarshal(r.Body, &doc); err != nil {
+		t.Fatalf("decode problem %q: %v", r.Body, err)
+	}
+	if doc.Status != r.Status {
+		t.Errorf("problem status = %d, reply status %d", doc.Status, r.Status)
+	}
+	return doc.Code
+}
+
+// errCode is the problem code of err ("" for nil).
+func errCode(err error) problem.Code {
+	if err == nil {
+		return ""
+	}
+	return problem.CodeOf(err)
+}
+
+func TestPlace(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		setup       func(e *env)
+		dealID      string
+		qty         int
+		wantStatus  int
+		wantCode    problem.Code
+		wantOrder   *order.Order // stored document of o1, nil for none
+		wantIndex   []order.IndexEntry
+		wantPending []order.PendingEntry
+		wantStock   []string // inventory calls for o1
+		wantTopics  []string // events of o1
+	}{
+		{
+			name:       "created",
+			dealID:     "flash",
+			qty:        2,
+			wantStatus: 201,
+			wantOrder: &order.Order{
+				ID: "o1", UserID: "u1", DealID: "flash", Kind: "flash", Quantity: 2,
+				UnitPriceCents: 1250, TotalCents: 2500, Status: order.StatusPending,
+				PayBy: t0.Add(15 * time.Minute), CreatedAt: t0, UpdatedAt: t0,
+			},
+			wantIndex:   []order.IndexEntry{{OrderID: "o1", DealID: "flash", Quantity: 2, Status: order.StatusPending}},
+			wantPending: []order.PendingEntry{{OrderID: "o1", UserID: "u1", DealID: "flash", Due: t0.Add(15 * time.Minute)}},
+			wantStock:   []string{"reserve"},
+			wantTopics:  []string{"order.created"},
+		},
+		{
+			name:       "sold out",
+			setup:      func(e *env) { e.stock.set(func(s *fakeStock) { s.soldOut = true }) },
+			dealID:     "flash",
+			qty:        1,
+			wantStatus: 409,
+			wantCode:   problem.CodeSoldOut,
+			// A sold-out answer may come from inventory's cache without looking for the
+			// order's hold, so the hold is released in case an earlier attempt took one.
+			wantStock: []string{"reserve", "release"},
+		},
+		{
+			name:       "deal not started",
+			dealID:     "future",
+			qty:        1,
+			wantStatus: 409,
+			wantCode:   problem.CodeDealNotActive,
+		},
+		{
+			name:       "deal ended",
+			dealID:     "ended",
+			qty:        1,
+			wantStatus: 409,
+			wantCode:   problem.CodeDealNotActive,
+		},
+		{
+			name:       "deal ends this instant",
+			dealID:     "ends-now",
+			qty:        1,
+			wantStatus: 409,
+			wantCode:   problem.CodeDealNotActive,
+		},
+		{
+			name:       "group deal",
+			dealID:     "group",
+			qty:        1,
+			wantStatus: 409,
+			wantCode:   problem.CodeInvalidState,
+		},
+		{
+			name:       "unknown deal",
+			dealID:     "nope",
+			qty:        1,
+			wantStatus: 404,
+			wantCode:   problem.CodeNotFound,
+		},
+		{
+			name:       "over the purchase limit at once",
+			dealID:     "limited",
+			qty:        3,
+			wantStatus: 409,
+			wantCode:   problem.CodePurchaseLimit,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv()
+			if tt.setup != nil {
+				tt.setup(e)
+			}
+			ctx := context.Background()
+			req := order.PlaceRequest{DealID: tt.dealID, Quantity: tt.qty, IdempotencyKey: "k1"}
+
+			got, err := e.svc.Place(ctx, alice, req, render)
+			if err != nil {
+				t.Fatalf("Place: %v", err)
+			}
+
+			if got.Status != tt.wantStatus {
+				t.Errorf("status = %d, want %d (body %s)", got.Status, tt.wantStatus, got.Body)
+			}
+			if code := replyCode(t, got); code != tt.wantCode {
+				t.Errorf("code = %q, want %q", code, tt.wantCode)
+			}
+			stored, ok := e.store.order("o1")
+			switch {
+			case tt.wantOrder == nil && ok:
+				t.Errorf("stored order = %+v, want none", stored)
+			case tt.wantOrder != nil && !ok:
+				t.Error("no stored order, want one")
+			case tt.wantOrder != nil:
+				if diff := cmp.Diff(stored, *tt.wantOrder); diff != "" {
+					t.Errorf("stored order mismatch (-got +want):\n%s", diff)
+				}
+				var body order.Order
+				if err := json.Unmarshal(got.Body, &body); err != nil {
+					t.Fatalf("decode body: %v", err)
+				}
+				if diff := cmp.Diff(body, *tt.wantOrder); diff != "" {
+					t.Errorf("reply body mismatch (-got +want):\n%s", diff)
+				}
+			}
+			if diff := cmp.Diff(e.users.of("u1"), tt.wantIndex, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("user index mismatch (-got +want):\n%s", diff)
+			}
+			if diff := cmp.Diff(e.pending.all(), tt.wantPending, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("pending mismatch (-got +want):\n%s", diff)
+			}
+			if diff := cmp.Diff(e.stock.callsOf("o1"), tt.wantStock); diff != "" {
+				t.Errorf("inventory calls mismatch (-got +want):\n%s", diff)
+			}
+			if diff := cmp.Diff(e.pub.topicsOf("o1"), tt.wantTopics); diff != "" {
+				t.Errorf("events mismatch (-got +want):\n%s", diff)
+			}
+
+			// The outcome is stored with the key and replayed as is, with no new side effects.
+			rec, _ := e.idem.record("u1", "k1")
+			if !rec.Done || rec.Status != got.Status || string(rec.Body) != string(got.Body) {
+				t.Errorf("idempotency record = done %t status %d body %s, want the reply stored", rec.Done, rec.Status, rec.Body)
+			}
+			replay, err := e.svc.Place(ctx, alice, req, render)
+			if err != nil {
+				t.Fatalf("replay: %v", err)
+			}
+			if diff := cmp.Diff(replay, got); diff != "" {
+				t.Errorf("replayed reply mismatch (-got +want):\n%s", diff)
+			}
+			if diff := cmp.Diff(e.stock.callsOf("o1"), tt.wantStock); diff != "" {
+				t.Errorf("inventory calls after replay mismatch (-got +want):\n%s", diff)
+			}
+			if diff := cmp.Diff(e.pub.topicsOf("o1"), tt.wantTopics); diff != "" {
+				t.Errorf("events after replay mismatch (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestPlaceValidation(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		req  order.PlaceRequest
+	}{
+		{"no idempotency key", order.PlaceRequest{DealID: "flash", Quantity: 1}},
+		{"idempotency key too long", order.PlaceRequest{DealID: "flash", Quantity: 1, IdempotencyKey: string(make([]byte, 201))}},
+		{"zero quantity", order.PlaceRequest{DealID: "flash", Quantity: 0, IdempotencyKey: "k"}},
+		{"negative quantity", order.PlaceRequest{DealID: "flash", Quantity: -1, IdempotencyKey: "k"}},
+		{"quantity over the maximum", order.PlaceRequest{DealID: "flash", Quantity: 11, IdempotencyKey: "k"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv()
+
+			_, err := e.svc.Place(context.Background(), alice, tt.req, render)
+
+			if got, want := errCode(err), problem.CodeValidation; got != want {
+				t.Errorf("error code = %q, want %q (error %v)", got, want, err)
+			}
+			if _, ok := e.idem.record("u1", tt.req.IdempotencyKey); ok {
+				t.Error("an idempotency record was written for an invalid request")
+			}
+		})
+	}
+}
+
+func TestPlaceIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tests := []struct {
+		name     string
+		setup    func(t *testing.T, e *env) // runs before the request below
+		caller   order.Caller
+		req      order.PlaceRequest
+		wantCode problem.Code // of the error or the reply
+		wantID   string       // order id of a 201
+	}{
+		{
+			name:   "replay with the same body",
+			setup:  func(t *testing.T, e *env) { e.place(t, alice, "k1", "flash", 2) },
+			caller: alice,
+			req:    order.PlaceRequest{DealID: "flash", Quantity: 2, IdempotencyKey: "k1"},
+			wantID: "o1",
+		},
+		{
+			name:     "same key with another quantity",
+			setup:    func(t *testing.T, e *env) { e.place(t, alice, "k1", "flash", 2) },
+			caller:   alice,
+			req:      order.PlaceRequest{DealID: "flash", Quantity: 3, IdempotencyKey: "k1"},
+			wantCode: problem.CodeIdempotencyReused,
+		},
+		{
+			name:     "same key with another deal",
+			setup:    func(t *testing.T, e *env) { e.place(t, alice, "k1", "flash", 2) },
+			caller:   alice,
+			req:      order.PlaceRequest{DealID: "limited", Quantity: 2, IdempotencyKey: "k1"},
+			wantCode: problem.CodeIdempotencyReused,
+		},
+		{
+			name:   "same key of another user is another request",
+			setup:  func(t *testing.T, e *env) { e.place(t, alice, "k1", "flash", 2) },
+			caller: bob,
+			req:    order.PlaceRequest{DealID: "flash", Quantity: 2, IdempotencyKey: "k1"},
+			wantID: "o2",
+		},
+		{
+			name: "in flight elsewhere",
+			setup: func(t *testing.T, e *env) {
+				claimKey(t, e, alice, "k1", "flash", 2)
+			},
+			caller:   alice,
+			req:      order.PlaceRequest{DealID: "flash", Quantity: 2, IdempotencyKey: "k1"},
+			wantCode: problem.CodeIdempotencyInUse,
+		},
+		{
+			name: "owner died: taken over after the lease with the same order id",
+			setup: func(t *testing.T, e *env) {
+				claimKey(t, e, alice, "k1", "flash", 2)
+				e.clock.Advance(testConfig.IdemLease)
+			},
+			caller: alice,
+			req:    order.PlaceRequest{DealID: "flash", Quantity: 2, IdempotencyKey: "k1"},
+			wantID: "o1",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv()
+			tt.setup(t, e)
+
+			reply, err := e.svc.Place(ctx, tt.caller, tt.req, render)
+
+			code := errCode(err)
+			if err == nil {
+				code = replyCode(t, reply)
+			}
+			if code != tt.wantCode {
+				t.Fatalf("code = %q, want %q (error %v, reply %d %s)", code, tt.wantCode, err, reply.Status, reply.Body)
+			}
+			if tt.wantID == "" {
+				return
+			}
+			var o order.Order
+			if err := json.Unmarshal(reply.Body, &o); err != nil {
+				t.Fatalf("decode reply: %v", err)
+			}
+			if o.ID != tt.wantID {
+				t.Errorf("order id = %q, want %q", o.ID, tt.wantID)
+			}
+			if got, want := e.stock.callsOf(tt.wantID), []string{"reserve"}; !cmp.Equal(got, want) {
+				t.Errorf("inventory calls = %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// claimKey claims an Idempotency-Key as a concurrent request for the same body would.
+func claimKey(t *testing.T, e *env, u order.Caller, key, dealID string, qty int) {
+	t.Helper()
+	hash := order.RequestHash("place", dealID, itoa(qty))
+	_, claimed, err := e.idem.Begin(context.Background(), u.ID, key, hash, testConfig.IdemLease, func() string { return "o1" })
+	if err != nil || !claimed {
+		t.Fatalf("claim key: claimed %t, %v", claimed, err)
+	}
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// A second request with the key while the first is still working is refused, and the first
+// one finishes normally.
+func TestPlaceConcurrentSameKey(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e := newEnv()
+	entered, release := make(chan struct{}), make(chan struct{})
+	e.stock.set(func(s *fakeStock) {
+		s.onReserve = func() {
+			close(entered)
+			<-release
+		}
+	})
+	req := order.PlaceRequest{DealID: "flash", Quantity: 1, IdempotencyKey: "k1"}
+
+	type result struct {
+		reply order.Reply
+		err   error
+	}
+	first := make(chan result, 1)
+	go func() {
+		r, err := e.svc.Place(ctx, alice, req, render)
+		first <- result{r, err}
+	}()
+	select {
+	case <-entered:
+	case <-ctx.Done():
+		t.Fatal("the first request never reached inventory")
+	}
+
+	_, err := e.svc.Place(ctx, alice, req, render)
+	close(release)
+
+	if got, want := errCode(err), problem.CodeIdempotencyInUse; got != want {
+		t.Errorf("second request: code = %q, want %q (error %v)", got, want, err)
+	}
+	select {
+	case r := <-first:
+		if r.err != nil || r.reply.Status != 201 {
+			t.Errorf("first request = %d %s, %v; want 201", r.reply.Status, r.reply.Body, r.err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the first request did not finish")
+	}
+	if got, want := e.stock.callsOf("o1"), []string{"reserve"}; !cmp.Equal(got, want) {
+		t.Errorf("inventory calls = %v, want %v", got, want)
+	}
+}
+
+// Infrastructure failures are not stored as the key's answer: the lease ends, and a retry
+// resumes the same placement (same order id) and completes it.
+func TestPlaceTransientFailureResumes(t *testing.T) {
+	t.Parallel()
+	unavailable := problem.New(problem.CodeUnavailable, "inventory is down")
+	tests := []struct {
+		name       string
+		fail       func(e *env)
+		heal       func(e *env)
+		wantStock  []string
+		wantTopics []string
+	}{
+		{
+			name:       "inventory unavailable",
+			fail:       func(e *env) { e.stock.set(func(s *fakeStock) { s.reserveErr = unavailable }) },
+			heal:       func(e *env) { e.stock.set(func(s *fakeStock) { s.reserveErr = nil }) },
+			wantStock:  []string{"reserve", "reserve"},
+			wantTopics: []string{"order.created"},
+		},
+		{
+			name:       "inventory reserved but the answer was lost",
+			fail:       func(e *env) { e.stock.set(func(s *fakeStock) { s.lostReply = unavailable }) },
+			heal:       func(e *env) { e.stock.set(func(s *fakeStock) { s.lostReply = nil }) },
+			wantStock:  []string{"reserve", "reserve"},
+			wantTopics: []string{"order.created"},
+		},
+		{
+			name:       "catalog outage (not a problem document)",
+			fail:       func(e *env) { e.deals.setErr(errors.New("connection refused")) },
+			heal:       func(e *env) { e.deals.setErr(nil) },
+			wantStock:  []string{"reserve"},
+			wantTopics: []string{"order.created"},
+		},
+		{
+			// The order document was written before publishing failed; the retry finds it
+			// and must still announce it (the event id is per order and topic, so a
+			// duplicate is dropped by consumers).
+			name:       "publishing failed after the order was stored",
+			fail:       func(e *env) { e.pub.setFailTopic("order.created") },
+			heal:       func(e *env) { e.pub.setFailTopic("") },
+			wantStock:  []string{"reserve"},
+			wantTopics: []string{"order.created"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := newEnv()
+			req := order.PlaceRequest{DealID: "flash", Quantity: 1, IdempotencyKey: "k1"}
+			tt.fail(e)
+
+			_, err := e.svc.Place(ctx, alice, req, render)
+			if err == nil {
+				t.Fatal("first attempt: error = nil, want the transient failure")
+			}
+			if rec, _ := e.idem.record("u1", "k1"); rec.Done || !rec.LeaseUntil.IsZero() {
+				t.Errorf("after the failure the record is done %t, lease until %v; want not done and the lease ended", rec.Done, rec.LeaseUntil)
+			}
+
+			tt.heal(e)
+			e.clock.Advance(time.Second)
+			got := e.place(t, alice, "k1", "flash", 1)
+
+			if got.ID != "o1" {
+				t.Errorf("resumed order id = %q, want o1", got.ID)
+			}
+			if _, ok := e.store.order("o2"); ok {
+				t.Error("a second order was created")
+			}
+			if diff := cmp.Diff(e.stock.callsOf("o1"), tt.wantStock); diff != "" {
+				t.Errorf("inventory calls mismatch (-got +want):\n%s", diff)
+			}
+			if got, want := e.stock.hold("o1"), "reserved"; got != want {
+				t.Errorf("hold = %q, want %q", got, want)
+			}
+			if diff := cmp.Diff(e.pub.topicsOf("o1"), tt.wantTopics); diff != "" {
+				t.Errorf("events mismatch (-got +want):\n%s", diff)
+			}
+			if got := len(e.users.of("u1")); got != 1 {
+				t.Errorf("user index has %d entries, want 1", got)
+			}
+			if got := len(e.pending.all()); got != 1 {
+				t.Errorf("pending has %d entries, want 1", got)
+			}
+		})
+	}
+}
+
+// A placement that crashed after reserving is cleaned by the sweep (hold released); a late
+// retry of its key then learns it expired, and leaves nothing behind that counts toward the
+// purchase limit.
+func TestPlaceResumedAfterSweepReleasedHold(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv()
+	e.stock.set(func(s *fakeStock) { s.lostReply = problem.New(problem.CodeUnavailable, "timeout") })
+	req := order.PlaceRequest{DealID: "limited", Quantity: 2, IdempotencyKey: "k1"}
+	if _, err := e.svc.Place(ctx, alice, req, render); err == nil {
+		t.Fatal("first attempt: error = nil, want the lost reply")
+	}
+	e.stock.set(func(s *fakeStock) { s.lostReply = nil })
+	e.clock.Advance(testConfig.PayWindow + time.Second)
+	st, err := e.svc.Sweep(ctx)
+	if err != nil {
+		t.Fatalf("Sweep: %v", err)
+	}
+	if diff := cmp.Diff(st, order.SweepStats{Examined: 1, Cleaned: 1}); diff != "" {
+		t.Fatalf("sweep stats mismatch (-got +want):\n%s", diff)
+	}
+
+	reply, err := e.svc.Place(ctx, alice, req, render)
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+
+	if got, want := replyCode(t, reply), problem.CodeInvalidState; got != want {
+		t.Errorf("retry code = %q, want %q (reply %d %s)", got, want, reply.Status, reply.Body)
+	}
+	if _, ok := e.store.order("o1"); ok {
+		t.Error("an order document was created for a released hold")
+	}
+	if got := e.users.of("u1"); len(got) != 0 {
+		t.Errorf("user index = %+v, want empty", got)
+	}
+	if got := e.pending.all(); len(got) != 0 {
+		t.Errorf("pending = %+v, want empty", got)
+	}
+	// The error says to retry with a new key; that must work within the limit.
+	if o := e.place(t, alice, "k2", "limited", 2); o.ID != "o2" {
+		t.Errorf("new order id = %q, want o2", o.ID)
+	}
+}
+
+// Inventory's sold-out cache answers without looking for the order's hold, so a retry whose
+// first attempt did reserve can be told "sold out": the hold must not leak.
+func TestPlaceSoldOutAfterLostReserveReleasesHold(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv()
+	e.stock.set(func(s *fakeStock) { s.lostReply = problem.New(problem.CodeUnavailable, "timeout") })
+	req := order.PlaceRequest{DealID: "flash", Quantity: 1, IdempotencyKey: "k1"}
+	if _, err := e.svc.Place(ctx, alice, req, render); err == nil {
+		t.Fatal("first attempt: error = nil, want the lost reply")
+	}
+	e.stock.set(func(s *fakeStock) { s.lostReply, s.soldOut = nil, true })
+
+	reply, err := e.svc.Place(ctx, alice, req, render)
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+
+	if got, want := replyCode(t, reply), problem.CodeSoldOut; got != want {
+		t.Errorf("retry code = %q, want %q", got, want)
+	}
+	if got, want := e.stock.hold("o1"), "released"; got != want {
+		t.Errorf("hold of o1 = %q, want %q (stock leaked)", got, want)
+	}
+	if got := e.users.of("u1"); len(got) != 0 {
+		t.Errorf("user index = %+v, want empty", got)
+	}
+}
+
+// When the release after a sold-out answer fails, the id stays pending so the sweep releases.
+func TestPlaceSoldOutReleaseFailureLeavesItToTheSweep(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv()
+	e.stock.set(func(s *fakeStock) {
+		s.soldOut = true
+		s.releaseErr = problem.New(problem.CodeUnavailable, "inventory is down")
+	})
+
+	reply, err := e.svc.Place(ctx, alice, order.PlaceRequest{DealID: "flash", Quantity: 1, IdempotencyKey: "k1"}, render)
+	if err != nil {
+		t.Fatalf("Place: %v", err)
+	}
+	if got, want := replyCode(t, reply), problem.CodeSoldOut; got != want {
+		t.Errorf("code = %q, want %q", got, want)
+	}
+	if got := e.users.of("u1"); len(got) != 0 {
+		t.Errorf("user index = %+v, want empty (the limit must not count a refused order)", got)
+	}
+	if got := len(e.pending.all()); got != 1 {
+		t.Fatalf("pending has %d entries, want 1 for the sweep", got)
+	}
+
+	e.stock.set(func(s *fakeStock) { s.releaseErr = nil })
+	e.clock.Advance(testConfig.PayWindow + time.Second)
+	st, err := e.svc.Sweep(ctx)
+	if err != nil {
+		t.Fatalf("Sweep: %v", err)
+	}
+	if diff := cmp.Diff(st, order.SweepStats{Examined: 1, Cleaned: 1}); diff != "" {
+		t.Errorf("sweep stats mismatch (-got +want):\n%s", diff)
+	}
+	if got := e.pending.all(); len(got) != 0 {
+		t.Errorf("pending after the sweep = %+v, want empty", got)
+	}
+}
+
+// per_user_limit 2: one unit, then two more is over; a cancelled order stops counting.
+func TestPlacePurchaseLimit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv()
+	place := func(key string, qty int) problem.Code {
+		t.Helper()
+		reply, err := e.svc.Place(ctx, alice, order.PlaceRequest{DealID: "limited", Quantity: qty, IdempotencyKey: key}, render)
+		if err != nil {
+			t.Fatalf("Place(%s): %v", key, err)
+		}
+		return replyCode(t, reply)
+	}
+
+	if got := place("k1", 1); got != "" {
+		t.Fatalf("first unit: code = %q, want success", got)
+	}
+	if got, want := place("k2", 2), problem.CodePurchaseLimit; got != want {
+		t.Errorf("two more: code = %q, want %q", got, want)
+	}
+	if got := e.stock.callsOf("o2"); len(got) != 0 {
+		t.Errorf("inventory calls for the refused order = %v, want none", got)
+	}
+	if _, err := e.svc.Cancel(ctx, alice, "o1"); err != nil {
+		t.Fatalf("Cancel: %v", err)
+	}
+	if got := place("k3", 2); got != "" {
+		t.Errorf("two after cancelling: code = %q, want success", got)
+	}
+	if got := place("k4", 1); got != problem.CodePurchaseLimit {
+		t.Errorf("one more after that: code = %q, want %q", got, problem.CodePurchaseLimit)
+	}
+	// Another user has a limit of their own.
+	reply, err := e.svc.Place(ctx, bob, order.PlaceRequest{DealID: "limited", Quantity: 2, IdempotencyKey: "k1"}, render)
+	if err != nil || reply.Status != 201 {
+		t.Errorf("another user = %d %s, %v; want 201", reply.Status, reply.Body, err)
+	}
+}
+
+func TestPay(t *testing.T) {
+	t.Parallel()
+	conflict := problem.CodeConflict
+	tests := []struct {
+		name        string
+		setup       func(t *testing.T, e *env)
+		caller      order.Caller
+		id          string
+		token       string
+		wantCode    problem.Code
+		wantStatus  order.Status // stored afterwards
+		wantMarker  bool         // a charge still marked in flight
+		wantStock   []string
+		wantTopics  []string
+		wantIndex   order.Status
+		wantPending bool
+		wantCharges int
+	}{
+		{
+			name:       "succeeded",
+			caller:     alice,
+			id:         "o1",
+			token:      "tok_ok",
+			wantStatus: order.StatusConfirmed,
+			wantStock:  []string{"reserve", "commit"},
+			wantTopics: []string{"order.created", "order.paid", "order.confirmed"},
+			wantIndex:  order.StatusConfirmed, wantCharges: 1,
+		},
+		{
+			name:       "succeeded despite write conflicts",
+			setup:      func(_ *testing.T, e *env) { e.store.injectConflicts(3) },
+			caller:     alice,
+			id:         "o1",
+			token:      "tok_ok",
+			wantStatus: order.StatusConfirmed,
+			wantStock:  []string{"reserve", "commit"},
+			wantTopics: []string{"order.created", "order.paid", "order.confirmed"},
+			wantIndex:  order.StatusConfirmed, wantCharges: 1,
+		},
+		{
+			name:       "declined",
+			setup:      func(_ *testing.T, e *env) { e.pay.setMode("declined") },
+			caller:     alice,
+			id:         "o1",
+			token:      "tok_declined",
+			wantCode:   problem.CodePaymentDeclined,
+			wantStatus: order.StatusPending,
+			wantStock:  []string{"reserve"},
+			wantTopics: []string{"order.created"},
+			wantIndex:  order.StatusPending, wantPending: true, wantCharges: 1,
+		},
+		{
+			// The outcome is unknown: the marker stays so expiry asks the payment app.
+			name:       "payment app unavailable",
+			setup:      func(_ *testing.T, e *env) { e.pay.setMode("unavailable") },
+			caller:     alice,
+			id:         "o1",
+			token:      "tok_ok",
+			wantCode:   problem.CodePaymentUnavailable,
+			wantStatus: order.StatusPending, wantMarker: true,
+			wantStock:  []string{"reserve"},
+			wantTopics: []string{"order.created"},
+			wantIndex:  order.StatusPending, wantPending: true, wantCharges: 1,
+		},
+		{
+			name:       "another user's order",
+			caller:     bob,
+			id:         "o1",
+			token:      "tok_ok",
+			wantCode:   problem.CodeNotFound,
+			wantStatus: order.StatusPending,
+			wantStock:  []string{"reserve"},
+			wantTopics: []string{"order.created"},
+			wantIndex:  order.StatusPending, wantPending: true,
+		},
+		{
+			name:     "unknown order",
+			caller:   alice,
+			id:       "o9",
+			token:    "tok_ok",
+			wantCode: problem.CodeNotFound, wantStatus: order.StatusPending,
+			wantStock: []string{"reserve"}, wantTopics: []string{"order.created"},
+			wantIndex: order.StatusPending, wantPending: true,
+		},
+		{
+			name:     "no token",
+			caller:   alice,
+			id:       "o1",
+			wantCode: problem.CodeValidation, wantStatus: order.StatusPending,
+			wantStock: []string{"reserve"}, wantTopics: []string{"order.created"},
+			wantIndex: order.StatusPending, wantPending: true,
+		},
+		{
+			name: "paid twice",
+			setup: func(t *testing.T, e *env) {
+				if _, err := e.svc.Pay(context.Background(), alice, "o1", "tok_ok"); err != nil {
+					t.Fatalf("first Pay: %v", err)
+				}
+			},
+			caller:     alice,
+			id:         "o1",
+			token:      "tok_ok",
+			wantCode:   problem.CodeInvalidState,
+			wantStatus: order.StatusConfirmed,
+			wantStock:  []string{"reserve", "commit"},
+			wantTopics: []string{"order.created", "order.paid", "order.confirmed"},
+			wantIndex:  order.StatusConfirmed, wantCharges: 1,
+		},
+		{
+			name:       "after pay_by",
+			setup:      func(_ *testing.T, e *env) { e.clock.Advance(testConfig.PayWindow + time.Second) },
+			caller:     alice,
+			id:         "o1",
+			token:      "tok_ok",
+			wantCode:   problem.CodeInvalidState,
+			wantStatus: order.StatusPending,
+			wantStock:  []string{"reserve"}, wantTopics: []string{"order.created"},
+			wantIndex: order.StatusPending, wantPending: true,
+		},
+		{
+			name:       "at pay_by",
+			setup:      func(_ *testing.T, e *env) { e.clock.Advance(testConfig.PayWindow) },
+			caller:     alice,
+			id:         "o1",
+			token:      "tok_ok",
+			wantCode:   problem.CodeInvalidState,
+			wantStatus: order.StatusPending,
+			wantStock:  []string{"reserve"}, wantTopics: []string{"order.created"},
+			wantIndex: order.StatusPending, wantPending: true,
+		},
+		{
+			name: "cancelled",
+			setup: func(t *testing.T, e *env) {
+				if _, err := e.svc.Cancel(context.Background(), alice, "o1"); err != nil {
+					t.Fatalf("Cancel: %v", err)
+				}
+			},
+			caller:     alice,
+			id:         "o1",
+			token:      "tok_ok",
+			wantCode:   problem.CodeInvalidState,
+			wantStatus: order.StatusCancelled,
+			wantStock:  []string{"reserve", "release"},
+			wantTopics: []string{"order.created", "order.cancelled"},
+			wantIndex:  order.StatusCancelled,
+		},
+		{
+			name: "a charge in flight",
+			setup: func(t *testing.T, e *env) {
+				started := e.clock.Now()
+				o := e.mustOrder(t, "o1")
+				o.PaymentStartedAt = &started
+				e.store.put(o)
+				e.clock.Advance(testConfig.PaymentGrace - time.Second)
+			},
+			caller:     alice,
+			id:         "o1",
+			token:      "tok_ok",
+			wantCode:   conflict,
+			wantStatus: order.StatusPending, wantMarker: true,
+			wantStock: []string{"reserve"}, wantTopics: []string{"order.created"},
+			wantIndex: order.StatusPending, wantPending: true,
+		},
+		{
+			name: "a stale charge marker is retried",
+			setup: func(t *testing.T, e *env) {
+				started := e.clock.Now()
+				o := e.mustOrder(t, "o1")
+				o.PaymentStartedAt = &started
+				e.store.put(o)
+				e.clock.Advance(testConfig.PaymentGrace)
+			},
+			caller:     alice,
+			id:         "o1",
+			token:      "tok_ok",
+			wantStatus: order.StatusConfirmed,
+			wantStock:  []string{"reserve", "commit"},
+			wantTopics: []string{"order.created", "order.paid", "order.confirmed"},
+			wantIndex:  order.StatusConfirmed, wantCharges: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv()
+			e.place(t, alice, "k1", "flash", 2)
+			e.clock.Advance(time.Minute)
+			if tt.setup != nil {
+				tt.setup(t, e)
+			}
+
+			got, err := e.svc.Pay(context.Background(), tt.caller, tt.id, tt.token)
+
+			if code := errCode(err); code != tt.wantCode {
+				t.Fatalf("code = %q, want %q (error %v)", code, tt.wantCode, err)
+			}
+			stored := e.mustOrder(t, "o1")
+			if err == nil {
+				if diff := cmp.Diff(got, stored); diff != "" {
+					t.Errorf("returned order differs from the stored one (-got +want):\n%s", diff)
+				}
+				if !stored.Settled {
+					t.Error("stored order is not settled")
+				}
+			}
+			if stored.Status != tt.wantStatus {
+				t.Errorf("stored status = %q, want %q", stored.Status, tt.wantStatus)
+			}
+			if got := stored.PaymentStartedAt != nil; got != tt.wantMarker {
+				t.Errorf("payment marker set = %t, want %t", got, tt.wantMarker)
+			}
+			if diff := cmp.Diff(e.stock.callsOf("o1"), tt.wantStock); diff != "" {
+				t.Errorf("inventory calls mismatch (-got +want):\n%s", diff)
+			}
+			if diff := cmp.Diff(e.pub.topicsOf("o1"), tt.wantTopics); diff != "" {
+				t.Errorf("events mismatch (-got +want):\n%s", diff)
+			}
+			if idx := e.users.of("u1"); len(idx) != 1 || idx[0].Status != tt.wantIndex {
+				t.Errorf("user index = %+v, want one entry with status %q", idx, tt.wantIndex)
+			}
+			if got := len(e.pending.all()) == 1; got != tt.wantPending {
+				t.Errorf("still pending = %t, want %t", got, tt.wantPending)
+			}
+			if got := e.pay.chargeCount(); got != tt.wantCharges {
+				t.Errorf("charges = %d, want %d", got, tt.wantCharges)
+			}
+		})
+	}
+}
+
+// A declined payment leaves the order payable: the owner can pay again at once.
+func TestPayAfterDeclineRetries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv()
+	e.place(t, alice, "k1", "flash", 1)
+	e.pay.setMode("declined")
+	if _, err := e.svc.Pay(ctx, alice, "o1", "tok_declined"); !errors.Is(err, order.ErrPaymentDeclined) {
+		t.Fatalf("first Pay error = %v, want %v", err, order.ErrPaymentDeclined)
+	}
+	// The payment app records one charge per order: a new token after a decline is a
+	// charge the fake lets succeed.
+	e.pay.record("o1", order.ChargeResult{Status: "succeeded"})
+	e.pay.setMode("succeeded")
+
+	got, err := e.svc.Pay(ctx, alice, "o1", "tok_ok")
+
+	if err != nil {
+		t.Fatalf("second Pay: %v", err)
+	}
+	if got.Status != order.StatusConfirmed {
+		t.Errorf("status = %q, want %q", got.Status, order.StatusConfirmed)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	setMarker := func(e *env, age time.Duration) {
+		started := e.clock.Now().Add(-age)
+		o, _ := e.store.order("o1")
+		o.PaymentStartedAt = &started
+		e.store.put(o)
+	}
+	tests := []struct {
+		name        string
+		setup       func(t *testing.T, e *env)
+		caller      order.Caller
+		wantCode    problem.Code
+		wantStatus  order.Status
+		wantStock   []string
+		wantTopics  []string
+		wantIndex   order.Status
+		wantPending bool
+		wantCAS     []order.Status // status transitions written
+	}{
+		{
+			name:       "pending",
+			caller:     alice,
+			wantStatus: order.StatusCancelled,
+			wantStock:  []string{"reserve", "release"},
+			wantTopics: []string{"order.created", "order.cancelled"},
+			wantIndex:  order.StatusCancelled,
+			wantCAS:    []order.Status{order.StatusCancelled},
+		},
+		{
+			name:       "pending despite write conflicts",
+			setup:      func(_ *testing.T, e *env) { e.store.injectConflicts(5) },
+			caller:     alice,
+			wantStatus: order.StatusCancelled,
+			wantStock:  []string{"reserve", "release"},
+			wantTopics: []string{"order.created", "order.cancelled"},
+			wantIndex:  order.StatusCancelled,
+			wantCAS:    []order.Status{order.StatusCancelled},
+		},
+		{
+			name: "confirmed",
+			setup: func(t *testing.T, e *env) {
+				if _, err := e.svc.Pay(context.Background(), alice, "o1", "tok_ok"); err != nil {
+					t.Fatalf("Pay: %v", err)
+				}
+			},
+			caller:     alice,
+			wantCode:   problem.CodeInvalidState,
+			wantStatus: order.StatusConfirmed,
+			wantStock:  []string{"reserve", "commit"},
+			wantTopics: []string{"order.created", "order.paid", "order.confirmed"},
+			wantIndex:  order.StatusConfirmed,
+			wantCAS:    []order.Status{order.StatusPaid, order.StatusConfirmed},
+		},
+		{
+			name: "cancelled twice",
+			setup: func(t *testing.T, e *env) {
+				if _, err := e.svc.Cancel(context.Background(), alice, "o1"); err != nil {
+					t.Fatalf("Cancel: %v", err)
+				}
+			},
+			caller:     alice,
+			wantCode:   problem.CodeInvalidState,
+			wantStatus: order.StatusCancelled,
+			wantStock:  []string{"reserve", "release"},
+			wantTopics: []string{"order.created", "order.cancelled"},
+			wantIndex:  order.StatusCancelled,
+			wantCAS:    []order.Status{order.StatusCancelled},
+		},
+		{
+			name:       "a payment in flight",
+			setup:      func(_ *testing.T, e *env) { setMarker(e, testConfig.PaymentGrace-time.Second) },
+			caller:     alice,
+			wantCode:   problem.CodeInvalidState,
+			wantStatus: order.StatusPending,
+			wantStock:  []string{"reserve"},
+			wantTopics: []string{"order.created"},
+			wantIndex:  order.StatusPending, wantPending: true,
+		},
+		{
+			name:       "a stale payment marker whose charge never happened",
+			setup:      func(_ *testing.T, e *env) { setMarker(e, testConfig.PaymentGrace) },
+			caller:     alice,
+			wantStatus: order.StatusCancelled,
+			wantStock:  []string{"reserve", "release"},
+			wantTopics: []string{"order.created", "order.cancelled"},
+			wantIndex:  order.StatusCancelled,
+			wantCAS:    []order.Status{order.StatusCancelled},
+		},
+		{
+			// The payment app took the money but its answer was lost: cancelling would keep
+			// the money for an order that releases its stock.
+			name: "a stale payment marker whose charge went through",
+			setup: func(t *testing.T, e *env) {
+				e.pay.setMode("lost")
+				if _, err := e.svc.Pay(context.Background(), alice, "o1", "tok_ok"); !errors.Is(err, order.ErrPaymentDown) {
+					t.Fatalf("Pay error = %v, want %v", err, order.ErrPaymentDown)
+				}
+				e.clock.Advance(testConfig.PaymentGrace)
+			},
+			caller:     alice,
+			wantCode:   problem.CodeInvalidState,
+			wantStatus: order.StatusConfirmed,
+			wantStock:  []string{"reserve", "commit"},
+			wantTopics: []string{"order.created", "order.paid", "order.confirmed"},
+			wantIndex:  order.StatusConfirmed,
+			wantCAS:    []order.Status{order.StatusPaid, order.StatusConfirmed},
+		},
+		{
+			name:       "another user's order",
+			caller:     bob,
+			wantCode:   problem.CodeNotFound,
+			wantStatus: order.StatusPending,
+			wantStock:  []string{"reserve"},
+			wantTopics: []string{"order.created"},
+			wantIndex:  order.StatusPending, wantPending: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv()
+			e.place(t, alice, "k1", "flash", 2)
+			e.clock.Advance(time.Minute)
+			if tt.setup != nil {
+				tt.setup(t, e)
+			}
+
+			got, err := e.svc.Cancel(context.Background(), tt.caller, "o1")
+
+			if code := errCode(err); code != tt.wantCode {
+				t.Fatalf("code = %q, want %q (error %v)", code, tt.wantCode, err)
+			}
+			stored := e.mustOrder(t, "o1")
+			if err == nil {
+				if diff := cmp.Diff(got, stored); diff != "" {
+					t.Errorf("returned order differs from the stored one (-got +want):\n%s", diff)
+				}
+				if !stored.Settled {
+					t.Error("stored order is not settled")
+				}
+			}
+			if stored.Status != tt.wantStatus {
+				t.Errorf("stored status = %q, want %q", stored.Status, tt.wantStatus)
+			}
+			if diff := cmp.Diff(e.stock.callsOf("o1"), tt.wantStock); diff != "" {
+				t.Errorf("inventory calls mismatch (-got +want):\n%s", diff)
+			}
+			if diff := cmp.Diff(e.pub.topicsOf("o1"), tt.wantTopics); diff != "" {
+				t.Errorf("events mismatch (-got +want):\n%s", diff)
+			}
+			if idx := e.users.of("u1"); len(idx) != 1 || idx[0].Status != tt.wantIndex {
+				t.Errorf("user index = %+v, want one entry with status %q", idx, tt.wantIndex)
+			}
+			if got := len(e.pending.all()) == 1; got != tt.wantPending {
+				t.Errorf("still pending = %t, want %t", got, tt.wantPending)
+			}
+			if diff := cmp.Diff(e.store.transitionsOf("o1"), tt.wantCAS); diff != "" {
+				t.Errorf("status transitions mismatch (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestGet(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		caller   order.Caller
+		id       string
+		wantCode problem.Code
+	}{
+		{"owner", alice, "o1", ""},
+		{"another user", bob, "o1", problem.CodeNotFound},
+		{"unknown", alice, "o9", problem.CodeNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv()
+			want := e.place(t, alice, "k1", "flash", 1)
+
+			got, err := e.svc.Get(context.Background(), tt.caller, tt.id)
+
+			if code := errCode(err); code != tt.wantCode {
+				t.Fatalf("code = %q, want %q (error %v)", code, tt.wantCode, err)
+			}
+			if err != nil {
+				if !errors.Is(err, order.ErrNotFound) {
+					t.Errorf("error = %v, want %v", err, order.ErrNotFound)
+				}
+				return
+			}
+			if diff := cmp.Diff(got, want); diff != "" {
+				t.Errorf("order mismatch (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestList(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv()
+	for _, key := range []string{"k1", "k2", "k3"} {
+		e.place(t, alice, key, "flash", 1)
+		e.clock.Advance(time.Second)
+	}
+	e.place(t, bob, "k1", "flash", 1)
+	// A placement in flight has an index entry but no document yet.
+	if err := e.users.Add(ctx, "u1", order.IndexEntry{OrderID: "o9", DealID: "flash", Quantity: 1, Status: order.StatusPending}, 5); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		caller order.Caller
+		want   []string
+	}{
+		{"newest first", alice, []string{"o3", "o2", "o1"}},
+		{"only the caller's", bob, []string{"o4"}},
+		{"none", order.Caller{ID: "u3"}, []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+
+			list, err := e.svc.List(ctx, tt.caller)
+
+			if err != nil {
+				t.Fatalf("List: %v", err)
+			}
+			got := []string{}
+			for _, o := range list {
+				got = append(got, o.ID)
+			}
+			if diff := cmp.Diff(got, tt.want); diff != "" {
+				t.Errorf("order ids mismatch (-got +want):\n%s", diff)
+			}
+		})
+	}
+}

@@ -1,0 +1,379 @@
+package order_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/groupbuy/groupbuy/apps/order/internal/order"
+	"github.com/groupbuy/groupbuy/pkg/problem"
+)
+
+func TestSweep(t *testing.T) {
+	t.Parallel()
+	payBy := t0.Add(testConfig.PayWindow)
+	// lostCharge makes a Pay at the given time whose charge succeeds at the payment app but
+	// whose answer is lost, leaving the order pending with a payment marker.
+	lostCharge := func(t *testing.T, e *env, at time.Time) {
+		t.Helper()
+		e.clock.Set(at)
+		e.pay.setMode("lost")
+		if _, err := e.svc.Pay(context.Background(), alice, "o1", "tok_ok"); !errors.Is(err, order.ErrPaymentDown) {
+			t.Fatalf("Pay error = %v, want %v", err, order.ErrPaymentDown)
+		}
+	}
+	// rewrite changes the stored order as a crashed writer left it.
+	rewrite := func(t *testing.T, e *env, fn func(o *order.Order)) {
+		t.Helper()
+		o := e.mustOrder(t, "o1")
+		fn(&o)
+		e.store.put(o)
+	}
+	tests := []struct {
+		name        string
+		setup       func(t *testing.T, e *env) // at t0, o1 already placed (2 units of flash)
+		at          time.Time
+		wantStats   order.SweepStats
+		wantStatus  order.Status // stored status of o1; "" for no document
+		wantStock   []string     // inventory calls for o1
+		wantHold    string
+		wantTopics  []string
+		wantIndex   order.Status // status in the user index; "" for no entry
+		wantPending bool
+	}{
+		{
+			name:       "expired pending order",
+			at:         payBy.Add(time.Second),
+			wantStats:  order.SweepStats{Examined: 1, Cancelled: 1},
+			wantStatus: order.StatusCancelled,
+			wantStock:  []string{"reserve", "release"},
+			wantHold:   "released",
+			wantTopics: []string{"order.created", "order.cancelled"},
+			wantIndex:  order.StatusCancelled,
+		},
+		{
+			name:        "not yet due",
+			at:          payBy.Add(-time.Second),
+			wantStats:   order.SweepStats{},
+			wantStatus:  order.StatusPending,
+			wantStock:   []string{"reserve"},
+			wantHold:    "reserved",
+			wantTopics:  []string{"order.created"},
+			wantIndex:   order.StatusPending,
+			wantPending: true,
+		},
+		{
+			name:        "due exactly now is not yet due",
+			at:          payBy,
+			wantStats:   order.SweepStats{},
+			wantStatus:  order.StatusPending,
+			wantStock:   []string{"reserve"},
+			wantHold:    "reserved",
+			wantTopics:  []string{"order.created"},
+			wantIndex:   order.StatusPending,
+			wantPending: true,
+		},
+		{
+			name: "placement crashed between reserve and create",
+			setup: func(t *testing.T, e *env) {
+				e.store.mu.Lock()
+				delete(e.store.docs, "o1")
+				e.store.mu.Unlock()
+			},
+			at:         payBy.Add(time.Second),
+			wantStats:  order.SweepStats{Examined: 1, Cleaned: 1},
+			wantStock:  []string{"reserve", "release"},
+			wantHold:   "released",
+			wantTopics: []string{"order.created"},
+		},
+		{
+			name:       "charge went through but its answer was lost",
+			setup:      func(t *testing.T, e *env) { lostCharge(t, e, payBy.Add(-time.Minute)) },
+			at:         payBy.Add(time.Second),
+			wantStats:  order.SweepStats{Examined: 1, Completed: 1},
+			wantStatus: order.StatusConfirmed,
+			wantStock:  []string{"reserve", "commit"},
+			wantHold:   "committed",
+			wantTopics: []string{"order.created", "order.paid", "order.confirmed"},
+			wantIndex:  order.StatusConfirmed,
+		},
+		{
+			name: "charge never reached the payment app",
+			setup: func(t *testing.T, e *env) {
+				e.clock.Set(payBy.Add(-time.Minute))
+				e.pay.setMode("unavailable")
+				if _, err := e.svc.Pay(context.Background(), alice, "o1", "tok_ok"); !errors.Is(err, order.ErrPaymentDown) {
+					t.Fatalf("Pay error = %v, want %v", err, order.ErrPaymentDown)
+				}
+			},
+			at:         payBy.Add(time.Second),
+			wantStats:  order.SweepStats{Examined: 1, Cancelled: 1},
+			wantStatus: order.StatusCancelled,
+			wantStock:  []string{"reserve", "release"},
+			wantHold:   "released",
+			wantTopics: []string{"order.created", "order.cancelled"},
+			wantIndex:  order.StatusCancelled,
+		},
+		{
+			name:        "charge in flight within the grace",
+			setup:       func(t *testing.T, e *env) { lostCharge(t, e, payBy.Add(-time.Second)) },
+			at:          payBy.Add(testConfig.PaymentGrace - 2*time.Second),
+			wantStats:   order.SweepStats{Examined: 1},
+			wantStatus:  order.StatusPending,
+			wantStock:   []string{"reserve"},
+			wantHold:    "reserved",
+			wantTopics:  []string{"order.created"},
+			wantIndex:   order.StatusPending,
+			wantPending: true,
+		},
+		{
+			name: "cancelled but side effects interrupted",
+			setup: func(t *testing.T, e *env) {
+				rewrite(t, e, func(o *order.Order) { o.Status, o.Settled = order.StatusCancelled, false })
+			},
+			at:         payBy.Add(time.Second),
+			wantStats:  order.SweepStats{Examined: 1, Completed: 1},
+			wantStatus: order.StatusCancelled,
+			wantStock:  []string{"reserve", "release"},
+			wantHold:   "released",
+			wantTopics: []string{"order.created", "order.cancelled"},
+			wantIndex:  order.StatusCancelled,
+		},
+		{
+			name: "paid but not confirmed",
+			setup: func(t *testing.T, e *env) {
+				e.pay.record("o1", order.ChargeResult{Status: "succeeded"})
+				rewrite(t, e, func(o *order.Order) { o.Status, o.Settled = order.StatusPaid, false })
+			},
+			at:         payBy.Add(time.Second),
+			wantStats:  order.SweepStats{Examined: 1, Completed: 1},
+			wantStatus: order.StatusConfirmed,
+			wantStock:  []string{"reserve", "commit"},
+			wantHold:   "committed",
+			wantTopics: []string{"order.created", "order.paid", "order.confirmed"},
+			wantIndex:  order.StatusConfirmed,
+		},
+		{
+			name: "confirmed but not settled",
+			setup: func(t *testing.T, e *env) {
+				e.stock.set(func(s *fakeStock) { s.holds["o1"] = "committed" })
+				rewrite(t, e, func(o *order.Order) { o.Status, o.Settled = order.StatusConfirmed, false })
+			},
+			at:         payBy.Add(time.Second),
+			wantStats:  order.SweepStats{Examined: 1, Completed: 1},
+			wantStatus: order.StatusConfirmed,
+			wantStock:  []string{"reserve"},
+			wantHold:   "committed",
+			wantTopics: []string{"order.created", "order.confirmed"},
+			wantIndex:  order.StatusConfirmed,
+		},
+		{
+			name: "settled order left in the set",
+			setup: func(t *testing.T, e *env) {
+				rewrite(t, e, func(o *order.Order) { o.Status, o.Settled = order.StatusCancelled, true })
+			},
+			at:         payBy.Add(time.Second),
+			wantStats:  order.SweepStats{Examined: 1, Cleaned: 1},
+			wantStatus: order.StatusCancelled,
+			wantStock:  []string{"reserve"},
+			wantHold:   "reserved",
+			wantTopics: []string{"order.created"},
+			wantIndex:  order.StatusPending,
+		},
+		{
+			name: "release fails: counted, left for the next pass",
+			setup: func(t *testing.T, e *env) {
+				e.stock.set(func(s *fakeStock) { s.releaseErr = problem.New(problem.CodeUnavailable, "down") })
+			},
+			at:          payBy.Add(time.Second),
+			wantStats:   order.SweepStats{Examined: 1, Failed: 1},
+			wantStatus:  order.StatusCancelled,
+			wantStock:   []string{"reserve", "release"},
+			wantHold:    "reserved",
+			wantTopics:  []string{"order.created"},
+			wantIndex:   order.StatusPending,
+			wantPending: true,
+		},
+		{
+			name: "payment lookup fails: counted, left for the next pass",
+			setup: func(t *testing.T, e *env) {
+				lostCharge(t, e, payBy.Add(-time.Minute))
+				e.pay.lookupErr = errPaymentDown
+			},
+			at:          payBy.Add(time.Second),
+			wantStats:   order.SweepStats{Examined: 1, Failed: 1},
+			wantStatus:  order.StatusPending,
+			wantStock:   []string{"reserve"},
+			wantHold:    "reserved",
+			wantTopics:  []string{"order.created"},
+			wantIndex:   order.StatusPending,
+			wantPending: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := newEnv()
+			e.place(t, alice, "k1", "flash", 2)
+			if tt.setup != nil {
+				tt.setup(t, e)
+			}
+			e.clock.Set(tt.at)
+
+			got, err := e.svc.Sweep(ctx)
+
+			if err != nil {
+				t.Fatalf("Sweep: %v", err)
+			}
+			if diff := cmp.Diff(got, tt.wantStats); diff != "" {
+				t.Errorf("stats mismatch (-got +want):\n%s", diff)
+			}
+			stored, ok := e.store.order("o1")
+			if !ok {
+				stored.Status = ""
+			}
+			if stored.Status != tt.wantStatus {
+				t.Errorf("stored status = %q, want %q", stored.Status, tt.wantStatus)
+			}
+			if ok && !tt.wantPending && !stored.Settled {
+				t.Error("order left the pending set unsettled")
+			}
+			if diff := cmp.Diff(e.stock.callsOf("o1"), tt.wantStock); diff != "" {
+				t.Errorf("inventory calls mismatch (-got +want):\n%s", diff)
+			}
+			if got := e.stock.hold("o1"); got != tt.wantHold {
+				t.Errorf("hold = %q, want %q", got, tt.wantHold)
+			}
+			if diff := cmp.Diff(e.pub.topicsOf("o1"), tt.wantTopics); diff != "" {
+				t.Errorf("events mismatch (-got +want):\n%s", diff)
+			}
+			var index order.Status
+			if idx := e.users.of("u1"); len(idx) > 0 {
+				index = idx[0].Status
+			}
+			if index != tt.wantIndex {
+				t.Errorf("user index status = %q, want %q", index, tt.wantIndex)
+			}
+			if got := len(e.pending.all()) == 1; got != tt.wantPending {
+				t.Errorf("still pending = %t, want %t", got, tt.wantPending)
+			}
+		})
+	}
+}
+
+// A failed pass leaves the order for the next, which finishes it.
+func TestSweepRetriesAfterFailure(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv()
+	e.place(t, alice, "k1", "flash", 1)
+	e.stock.set(func(s *fakeStock) { s.releaseErr = problem.New(problem.CodeUnavailable, "down") })
+	e.clock.Advance(testConfig.PayWindow + time.Second)
+	if st, err := e.svc.Sweep(ctx); err != nil || st.Failed != 1 {
+		t.Fatalf("first pass = %+v, %v; want one failure", st, err)
+	}
+	e.stock.set(func(s *fakeStock) { s.releaseErr = nil })
+
+	got, err := e.svc.Sweep(ctx)
+
+	if err != nil {
+		t.Fatalf("second pass: %v", err)
+	}
+	if diff := cmp.Diff(got, order.SweepStats{Examined: 1, Completed: 1}); diff != "" {
+		t.Errorf("stats mismatch (-got +want):\n%s", diff)
+	}
+	o := e.mustOrder(t, "o1")
+	if o.Status != order.StatusCancelled || !o.Settled {
+		t.Errorf("order = %s settled %t, want cancelled and settled", o.Status, o.Settled)
+	}
+	if diff := cmp.Diff(e.store.transitionsOf("o1"), []order.Status{order.StatusCancelled}); diff != "" {
+		t.Errorf("status transitions mismatch (-got +want):\n%s", diff)
+	}
+	if got := e.stock.hold("o1"); got != "released" {
+		t.Errorf("hold = %q, want released", got)
+	}
+	if got := e.pending.all(); len(got) != 0 {
+		t.Errorf("pending = %+v, want empty", got)
+	}
+}
+
+// The cron binding fires on every replica: overlapping sweeps cancel each due order exactly
+// once (one successful status CAS), and every order ends cancelled, settled and released.
+func TestSweepConcurrent(t *testing.T) {
+	t.Parallel()
+	const orders, sweepers, rounds = 12, 3, 10
+	for round := range rounds {
+		t.Run(fmt.Sprintf("round %d", round), func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			e := newEnv()
+			var ids []string
+			for i := range orders {
+				u := order.Caller{ID: fmt.Sprintf("user%d", i)}
+				reply, err := e.svc.Place(ctx, u, order.PlaceRequest{DealID: "flash", Quantity: 1, IdempotencyKey: "k"}, render)
+				if err != nil || reply.Status != 201 {
+					t.Fatalf("Place %d = %d, %v", i, reply.Status, err)
+				}
+				ids = append(ids, fmt.Sprintf("o%d", i+1))
+			}
+			// Some conflicts on top of the sweepers' own contention.
+			e.store.injectConflicts(orders / 2)
+			e.clock.Advance(testConfig.PayWindow + time.Second)
+
+			stats := make([]order.SweepStats, sweepers)
+			errs := make([]error, sweepers)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := range sweepers {
+				wg.Go(func() {
+					<-start
+					stats[i], errs[i] = e.svc.Sweep(ctx)
+				})
+			}
+			close(start)
+			wg.Wait()
+
+			cancelled := 0
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("sweeper %d: %v", i, err)
+				}
+				if stats[i].Failed != 0 {
+					t.Errorf("sweeper %d stats = %+v, want no failures", i, stats[i])
+				}
+				cancelled += stats[i].Cancelled
+			}
+			if cancelled != orders {
+				t.Errorf("cancellations reported = %d, want %d (%+v)", cancelled, orders, stats)
+			}
+			for i, id := range ids {
+				if diff := cmp.Diff(e.store.transitionsOf(id), []order.Status{order.StatusCancelled}); diff != "" {
+					t.Errorf("%s status transitions mismatch (-got +want):\n%s", id, diff)
+				}
+				o := e.mustOrder(t, id)
+				if o.Status != order.StatusCancelled || !o.Settled {
+					t.Errorf("%s = %s settled %t, want cancelled and settled", id, o.Status, o.Settled)
+				}
+				if got := e.stock.hold(id); got != "released" {
+					t.Errorf("%s hold = %q, want released", id, got)
+				}
+				if idx := e.users.of(fmt.Sprintf("user%d", i)); len(idx) != 1 || idx[0].Status != order.StatusCancelled {
+					t.Errorf("%s index = %+v, want one cancelled entry", id, idx)
+				}
+				if got := e.pub.topicsOf(id); len(got) < 2 || got[0] != "order.created" {
+					t.Errorf("%s events = %v, want order.created then order.cancelled (repeats allowed)", id, got)
+				}
+			}
+			if got := e.pending.all(); len(got) != 0 {
+				t.Errorf("pending = %+v, want empty", got)
+			}
+		})
+	}
+}
