@@ -1,9 +1,11 @@
-// Command inventory owns the stock of every deal: counters per deal in one state key, changed
-// only by ETag-checked writes through its Dapr sidecar.
+// Command inventory owns the stock of every deal and the orders' holds on it: counters and
+// holds split over per-deal buckets, each one state key changed only by ETag-checked writes
+// through its Dapr sidecar, with requests batched per bucket (group commit).
 package main
 
 import (
 	"context"
+	"time"
 
 	"github.com/groupbuy/groupbuy/apps/inventory/internal/daprstore"
 	"github.com/groupbuy/groupbuy/apps/inventory/internal/httpapi"
@@ -15,6 +17,11 @@ import (
 type config struct {
 	bootstrap.Base
 	StateStore string `env:"STATE_STORE, default=statestore"`
+	// StockBuckets is the bucket count of newly created deals; existing deals keep theirs.
+	StockBuckets int           `env:"STOCK_BUCKETS, default=1"`
+	SoldOutTTL   time.Duration `env:"SOLD_OUT_TTL, default=1s"`
+	// StockBatching turns group commit off when false (for comparison only).
+	StockBatching bool `env:"STOCK_BATCHING, default=true"`
 }
 
 func main() { bootstrap.Main(run) }
@@ -28,7 +35,15 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	svc := stock.NewService(daprstore.New(daprstate.New(rt.Dapr, cfg.StateStore)))
+	svc, err := stock.NewService(daprstore.New(daprstate.New(rt.Dapr, cfg.StateStore)), stock.Config{
+		Buckets:         cfg.StockBuckets,
+		SoldOutTTL:      cfg.SoldOutTTL,
+		DisableBatching: !cfg.StockBatching,
+		Meter:           rt.Telemetry.Meter("github.com/groupbuy/groupbuy/apps/inventory"),
+	})
+	if err != nil {
+		return err
+	}
 	r := rt.Router(true)
 	httpapi.Routes(r, svc)
 	return rt.Serve(ctx, r)

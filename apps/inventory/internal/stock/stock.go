@@ -1,95 +1,284 @@
-// Package stock owns the stock of each deal. A deal's counters live in one document (one
-// state key) so every change is a single ETag-checked write: Redis MULTI does not roll back,
-// so the invariant available + reserved + sold == stock can only be kept inside one key.
+// Package stock owns the stock of each deal and the holds (reservations) on it.
+//
+// A deal's stock is split over a fixed number of buckets, each one state key holding its own
+// counters and the holds they account for, so every change is a single ETag-checked write
+// of one key: Redis MULTI does not roll back, so the invariant
+// available + reserved + sold == stock can only be kept inside one key. Each bucket keeps
+// the invariant on its own; the deal's levels are the sums.
+//
+// The pure part (this file) applies a batch of operations to one bucket document. The
+// Service (service.go) routes operations to buckets, batches them per bucket (group
+// commit: one CAS per batch) and keeps the in-memory sold-out marker.
 package stock
 
 import (
-	"context"
-	"errors"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
-// Errors of the stock domain.
-var (
-	ErrNotFound = problem.New(problem.CodeNotFound, "no stock record for this deal")
-	ErrConflict = problem.New(problem.CodeConflict, "the deal's stock was already created with another quantity")
+// Limits of the stock domain.
+const (
+	// MaxStock bounds a deal's stock.
+	MaxStock = 1_000_000
+	// MaxQuantity bounds the units of one reservation.
+	MaxQuantity = 1000
+	// MaxBuckets bounds the buckets of a deal.
+	MaxBuckets = 64
 )
 
-// Record is the stored stock document of one deal.
-type Record struct {
+// HoldState is where a hold is in its life: reserved, then committed (sold) or released.
+// Committed and released holds stay in the bucket as tombstones so replays stay idempotent.
+type HoldState string
+
+// Hold states, plus StateAbsent, the answer of a release for an order that holds nothing.
+const (
+	StateReserved  HoldState = "reserved"
+	StateCommitted HoldState = "committed"
+	StateReleased  HoldState = "released"
+	StateAbsent    HoldState = "absent"
+)
+
+// Hold is the stock one order holds in one bucket.
+type Hold struct {
+	Qty   int       `json:"qty"`
+	Until time.Time `json:"until"`
+	State HoldState `json:"state"`
+	At    time.Time `json:"at"` // time of the last transition
+}
+
+// Meta is the stored description of a deal's stock, written once at creation. Its presence
+// means the deal exists; Buckets is fixed for the life of the deal.
+type Meta struct {
 	DealID    string    `json:"deal_id"`
 	Stock     int       `json:"stock"`
-	Available int       `json:"available"`
-	Reserved  int       `json:"reserved"`
-	Sold      int       `json:"sold"`
+	Buckets   int       `json:"buckets"`
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// Check verifies the record's invariant.
-func (r Record) Check() error {
-	if r.Available < 0 || r.Reserved < 0 || r.Sold < 0 {
-		return fmt.Errorf("stock %s: negative counter %+v", r.DealID, r)
+// BucketCount is the number of buckets (at least one; a record without the field predates
+// buckets and is one bucket).
+func (m Meta) BucketCount() int { return max(m.Buckets, 1) }
+
+// InitialBucket is bucket i as created: its even share of the stock, all available. The
+// first Stock % n buckets carry one unit more.
+func (m Meta) InitialBucket(i int) Bucket {
+	n := m.BucketCount()
+	share := m.Stock / n
+	if i < m.Stock%n {
+		share++
 	}
-	if r.Available+r.Reserved+r.Sold != r.Stock {
-		return fmt.Errorf("stock %s: available+reserved+sold != stock in %+v", r.DealID, r)
+	return Bucket{DealID: m.DealID, Bucket: i, Stock: share, Available: share, Holds: map[string]Hold{}}
+}
+
+// Bucket is one stored slice of a deal's stock with the holds it accounts for.
+type Bucket struct {
+	DealID    string          `json:"deal_id"`
+	Bucket    int             `json:"bucket"`
+	Stock     int             `json:"stock"`
+	Available int             `json:"available"`
+	Reserved  int             `json:"reserved"`
+	Sold      int             `json:"sold"`
+	Holds     map[string]Hold `json:"holds"`
+	// Passed marks orders that found no room here and moved on along their probe sequence
+	// (see HomeBucket). The mark is permanent, so every attempt of the same order, on any
+	// replica, skips this bucket the same way and the order can never get a second hold here.
+	Passed map[string]time.Time `json:"passed,omitempty"`
+}
+
+// Check verifies the bucket's invariants: counters non-negative and summing to the stock,
+// and the reserved and sold counters equal to the units of the reserved and committed holds.
+func (b Bucket) Check() error {
+	if b.Available < 0 || b.Reserved < 0 || b.Sold < 0 {
+		return fmt.Errorf("stock %s/%d: negative counter in %s", b.DealID, b.Bucket, b.counters())
+	}
+	if b.Available+b.Reserved+b.Sold != b.Stock {
+		return fmt.Errorf("stock %s/%d: available+reserved+sold != stock in %s", b.DealID, b.Bucket, b.counters())
+	}
+	var reserved, sold int
+	for id, h := range b.Holds {
+		if _, ok := b.Passed[id]; ok {
+			return fmt.Errorf("stock %s/%d: order %s both holds and passed", b.DealID, b.Bucket, id)
+		}
+		switch h.State {
+		case StateReserved:
+			reserved += h.Qty
+		case StateCommitted:
+			sold += h.Qty
+		case StateReleased:
+		default:
+			return fmt.Errorf("stock %s/%d: order %s in unknown state %q", b.DealID, b.Bucket, id, h.State)
+		}
+	}
+	if reserved != b.Reserved || sold != b.Sold {
+		return fmt.Errorf("stock %s/%d: holds account for reserved %d sold %d, counters say %s",
+			b.DealID, b.Bucket, reserved, sold, b.counters())
 	}
 	return nil
 }
 
-// Repository stores records. Create fails with ErrExists-like behaviour reported as exists=true.
-type Repository interface {
-	Get(ctx context.Context, dealID string) (Record, error)
-	// Create stores r unless a record exists; then it returns the existing one and created=false.
-	Create(ctx context.Context, r Record) (existing Record, created bool, err error)
+func (b Bucket) counters() string {
+	return fmt.Sprintf("{stock:%d available:%d reserved:%d sold:%d}", b.Stock, b.Available, b.Reserved, b.Sold)
 }
 
-// Service implements the stock use cases.
-type Service struct {
-	repo Repository
-	now  func() time.Time
+// Levels are a deal's stock counters summed over its buckets.
+type Levels struct {
+	DealID    string
+	Stock     int
+	Available int
+	Reserved  int
+	Sold      int
 }
 
-// NewService returns a service over repo.
-func NewService(repo Repository) *Service { return &Service{repo: repo, now: time.Now} }
-
-// Create makes the stock record of a deal with qty units available. It is idempotent: calling
-// it again with the same quantity returns the existing record.
-func (s *Service) Create(ctx context.Context, dealID string, qty int) (Record, error) {
-	var fields []problem.FieldError
-	if dealID == "" {
-		fields = append(fields, problem.FieldError{Field: "deal_id", Reason: "is required"})
-	}
-	if qty < 1 || qty > MaxStock {
-		fields = append(fields, problem.FieldError{Field: "stock", Reason: fmt.Sprintf("must be between 1 and %d", MaxStock)})
-	}
-	if len(fields) > 0 {
-		return Record{}, problem.Invalid(fields...)
-	}
-	rec := Record{DealID: dealID, Stock: qty, Available: qty, CreatedAt: s.now().UTC()}
-	existing, created, err := s.repo.Create(ctx, rec)
-	if err != nil {
-		return Record{}, err
-	}
-	if created {
-		return rec, nil
-	}
-	if existing.Stock != qty {
-		return Record{}, ErrConflict
-	}
-	return existing, nil
+func (l *Levels) add(b Bucket) {
+	l.Stock += b.Stock
+	l.Available += b.Available
+	l.Reserved += b.Reserved
+	l.Sold += b.Sold
 }
 
-// Get returns the stock record of a deal.
-func (s *Service) Get(ctx context.Context, dealID string) (Record, error) {
-	rec, err := s.repo.Get(ctx, dealID)
-	if errors.Is(err, ErrNotFound) {
-		return Record{}, fmt.Errorf("deal %s: %w", dealID, ErrNotFound)
-	}
-	return rec, err
+// HomeBucket is where an order's probe sequence starts: hash(order id) % n. The sequence
+// then visits home+1, home+2, … (mod n), each bucket once.
+func HomeBucket(orderID string, n int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(orderID))
+	return int(h.Sum32() % uint32(max(n, 1)))
 }
 
-// MaxStock bounds a deal's stock.
-const MaxStock = 1_000_000
+// OpKind says what an Op does.
+type OpKind uint8
+
+// Operation kinds.
+const (
+	// OpReserve places a hold for the order if it has none (and is not passed) here.
+	OpReserve OpKind = iota + 1
+	// OpProbe only looks: the order's hold or mark here, or whether Qty units would fit.
+	OpProbe
+	// OpCommit turns the order's reserved hold into sold units.
+	OpCommit
+	// OpRelease returns the order's reserved units to available.
+	OpRelease
+)
+
+// Op is one request against one bucket.
+type Op struct {
+	Kind    OpKind
+	OrderID string
+	Qty     int       // OpReserve, OpProbe
+	Until   time.Time // OpReserve
+	// Mark (OpReserve) records the order as passed when the bucket cannot cover Qty, so the
+	// walk may go on to the next bucket. Without it the bucket answers NoRoom and stays as is.
+	Mark bool
+}
+
+// Status is how an Op ended in one bucket.
+type Status uint8
+
+// Statuses.
+const (
+	// Done: the order's hold is here; Result.State is its state (after the op).
+	Done Status = iota + 1
+	// Next: the order is passed here; look in the next bucket of its probe sequence.
+	Next
+	// NoRoom (reserve, probe): no hold, no mark, and fewer than Qty units available.
+	NoRoom
+	// Room (probe): no hold, no mark, and Qty units would fit.
+	Room
+	// Absent (commit, release): the order never got here, so it holds nothing in this deal.
+	Absent
+)
+
+// Result is the answer to one Op. Err carries a refused transition (ErrHoldReleased,
+// ErrHoldCommitted) or a failure of the whole batch.
+type Result struct {
+	Status Status
+	State  HoldState
+	Err    error
+}
+
+// Errors of the hold transitions.
+var (
+	ErrHoldNotFound  = problem.New(problem.CodeNotFound, "the order holds no stock of this deal")
+	ErrHoldReleased  = problem.New(problem.CodeConflict, "the order's hold was released")
+	ErrHoldCommitted = problem.New(problem.CodeConflict, "the order's hold was committed")
+)
+
+// Apply applies ops to b in order, each seeing the effect of the ones before it, and returns
+// one result per op and whether b changed (and so needs writing). It is pure: it touches
+// nothing but b, so the batch engine can re-run it on a fresh copy after an ETag conflict.
+// Apply keeps b's invariants (Check) whenever they held before.
+func Apply(b *Bucket, ops []Op, now time.Time) (results []Result, changed bool) {
+	if b.Holds == nil {
+		b.Holds = map[string]Hold{}
+	}
+	results = make([]Result, len(ops))
+	for i, op := range ops {
+		var c bool
+		results[i], c = apply(b, op, now)
+		changed = changed || c
+	}
+	return results, changed
+}
+
+func apply(b *Bucket, op Op, now time.Time) (Result, bool) {
+	h, held := b.Holds[op.OrderID]
+	_, passed := b.Passed[op.OrderID]
+	switch op.Kind {
+	case OpReserve, OpProbe:
+		switch {
+		case held:
+			// A replay: the order already holds stock here, whatever its state.
+			return Result{Status: Done, State: h.State}, false
+		case passed:
+			return Result{Status: Next}, false
+		case op.Qty < 1:
+			return Result{Err: problem.Errorf(problem.CodeValidation, "quantity %d must be positive", op.Qty)}, false
+		case b.Available < op.Qty && op.Kind == OpReserve && op.Mark:
+			if b.Passed == nil {
+				b.Passed = map[string]time.Time{}
+			}
+			b.Passed[op.OrderID] = now
+			return Result{Status: Next}, true
+		case b.Available < op.Qty:
+			return Result{Status: NoRoom}, false
+		case op.Kind == OpProbe:
+			return Result{Status: Room}, false
+		}
+		b.Available -= op.Qty
+		b.Reserved += op.Qty
+		b.Holds[op.OrderID] = Hold{Qty: op.Qty, Until: op.Until, State: StateReserved, At: now}
+		return Result{Status: Done, State: StateReserved}, true
+
+	case OpCommit, OpRelease:
+		switch {
+		case passed:
+			return Result{Status: Next}, false
+		case !held:
+			return Result{Status: Absent}, false
+		}
+		want := StateCommitted
+		if op.Kind == OpRelease {
+			want = StateReleased
+		}
+		switch h.State {
+		case want:
+			return Result{Status: Done, State: h.State}, false
+		case StateReleased:
+			return Result{Status: Done, State: h.State, Err: ErrHoldReleased}, false
+		case StateCommitted:
+			return Result{Status: Done, State: h.State, Err: ErrHoldCommitted}, false
+		}
+		b.Reserved -= h.Qty
+		if op.Kind == OpCommit {
+			b.Sold += h.Qty
+		} else {
+			b.Available += h.Qty
+		}
+		h.State, h.At = want, now
+		b.Holds[op.OrderID] = h
+		return Result{Status: Done, State: want}, true
+	}
+	return Result{Err: fmt.Errorf("stock: unknown op kind %d", op.Kind)}, false
+}

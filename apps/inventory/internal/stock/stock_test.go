@@ -1,235 +1,397 @@
-package stock
+package stock_test
 
 import (
-	"context"
 	"errors"
-	"sync"
+	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/groupbuy/groupbuy/apps/inventory/internal/stock"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
-// fakeRepo is an in-memory Repository: Create keeps the first record of a deal.
-type fakeRepo struct {
-	mu      sync.Mutex
-	records map[string]Record
-	creates int
-	err     error
-}
-
-func newFakeRepo() *fakeRepo { return &fakeRepo{records: map[string]Record{}} }
-
-func (r *fakeRepo) Get(_ context.Context, dealID string) (Record, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.err != nil {
-		return Record{}, r.err
-	}
-	rec, ok := r.records[dealID]
-	if !ok {
-		return Record{}, ErrNotFound
-	}
-	return rec, nil
-}
-
-func (r *fakeRepo) Create(_ context.Context, rec Record) (Record, bool, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.err != nil {
-		return Record{}, false, r.err
-	}
-	if existing, ok := r.records[rec.DealID]; ok {
-		return existing, false, nil
-	}
-	r.records[rec.DealID] = rec
-	r.creates++
-	return rec, true, nil
-}
-
 var (
-	t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	t1 = t0.Add(time.Hour)
+	t0    = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	t1    = t0.Add(time.Minute)
+	until = t0.Add(15 * time.Minute)
 )
 
-func newService(repo Repository, at time.Time) *Service {
-	s := NewService(repo)
-	s.now = func() time.Time { return at }
-	return s
+// bucket builds a bucket of 10 units from holds, deriving the counters from them.
+func bucket(holds map[string]stock.Hold, passed ...string) stock.Bucket {
+	b := stock.Bucket{DealID: "d1", Bucket: 0, Stock: 10, Holds: map[string]stock.Hold{}}
+	for id, h := range holds {
+		b.Holds[id] = h
+		switch h.State {
+		case stock.StateReserved:
+			b.Reserved += h.Qty
+		case stock.StateCommitted:
+			b.Sold += h.Qty
+		}
+	}
+	b.Available = b.Stock - b.Reserved - b.Sold
+	for _, id := range passed {
+		if b.Passed == nil {
+			b.Passed = map[string]time.Time{}
+		}
+		b.Passed[id] = t0
+	}
+	return b
 }
 
-func TestCreate(t *testing.T) {
+func held(qty int, state stock.HoldState, at time.Time) stock.Hold {
+	return stock.Hold{Qty: qty, Until: until, State: state, At: at}
+}
+
+func reserve(order string, qty int) stock.Op {
+	return stock.Op{Kind: stock.OpReserve, OrderID: order, Qty: qty, Until: until}
+}
+
+func TestApply(t *testing.T) {
 	t.Parallel()
+	commit := func(order string) stock.Op { return stock.Op{Kind: stock.OpCommit, OrderID: order} }
+	release := func(order string) stock.Op { return stock.Op{Kind: stock.OpRelease, OrderID: order} }
+	probe := func(order string, qty int) stock.Op { return stock.Op{Kind: stock.OpProbe, OrderID: order, Qty: qty} }
+	done := func(s stock.HoldState) stock.Result { return stock.Result{Status: stock.Done, State: s} }
+	seven := map[string]stock.Hold{"x": held(7, stock.StateCommitted, t0)} // 3 left
+
 	tests := []struct {
-		name     string
-		existing *Record
-		dealID   string
-		qty      int
-		want     Record
-		wantErr  error
+		name        string
+		before      stock.Bucket
+		ops         []stock.Op
+		want        []stock.Result
+		wantBucket  stock.Bucket
+		wantChanged bool
 	}{
 		{
-			name:   "new record",
-			dealID: "d1", qty: 10,
-			want: Record{DealID: "d1", Stock: 10, Available: 10, CreatedAt: t1},
+			name:   "reserve places a hold",
+			before: bucket(nil),
+			ops:    []stock.Op{reserve("o1", 3)},
+			want:   []stock.Result{done(stock.StateReserved)},
+			wantBucket: bucket(map[string]stock.Hold{
+				"o1": held(3, stock.StateReserved, t1),
+			}),
+			wantChanged: true,
 		},
 		{
-			name:     "same quantity again returns the existing record",
-			existing: &Record{DealID: "d1", Stock: 10, Available: 7, Reserved: 2, Sold: 1, CreatedAt: t0},
-			dealID:   "d1", qty: 10,
-			want: Record{DealID: "d1", Stock: 10, Available: 7, Reserved: 2, Sold: 1, CreatedAt: t0},
+			name:   "reserve takes the last units exactly",
+			before: bucket(seven),
+			ops:    []stock.Op{reserve("o1", 3)},
+			want:   []stock.Result{done(stock.StateReserved)},
+			wantBucket: bucket(map[string]stock.Hold{
+				"x": held(7, stock.StateCommitted, t0), "o1": held(3, stock.StateReserved, t1),
+			}),
+			wantChanged: true,
 		},
 		{
-			name:     "different quantity conflicts",
-			existing: &Record{DealID: "d1", Stock: 10, Available: 10, CreatedAt: t0},
-			dealID:   "d1", qty: 11,
-			wantErr: ErrConflict,
+			name:       "reserve of more than is left is no room, unchanged",
+			before:     bucket(seven),
+			ops:        []stock.Op{reserve("o1", 4)},
+			want:       []stock.Result{{Status: stock.NoRoom}},
+			wantBucket: bucket(seven),
 		},
-		{name: "largest stock", dealID: "d1", qty: MaxStock, want: Record{DealID: "d1", Stock: MaxStock, Available: MaxStock, CreatedAt: t1}},
-		{name: "missing deal id", dealID: "", qty: 10, wantErr: &problem.Error{Code: problem.CodeValidation}},
-		{name: "zero quantity", dealID: "d1", qty: 0, wantErr: &problem.Error{Code: problem.CodeValidation}},
-		{name: "negative quantity", dealID: "d1", qty: -1, wantErr: &problem.Error{Code: problem.CodeValidation}},
-		{name: "quantity over the limit", dealID: "d1", qty: MaxStock + 1, wantErr: &problem.Error{Code: problem.CodeValidation}},
+		{
+			name:        "reserve with mark passes the order on when it does not fit",
+			before:      bucket(seven),
+			ops:         []stock.Op{{Kind: stock.OpReserve, OrderID: "o1", Qty: 4, Until: until, Mark: true}},
+			want:        []stock.Result{{Status: stock.Next}},
+			wantBucket:  withPassed(bucket(seven), "o1", t1),
+			wantChanged: true,
+		},
+		{
+			name:       "a passed order is sent on even when it would fit now",
+			before:     bucket(nil, "o1"),
+			ops:        []stock.Op{reserve("o1", 1)},
+			want:       []stock.Result{{Status: stock.Next}},
+			wantBucket: bucket(nil, "o1"),
+		},
+		{
+			name:       "reserve on a sold-out bucket",
+			before:     bucket(map[string]stock.Hold{"x": held(10, stock.StateReserved, t0)}),
+			ops:        []stock.Op{reserve("o1", 1)},
+			want:       []stock.Result{{Status: stock.NoRoom}},
+			wantBucket: bucket(map[string]stock.Hold{"x": held(10, stock.StateReserved, t0)}),
+		},
+		{
+			name:   "replayed reserve returns the hold, no second hold",
+			before: bucket(map[string]stock.Hold{"o1": held(3, stock.StateReserved, t0)}),
+			ops:    []stock.Op{reserve("o1", 3)},
+			want:   []stock.Result{done(stock.StateReserved)},
+			wantBucket: bucket(map[string]stock.Hold{
+				"o1": held(3, stock.StateReserved, t0),
+			}),
+		},
+		{
+			name:       "replayed reserve of a committed order reports committed",
+			before:     bucket(map[string]stock.Hold{"o1": held(3, stock.StateCommitted, t0)}),
+			ops:        []stock.Op{reserve("o1", 3)},
+			want:       []stock.Result{done(stock.StateCommitted)},
+			wantBucket: bucket(map[string]stock.Hold{"o1": held(3, stock.StateCommitted, t0)}),
+		},
+		{
+			name:       "replayed reserve of a released order reports the tombstone",
+			before:     bucket(map[string]stock.Hold{"o1": held(3, stock.StateReleased, t0)}),
+			ops:        []stock.Op{reserve("o1", 3)},
+			want:       []stock.Result{done(stock.StateReleased)},
+			wantBucket: bucket(map[string]stock.Hold{"o1": held(3, stock.StateReleased, t0)}),
+		},
+		{
+			name:   "one batch: each op sees the ones before it",
+			before: bucket(seven),
+			ops:    []stock.Op{reserve("o1", 2), reserve("o2", 2), reserve("o1", 2), reserve("o3", 1)},
+			want: []stock.Result{
+				done(stock.StateReserved), {Status: stock.NoRoom}, done(stock.StateReserved), done(stock.StateReserved),
+			},
+			wantBucket: bucket(map[string]stock.Hold{
+				"x": held(7, stock.StateCommitted, t0), "o1": held(2, stock.StateReserved, t1), "o3": held(1, stock.StateReserved, t1),
+			}),
+			wantChanged: true,
+		},
+		{
+			name:   "commit moves reserved units to sold",
+			before: bucket(map[string]stock.Hold{"o1": held(3, stock.StateReserved, t0)}),
+			ops:    []stock.Op{commit("o1")},
+			want:   []stock.Result{done(stock.StateCommitted)},
+			wantBucket: bucket(map[string]stock.Hold{
+				"o1": held(3, stock.StateCommitted, t1),
+			}),
+			wantChanged: true,
+		},
+		{
+			name:       "commit is idempotent",
+			before:     bucket(map[string]stock.Hold{"o1": held(3, stock.StateCommitted, t0)}),
+			ops:        []stock.Op{commit("o1")},
+			want:       []stock.Result{done(stock.StateCommitted)},
+			wantBucket: bucket(map[string]stock.Hold{"o1": held(3, stock.StateCommitted, t0)}),
+		},
+		{
+			name:       "commit of a released hold conflicts",
+			before:     bucket(map[string]stock.Hold{"o1": held(3, stock.StateReleased, t0)}),
+			ops:        []stock.Op{commit("o1")},
+			want:       []stock.Result{{Status: stock.Done, State: stock.StateReleased, Err: stock.ErrHoldReleased}},
+			wantBucket: bucket(map[string]stock.Hold{"o1": held(3, stock.StateReleased, t0)}),
+		},
+		{
+			name:   "release returns reserved units and keeps a tombstone",
+			before: bucket(map[string]stock.Hold{"o1": held(3, stock.StateReserved, t0)}),
+			ops:    []stock.Op{release("o1")},
+			want:   []stock.Result{done(stock.StateReleased)},
+			wantBucket: bucket(map[string]stock.Hold{
+				"o1": held(3, stock.StateReleased, t1),
+			}),
+			wantChanged: true,
+		},
+		{
+			name:       "release is idempotent",
+			before:     bucket(map[string]stock.Hold{"o1": held(3, stock.StateReleased, t0)}),
+			ops:        []stock.Op{release("o1")},
+			want:       []stock.Result{done(stock.StateReleased)},
+			wantBucket: bucket(map[string]stock.Hold{"o1": held(3, stock.StateReleased, t0)}),
+		},
+		{
+			name:       "release of a committed hold conflicts",
+			before:     bucket(map[string]stock.Hold{"o1": held(3, stock.StateCommitted, t0)}),
+			ops:        []stock.Op{release("o1")},
+			want:       []stock.Result{{Status: stock.Done, State: stock.StateCommitted, Err: stock.ErrHoldCommitted}},
+			wantBucket: bucket(map[string]stock.Hold{"o1": held(3, stock.StateCommitted, t0)}),
+		},
+		{
+			name:       "commit and release of an unknown order are absent",
+			before:     bucket(nil),
+			ops:        []stock.Op{commit("o1"), release("o1")},
+			want:       []stock.Result{{Status: stock.Absent}, {Status: stock.Absent}},
+			wantBucket: bucket(nil),
+		},
+		{
+			name:       "commit and release of a passed order go on",
+			before:     bucket(nil, "o1"),
+			ops:        []stock.Op{commit("o1"), release("o1")},
+			want:       []stock.Result{{Status: stock.Next}, {Status: stock.Next}},
+			wantBucket: bucket(nil, "o1"),
+		},
+		{
+			name:   "release frees units a later reserve in the batch takes; the tombstone stays",
+			before: bucket(map[string]stock.Hold{"o1": held(10, stock.StateReserved, t0)}),
+			ops:    []stock.Op{reserve("o2", 4), release("o1"), reserve("o2", 4), reserve("o1", 1)},
+			want: []stock.Result{
+				{Status: stock.NoRoom}, done(stock.StateReleased), done(stock.StateReserved), done(stock.StateReleased),
+			},
+			wantBucket: bucket(map[string]stock.Hold{
+				"o1": held(10, stock.StateReleased, t1), "o2": held(4, stock.StateReserved, t1),
+			}),
+			wantChanged: true,
+		},
+		{
+			name:       "probe looks without changing",
+			before:     bucket(map[string]stock.Hold{"o1": held(8, stock.StateReserved, t0)}, "o3"),
+			ops:        []stock.Op{probe("o1", 5), probe("o2", 2), probe("o2", 3), probe("o3", 1)},
+			want:       []stock.Result{done(stock.StateReserved), {Status: stock.Room}, {Status: stock.NoRoom}, {Status: stock.Next}},
+			wantBucket: bucket(map[string]stock.Hold{"o1": held(8, stock.StateReserved, t0)}, "o3"),
+		},
+		{
+			name:       "zero quantity is refused",
+			before:     bucket(nil),
+			ops:        []stock.Op{reserve("o1", 0)},
+			want:       []stock.Result{{Err: &problem.Error{Code: problem.CodeValidation}}},
+			wantBucket: bucket(nil),
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			repo := newFakeRepo()
-			if tt.existing != nil {
-				repo.records[tt.existing.DealID] = *tt.existing
-			}
-			before := repo.records[tt.dealID]
+			b := tt.before
 
-			got, err := newService(repo, t1).Create(context.Background(), tt.dealID, tt.qty)
+			got, changed := stock.Apply(&b, tt.ops, t1)
 
-			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) {
-					t.Fatalf("Create() error = %v, want %v", err, tt.wantErr)
+			if diff := cmp.Diff(got, tt.want, cmpopts.IgnoreFields(stock.Result{}, "Err")); diff != "" {
+				t.Errorf("results (-got +want):\n%s", diff)
+			}
+			for i := range min(len(got), len(tt.want)) {
+				if g, w := got[i].Err, tt.want[i].Err; (g == nil) != (w == nil) || (w != nil && !errors.Is(g, w)) {
+					t.Errorf("result %d error = %v, want %v", i, g, w)
 				}
-				if diff := cmp.Diff(repo.records[tt.dealID], before); diff != "" {
-					t.Errorf("stored record changed (-got +want):\n%s", diff)
-				}
-				return
 			}
-			if err != nil {
-				t.Fatalf("Create() error = %v", err)
+			if changed != tt.wantChanged {
+				t.Errorf("changed = %t, want %t", changed, tt.wantChanged)
 			}
-			if diff := cmp.Diff(got, tt.want); diff != "" {
-				t.Errorf("record mismatch (-got +want):\n%s", diff)
+			if diff := cmp.Diff(b, tt.wantBucket); diff != "" {
+				t.Errorf("bucket (-got +want):\n%s", diff)
 			}
-			if diff := cmp.Diff(repo.records[tt.dealID], tt.want); diff != "" {
-				t.Errorf("stored record mismatch (-got +want):\n%s", diff)
-			}
-			if err := got.Check(); err != nil {
-				t.Errorf("returned record breaks the invariant: %v", err)
+			if err := b.Check(); err != nil {
+				t.Errorf("bucket breaks its invariants: %v", err)
 			}
 		})
 	}
 }
 
-func TestCreateValidationFields(t *testing.T) {
-	t.Parallel()
-	_, err := newService(newFakeRepo(), t1).Create(context.Background(), "", 0)
-
-	var perr *problem.Error
-	if !errors.As(err, &perr) {
-		t.Fatalf("Create() error = %v, want a *problem.Error", err)
-	}
-	var got []string
-	for _, f := range perr.Fields {
-		got = append(got, f.Field)
-	}
-	if diff := cmp.Diff(got, []string{"deal_id", "stock"}); diff != "" {
-		t.Errorf("invalid fields mismatch (-got +want):\n%s", diff)
-	}
+func withPassed(b stock.Bucket, order string, at time.Time) stock.Bucket {
+	b.Passed = map[string]time.Time{order: at}
+	return b
 }
 
-func TestCreateRepositoryError(t *testing.T) {
+// TestApplyKeepsInvariants applies long random op sequences in random batches and checks the
+// invariants after every batch: counters never negative, available+reserved+sold == stock,
+// and the counters equal to what the holds account for.
+func TestApplyKeepsInvariants(t *testing.T) {
 	t.Parallel()
-	errDown := errors.New("state store down")
-	repo := newFakeRepo()
-	repo.err = errDown
-
-	_, err := newService(repo, t1).Create(context.Background(), "d1", 10)
-
-	if !errors.Is(err, errDown) {
-		t.Errorf("Create() error = %v, want %v", err, errDown)
-	}
-}
-
-// Concurrent creates of the same deal with the same quantity all succeed with one record.
-func TestCreateConcurrentSameQuantity(t *testing.T) {
-	t.Parallel()
-	repo := newFakeRepo()
-	svc := newService(repo, t1)
-	const callers = 8
-	errs := make([]error, callers)
-	var wg sync.WaitGroup
-	for i := range callers {
-		wg.Go(func() { _, errs[i] = svc.Create(context.Background(), "d1", 10) })
-	}
-	wg.Wait()
-
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("caller %d: %v", i, err)
+	rng := rand.New(rand.NewPCG(1, 2))
+	kinds := []stock.OpKind{stock.OpReserve, stock.OpReserve, stock.OpCommit, stock.OpRelease, stock.OpProbe}
+	for run := range 200 {
+		b := stock.Meta{DealID: "d1", Stock: 1 + rng.IntN(30), Buckets: 1}.InitialBucket(0)
+		placed := map[string]bool{}
+		for step := range 50 {
+			ops := make([]stock.Op, 1+rng.IntN(8))
+			for i := range ops {
+				ops[i] = stock.Op{
+					Kind:    kinds[rng.IntN(len(kinds))],
+					OrderID: fmt.Sprintf("o%d", rng.IntN(40)),
+					Qty:     1 + rng.IntN(5),
+					Until:   until,
+					Mark:    rng.IntN(4) == 0,
+				}
+			}
+			before := b.Reserved + b.Sold
+			results, changed := stock.Apply(&b, ops, t0.Add(time.Duration(step)*time.Second))
+			if err := b.Check(); err != nil {
+				t.Fatalf("run %d step %d: %v after %+v", run, step, err, ops)
+			}
+			if !changed && b.Reserved+b.Sold != before {
+				t.Fatalf("run %d step %d: counters moved without a change", run, step)
+			}
+			for i, r := range results {
+				op := ops[i]
+				if op.Kind == stock.OpReserve && r.Status == stock.Done && r.State == stock.StateReserved && !placed[op.OrderID] {
+					placed[op.OrderID] = true
+				}
+				if r.Status == stock.Done && !placed[op.OrderID] {
+					t.Fatalf("run %d step %d: %s answered %+v without ever being placed", run, step, op.OrderID, r)
+				}
+			}
 		}
 	}
-	if got, want := repo.creates, 1; got != want {
-		t.Errorf("records created = %d, want %d", got, want)
-	}
 }
 
-func TestGet(t *testing.T) {
+func TestCheck(t *testing.T) {
 	t.Parallel()
-	repo := newFakeRepo()
-	stored := Record{DealID: "d1", Stock: 3, Available: 3, CreatedAt: t0}
-	repo.records["d1"] = stored
-	svc := newService(repo, t1)
-	ctx := context.Background()
-
-	got, err := svc.Get(ctx, "d1")
-	if err != nil {
-		t.Fatalf("Get(d1) error = %v", err)
-	}
-	if diff := cmp.Diff(got, stored); diff != "" {
-		t.Errorf("record mismatch (-got +want):\n%s", diff)
-	}
-
-	_, err = svc.Get(ctx, "d404")
-	if !errors.Is(err, ErrNotFound) {
-		t.Errorf("Get(d404) error = %v, want %v", err, ErrNotFound)
-	}
-	if got, want := problem.CodeOf(err), problem.CodeNotFound; got != want {
-		t.Errorf("Get(d404) code = %q, want %q", got, want)
-	}
-}
-
-func TestRecordCheck(t *testing.T) {
-	t.Parallel()
+	ok := bucket(map[string]stock.Hold{"a": held(2, stock.StateReserved, t0), "b": held(3, stock.StateCommitted, t0)})
 	tests := []struct {
 		name    string
-		rec     Record
+		mutate  func(*stock.Bucket)
 		wantErr bool
 	}{
-		{"fresh", Record{DealID: "d1", Stock: 10, Available: 10}, false},
-		{"partly reserved and sold", Record{DealID: "d1", Stock: 10, Available: 5, Reserved: 3, Sold: 2}, false},
-		{"sold out", Record{DealID: "d1", Stock: 10, Sold: 10}, false},
-		{"counters exceed stock", Record{DealID: "d1", Stock: 10, Available: 10, Reserved: 1}, true},
-		{"counters short of stock", Record{DealID: "d1", Stock: 10, Available: 8, Sold: 1}, true},
-		{"negative available", Record{DealID: "d1", Stock: 10, Available: -1, Reserved: 11}, true},
-		{"negative reserved", Record{DealID: "d1", Stock: 10, Available: 11, Reserved: -1}, true},
-		{"negative sold", Record{DealID: "d1", Stock: 10, Available: 11, Sold: -1}, true},
+		{"consistent", func(*stock.Bucket) {}, false},
+		{"fresh", func(b *stock.Bucket) { *b = stock.Meta{DealID: "d", Stock: 4}.InitialBucket(0) }, false},
+		{"counters exceed stock", func(b *stock.Bucket) { b.Available++ }, true},
+		{"counters short of stock", func(b *stock.Bucket) { b.Available-- }, true},
+		{"negative available", func(b *stock.Bucket) { b.Available, b.Reserved = -1, b.Reserved+b.Available+1 }, true},
+		{"reserved disagrees with the holds", func(b *stock.Bucket) { b.Reserved++; b.Available-- }, true},
+		{"sold disagrees with the holds", func(b *stock.Bucket) { b.Sold--; b.Available++ }, true},
+		{"held and passed", func(b *stock.Bucket) { b.Passed = map[string]time.Time{"a": t0} }, true},
+		{"unknown state", func(b *stock.Bucket) { b.Holds["z"] = held(0, "lost", t0) }, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			err := tt.rec.Check()
-			if gotErr := err != nil; gotErr != tt.wantErr {
+			b := ok
+			b.Holds = map[string]stock.Hold{}
+			for k, v := range ok.Holds {
+				b.Holds[k] = v
+			}
+			tt.mutate(&b)
+			if err := b.Check(); (err != nil) != tt.wantErr {
 				t.Errorf("Check() error = %v, want error %t", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestInitialBucketsSplitEvenly(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		stock, buckets int
+		want           []int
+	}{
+		{10, 1, []int{10}},
+		{10, 4, []int{3, 3, 2, 2}},
+		{50, 4, []int{13, 13, 12, 12}},
+		{8, 4, []int{2, 2, 2, 2}},
+		{5, 0, []int{5}}, // a record from before buckets
+	}
+	for _, tt := range tests {
+		m := stock.Meta{DealID: "d", Stock: tt.stock, Buckets: tt.buckets}
+		var got []int
+		for i := range m.BucketCount() {
+			b := m.InitialBucket(i)
+			if err := b.Check(); err != nil {
+				t.Error(err)
+			}
+			got = append(got, b.Stock)
+		}
+		if diff := cmp.Diff(got, tt.want); diff != "" {
+			t.Errorf("split of %d over %d (-got +want):\n%s", tt.stock, tt.buckets, diff)
+		}
+	}
+}
+
+func TestHomeBucketSpreads(t *testing.T) {
+	t.Parallel()
+	counts := make([]int, 4)
+	for i := range 4000 {
+		h := stock.HomeBucket(fmt.Sprint(1_000_000+i), 4)
+		if h != stock.HomeBucket(fmt.Sprint(1_000_000+i), 4) {
+			t.Fatal("HomeBucket is not deterministic")
+		}
+		counts[h]++
+	}
+	for i, c := range counts {
+		if c < 800 || c > 1200 {
+			t.Errorf("bucket %d is home to %d of 4000 orders, want about 1000 (%v)", i, c, counts)
+		}
+	}
+	if got := stock.HomeBucket("anything", 1); got != 0 {
+		t.Errorf("HomeBucket(_, 1) = %d, want 0", got)
 	}
 }

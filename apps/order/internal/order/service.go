@@ -352,6 +352,14 @@ func (s *Service) completePayment(ctx context.Context, id string) (Order, error)
 	if err != nil && !errors.Is(err, errUnchanged) {
 		return Order{}, err
 	}
+	if o.Status == StatusCancelled {
+		// The charge outlived the payment grace and expiry cancelled the order meanwhile:
+		// the stock is gone, so the money goes back (refunds are idempotent per order).
+		if err := s.payments.Refund(ctx, o.ID); err != nil {
+			return Order{}, fmt.Errorf("refund charge of cancelled order %s: %w", o.ID, err)
+		}
+		return Order{}, invalidState("the order expired while the payment was processed; the charge was refunded")
+	}
 	if o.Status == StatusPaid {
 		if err := s.pub.PublishOrder(ctx, events.TopicOrderPaid, o); err != nil {
 			return Order{}, err
