@@ -304,9 +304,10 @@ func (s *Service) Pay(ctx context.Context, u Caller, id, token string) (Order, e
 			return invalidState(fmt.Sprintf("an order in status %s cannot be paid", o.Status))
 		case !started.Before(o.PayBy):
 			return invalidState("the payment window has closed")
-		case o.PaymentStartedAt != nil && started.Sub(*o.PaymentStartedAt) < s.cfg.PaymentGrace:
-			return &problem.Error{Code: problem.CodeConflict, Detail: "a payment for this order is in progress"}
 		}
+		// A marker left by an attempt whose outcome is unknown (payment unreachable) does not
+		// block a retry: charges are idempotent per order id, so concurrent or repeated
+		// attempts all get the one charge, and only one of them moves the order to paid.
 		o.PaymentStartedAt = &started
 		return nil
 	})

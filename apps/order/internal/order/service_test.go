@@ -655,7 +655,6 @@ func TestPlacePurchaseLimit(t *testing.T) {
 
 func TestPay(t *testing.T) {
 	t.Parallel()
-	conflict := problem.CodeConflict
 	tests := []struct {
 		name        string
 		setup       func(t *testing.T, e *env)
@@ -800,7 +799,7 @@ func TestPay(t *testing.T) {
 			wantIndex:  order.StatusCancelled,
 		},
 		{
-			name: "a charge in flight",
+			name: "a marker left by an attempt of unknown outcome does not block a retry",
 			setup: func(t *testing.T, e *env) {
 				started := e.clock.Now()
 				o := e.mustOrder(t, "o1")
@@ -811,10 +810,10 @@ func TestPay(t *testing.T) {
 			caller:     alice,
 			id:         "o1",
 			token:      "tok_ok",
-			wantCode:   conflict,
-			wantStatus: order.StatusPending, wantMarker: true,
-			wantStock: []string{"reserve"}, wantTopics: []string{"order.created"},
-			wantIndex: order.StatusPending, wantPending: true,
+			wantStatus: order.StatusConfirmed,
+			wantStock:  []string{"reserve", "commit"},
+			wantTopics: []string{"order.created", "order.paid", "order.confirmed"},
+			wantIndex:  order.StatusConfirmed, wantCharges: 1,
 		},
 		{
 			name: "a stale charge marker is retried",
