@@ -60,9 +60,11 @@ func TestInfraOverrides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every RabbitMQ component of components/ follows the override.
 	wantMD := map[string]map[string]string{
-		"statestore": {"redisHost": "10.1.1.1:6379"},
-		"pubsub":     {"connectionString": "amqp://u:p@10.1.1.2:5672/"},
+		"statestore":       {"redisHost": "10.1.1.1:6379"},
+		"pubsub":           {"connectionString": "amqp://u:p@10.1.1.2:5672/"},
+		"pubsub-broadcast": {"connectionString": "amqp://u:p@10.1.1.2:5672/"},
 	}
 	if diff := cmp.Diff(wantMD, md); diff != "" {
 		t.Errorf("metadata overrides (-want +got):\n%s", diff)
