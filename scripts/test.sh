@@ -28,6 +28,14 @@ unit() {
   else
     summary+=("unit: FAIL"); print_summary; exit 1
   fi
+  echo "== chart: helm lint + manifest validation"
+  bash scripts/helm.sh --install
+  if GROUPBUY_REQUIRE_HELM=1 go test -count=1 -v ./tests/manifests/ > /tmp/groupbuy-manifests.log 2>&1; then
+    summary+=("manifests: PASS ($(grep -c -- '--- PASS' /tmp/groupbuy-manifests.log) checks passed)")
+  else
+    tail -n 60 /tmp/groupbuy-manifests.log
+    summary+=("manifests: FAIL (log /tmp/groupbuy-manifests.log)"); print_summary; exit 1
+  fi
 }
 
 integration() {
@@ -37,7 +45,7 @@ integration() {
   local args=(-tags integration -count=1 -timeout 40m -v)
   [ -n "$run" ] && args+=(-run "$run")
   set +e
-  go test "${args[@]}" ./tests/... ./pkg/devstack/ 2>&1 | tee "/tmp/groupbuy-$label.log" \
+  go test "${args[@]}" ./tests/integration/ ./tests/testinfra/ ./pkg/devstack/ 2>&1 | tee "/tmp/groupbuy-$label.log" \
     | grep --line-buffered -E '^(=== RUN|\s*--- |PASS|FAIL|ok|panic)|_test\.go:[0-9]+:'
   local rc=${PIPESTATUS[0]}
   set -e
