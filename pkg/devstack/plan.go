@@ -77,6 +77,10 @@ type Options struct {
 	RepoRoot string
 	// ControlPlane ports; zero fields take DefaultControlPlanePorts. They are remapped too.
 	ControlPlane ControlPlanePorts
+	// Overlay is a directory of resources that replace the run file's resources of the same
+	// kind and name, or are added: an infrastructure profile (e.g. profiles/postgres swaps
+	// the state store and the brokers). Empty means none.
+	Overlay string
 }
 
 // Placement describes the placement service a Plan runs.
@@ -266,6 +270,11 @@ func NewPlan(rf *RunFile, opts Options) (*Plan, error) {
 			resources, err := LoadResources(eff.ResourcesPaths...)
 			if err != nil {
 				return nil, fmt.Errorf("app %q: %w", a.AppID, err)
+			}
+			if opts.Overlay != "" {
+				if resources, err = overlayResources(resources, opts.Overlay); err != nil {
+					return nil, err
+				}
 			}
 			i = len(p.resourceSets)
 			dir := filepath.Join(out, indexedName("resources", i))

@@ -94,6 +94,25 @@ func LoadResources(dirs ...string) ([]Resource, error) {
 	return out, nil
 }
 
+// overlayResources replaces base resources by the overlay directory's resources of the same
+// kind and name, and adds the overlay's others.
+func overlayResources(base []Resource, dir string) ([]Resource, error) {
+	over, err := LoadResources(dir)
+	if err != nil {
+		return nil, fmt.Errorf("overlay %s: %w", dir, err)
+	}
+	out := slices.Clone(base)
+	for _, r := range over {
+		i := slices.IndexFunc(out, func(b Resource) bool { return b.Kind == r.Kind && b.Name == r.Name })
+		if i >= 0 {
+			out[i] = r
+		} else {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
 func readResourceFile(path string) ([]Resource, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {

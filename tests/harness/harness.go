@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -51,6 +52,10 @@ type Stack struct {
 	LogDir string
 	// KeyPrefix isolates the gateway's rate-limit counters of this stack.
 	KeyPrefix string
+	// Profile is the infrastructure profile the stack runs on.
+	Profile string
+
+	pg *pgDatabase // the stack's database in the postgres profile
 
 	cancel context.CancelFunc
 	done   chan error
@@ -129,11 +134,32 @@ func Start(ctx context.Context, infra *testinfra.Infra, opts Options) (*Stack, e
 	for k, v := range opts.Env {
 		env[k] = v
 	}
+	profile, err := Profile()
+	if err != nil {
+		return nil, err
+	}
+	redisDB := strconv.Itoa(infra.RedisDB)
 	components := map[string]map[string]string{
-		"statestore":       {"redisHost": infra.RedisAddr, "redisDB": strconv.Itoa(infra.RedisDB)},
+		"statestore":       {"redisHost": infra.RedisAddr, "redisDB": redisDB},
 		"pubsub":           {"connectionString": infra.RabbitURL},
 		"pubsub-broadcast": {"connectionString": infra.RabbitURL},
 		"order-expiry":     {"schedule": "@every 1s"},
+	}
+	var pg *pgDatabase
+	if profile == ProfilePostgres {
+		var dsn string
+		pg, dsn, err = createDatabase(ctx, fmt.Sprintf("%s_%d", infra.RunID, seq))
+		if err != nil {
+			return nil, err
+		}
+		components["statestore"] = map[string]string{"connectionString": dsn}
+		components["pubsub"] = map[string]string{"redisHost": infra.RedisAddr, "redisDB": redisDB}
+		components["pubsub-broadcast"] = map[string]string{"redisHost": infra.RedisAddr, "redisDB": redisDB}
+	}
+	cleanupPG := func() {
+		if pg != nil {
+			_ = pg.drop(context.WithoutCancel(ctx))
+		}
 	}
 	for name, md := range opts.Components {
 		if components[name] == nil {
@@ -178,12 +204,14 @@ func Start(ctx context.Context, infra *testinfra.Infra, opts Options) (*Stack, e
 		},
 	})
 	if err != nil {
+		cleanupPG()
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	if err := sup.Start(rctx); err != nil {
 		cancel()
 		_ = sup.Stop()
+		cleanupPG()
 		return nil, fmt.Errorf("start stack (logs in %s): %w", logDir, err)
 	}
 	s := &Stack{
@@ -193,6 +221,8 @@ func Start(ctx context.Context, infra *testinfra.Infra, opts Options) (*Stack, e
 		Redis:     redis.NewClient(&redis.Options{Addr: infra.RedisAddr, DB: infra.RedisDB}),
 		LogDir:    logDir,
 		KeyPrefix: keyPrefix,
+		Profile:   profile,
+		pg:        pg,
 		cancel:    cancel,
 		done:      make(chan error, 1),
 	}
@@ -205,6 +235,9 @@ func (s *Stack) Stop() error {
 	s.cancel()
 	err := s.Sup.Stop()
 	_ = s.Redis.Close()
+	if s.pg != nil {
+		err = errors.Join(err, s.pg.drop(context.Background()))
+	}
 	return err
 }
 
@@ -245,10 +278,18 @@ func StartForTest(t testing.TB, infra *testinfra.Infra, opts Options) *Stack {
 	return s
 }
 
-// State reads the document an app stored under key straight from Redis (Dapr's redis state
-// store keeps "<app-id>||<key>" hashes with the value in field "data"), bypassing the apps.
+// State reads the document an app stored under key straight from the store, bypassing the
+// apps: Dapr's redis state store keeps "<app-id>||<key>" hashes with the value in field
+// "data"; the postgres profile keeps rows of table "state" keyed the same way.
 // found is false when the key does not exist.
 func (s *Stack) State(ctx context.Context, app, key string, v any) (found bool, err error) {
+	if s.pg != nil {
+		data, found, err := s.pg.get(ctx, app+"||"+key)
+		if err != nil || !found {
+			return false, err
+		}
+		return true, json.Unmarshal(data, v)
+	}
 	data, err := s.Redis.HGet(ctx, app+"||"+key, "data").Bytes()
 	if err == redis.Nil {
 		return false, nil
@@ -261,6 +302,13 @@ func (s *Stack) State(ctx context.Context, app, key string, v any) (found bool, 
 
 // StateKeys lists the state keys of an app (without the app prefix).
 func (s *Stack) StateKeys(ctx context.Context, app string) ([]string, error) {
+	if s.pg != nil {
+		keys, err := s.pg.keys(ctx, app+"||")
+		for i := range keys {
+			keys[i] = strings.TrimPrefix(keys[i], app+"||")
+		}
+		return keys, err
+	}
 	var keys []string
 	iter := s.Redis.Scan(ctx, 0, app+"||*", 1000).Iterator()
 	for iter.Next(ctx) {

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -56,6 +57,7 @@ type config struct {
 	startInfra   bool
 	readyTimeout time.Duration
 	otlp         string
+	profile      string
 	redisAddr    string
 	rabbitURL    string
 }
@@ -72,6 +74,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.BoolVar(&c.startInfra, "start-infra", true, "start Redis/RabbitMQ on loopback when unreachable and installed")
 	fs.DurationVar(&c.readyTimeout, "ready-timeout", 2*time.Minute, "how long processes may take to become ready")
 	fs.StringVar(&c.otlp, "otlp", getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "OTLP/HTTP endpoint for the sidecars' traces")
+	fs.StringVar(&c.profile, "profile", getenv("GROUPBUY_PROFILE"), "infrastructure profile: a directory under components/profiles whose resources replace components/ of the same name (e.g. postgres)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -110,6 +113,7 @@ func run(ctx context.Context) error {
 		OutDir:       cfg.outDir,
 		Apps:         cfg.apps,
 		OTLPEndpoint: cfg.otlp,
+		Overlay:      profileDir(cfg.runFile, cfg.profile),
 	}
 	if cfg.portOffset != 0 {
 		opts.Ports = devstack.OffsetPorts(cfg.portOffset)
@@ -256,4 +260,13 @@ func announce(plan *devstack.Plan) {
 		ids = append(ids, a.AppID)
 	}
 	fmt.Printf("groupbuy is up: %s\n", strings.Join(ids, ", "))
+}
+
+// profileDir is the overlay directory of a profile: components/profiles/<name> next to the
+// run file's dapr/ directory ("" for no profile).
+func profileDir(runFile, profile string) string {
+	if profile == "" {
+		return ""
+	}
+	return filepath.Join(filepath.Dir(runFile), "..", "components", "profiles", profile)
 }
