@@ -1,5 +1,7 @@
 // Command gateway is the public REST edge of the platform: accounts and JWTs, per-IP and
-// per-user rate limits, and forwarding to the internal apps through Dapr service invocation.
+// per-user rate limits, forwarding to the internal apps through Dapr service invocation, and
+// the live streams (SSE), served from this replica's hub and fed by its sidecar over the
+// broadcast pub/sub component (components/subscriptions-gateway.yaml).
 package main
 
 import (
@@ -21,6 +23,7 @@ import (
 	"github.com/groupbuy/groupbuy/pkg/bootstrap"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
 	"github.com/groupbuy/groupbuy/pkg/ids"
+	"github.com/groupbuy/groupbuy/pkg/live"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
@@ -54,7 +57,13 @@ type config struct {
 	CatalogAppID   string        `env:"CATALOG_APP_ID, default=catalog"`
 	OrderAppID     string        `env:"ORDER_APP_ID, default=order"`
 	NotifyAppID    string        `env:"NOTIFY_APP_ID, default=notify"`
+	GroupAppID     string        `env:"GROUP_APP_ID, default=group"`
 	SetupRetryWait time.Duration `env:"SETUP_RETRY_WAIT, default=500ms"`
+
+	// Live streams: how many events a client may lag behind before it is dropped (it then
+	// reconnects and catches up from its inbox), and the keep-alive comment interval.
+	StreamBuffer    int           `env:"STREAM_BUFFER, default=64"`
+	StreamHeartbeat time.Duration `env:"STREAM_HEARTBEAT, default=15s"`
 }
 
 func main() { bootstrap.Main(run) }
@@ -107,12 +116,24 @@ func run(ctx context.Context) error {
 		}
 		return nil, problem.New(problem.CodeUnavailable, "the gateway is starting")
 	}
+	hub := live.NewHub(cfg.StreamBuffer)
+	// Open streams never go idle, so the server's graceful shutdown would wait on them until
+	// its timeout: closing the hub when shutdown starts ends every stream.
+	stop := context.AfterFunc(ctx, hub.Close)
+	defer stop()
+	if rt.Base.Dapr.AppAPIToken == "" {
+		rt.Log.Warn("live_relay_disabled", slog.String("reason", "no APP_API_TOKEN: the public gateway refuses relayed events it cannot authenticate"))
+	}
 	api := &httpapi.API{
 		Accounts: accounts,
 		Tokens:   tokenSource,
 		Invoker:  rt.Invoker,
 		Limiter:  limiter,
-		Apps:     httpapi.Apps{Catalog: cfg.CatalogAppID, Order: cfg.OrderAppID, Notify: cfg.NotifyAppID},
+		Apps:     httpapi.Apps{Catalog: cfg.CatalogAppID, Order: cfg.OrderAppID, Notify: cfg.NotifyAppID, Group: cfg.GroupAppID},
+		Hub:      hub,
+		SSE:      live.SSE{Heartbeat: cfg.StreamHeartbeat},
+		AppToken: rt.Base.Dapr.AppAPIToken,
+		Log:      rt.Log,
 	}
 	r := rt.Router(false,
 		func(context.Context) error {

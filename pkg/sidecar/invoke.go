@@ -22,20 +22,21 @@ import (
 // Invoker calls other apps through Dapr service invocation over the sidecar's HTTP API
 // (/v1.0/invoke/<app>/method/<path>). The HTTP form keeps the target's status code and
 // problem document intact, and otelhttp injects W3C traceparent so the trace continues.
+//
+// There is no streaming form: daprd 1.16 buffers a streamed (text/event-stream) invocation
+// response until it ends, so live streams are served by the gateway from pub/sub (pkg/live).
 type Invoker struct {
-	base   string
-	token  string
-	hc     *http.Client
-	stream *http.Client // no overall timeout: streams live as long as their request
+	base  string
+	token string
+	hc    *http.Client
 }
 
 // NewInvoker returns an invoker for the configured sidecar.
 func NewInvoker(c Config) *Invoker {
 	return &Invoker{
-		base:   c.HTTPBase(),
-		token:  c.APIToken,
-		hc:     DefaultHTTPClient(otelhttp.NewTransport(http.DefaultTransport)),
-		stream: &http.Client{Transport: otelhttp.NewTransport(http.DefaultTransport)},
+		base:  c.HTTPBase(),
+		token: c.APIToken,
+		hc:    DefaultHTTPClient(otelhttp.NewTransport(http.DefaultTransport)),
 	}
 }
 
@@ -70,26 +71,6 @@ type Response struct {
 	Status int
 	Header http.Header
 	Body   []byte
-}
-
-// Stream invokes method on app and, for a 2xx answer, returns the response with its body
-// unread, for relaying long-lived streams (server-sent events). The caller closes the body.
-// Non-2xx answers become errors as described on Call.
-func (i *Invoker) Stream(ctx context.Context, app, method, path string, hdr http.Header) (*http.Response, error) {
-	req, err := i.request(ctx, app, method, path, hdr, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := i.stream.Do(req)
-	if err != nil {
-		return nil, i.transportError(ctx, app, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return nil, responseError(app, resp, data)
-	}
-	return resp, nil
 }
 
 func (i *Invoker) request(ctx context.Context, app, method, path string, hdr http.Header, body []byte) (*http.Request, error) {

@@ -1,12 +1,17 @@
 // Package httpapi is the public REST edge (/api/v1): accounts and tokens are served here;
 // everything else is authenticated, rate limited and forwarded to the owning app through Dapr
 // service invocation with the caller's identity attached.
+//
+// Live streams (GET /api/v1/events, GET /api/v1/groups/{id}/events) are the exception: daprd
+// buffers a streamed invocation response until it ends, so the gateway serves them itself from
+// a hub (pkg/live) fed by its sidecar over the broadcast pub/sub component (live.go).
 package httpapi
 
 import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 
@@ -16,6 +21,7 @@ import (
 	"github.com/groupbuy/groupbuy/apps/gateway/internal/auth"
 	"github.com/groupbuy/groupbuy/pkg/httpjson"
 	"github.com/groupbuy/groupbuy/pkg/identity"
+	"github.com/groupbuy/groupbuy/pkg/live"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 	"github.com/groupbuy/groupbuy/pkg/sidecar"
 )
@@ -23,7 +29,6 @@ import (
 // Invoker forwards calls to other apps (sidecar.Invoker).
 type Invoker interface {
 	Raw(ctx context.Context, app, method, path string, hdr http.Header, body []byte) (*sidecar.Response, error)
-	Stream(ctx context.Context, app, method, path string, hdr http.Header) (*http.Response, error)
 }
 
 // Limiter is the rate limiter (ratelimit.Limiter).
@@ -40,6 +45,7 @@ type Apps struct {
 	Catalog string
 	Order   string
 	Notify  string
+	Group   string
 }
 
 // API holds the gateway's handlers.
@@ -49,10 +55,19 @@ type API struct {
 	Invoker  Invoker
 	Limiter  Limiter
 	Apps     Apps
+	// Hub holds this replica's streaming clients; the live relay routes publish into it.
+	Hub *live.Hub
+	// SSE tunes the streams (heartbeat, write timeout); the zero value takes the defaults.
+	SSE live.SSE
+	// AppToken is the app API token the gateway's sidecar sends (APP_API_TOKEN); the live relay
+	// routes refuse calls without it, and every call when it is empty.
+	AppToken string
+	Log      *slog.Logger
 }
 
-// Routes mounts /api/v1 on r.
+// Routes mounts /api/v1 and the live relay routes on r.
 func (a *API) Routes(r chi.Router) {
+	a.liveRoutes(r)
 	r.Route("/api/v1", func(r chi.Router) {
 		r.Use(a.Limiter.PerIP)
 		r.Post("/auth/register", a.register)
@@ -70,6 +85,12 @@ func (a *API) Routes(r chi.Router) {
 			r.Get("/deals", a.forward(func(r *http.Request) (string, string) {
 				return a.Apps.Catalog, "deals?" + r.URL.RawQuery
 			}))
+			r.Get("/groups/{id}", a.forward(func(r *http.Request) (string, string) {
+				return a.Apps.Group, "groups/" + url.PathEscape(chi.URLParam(r, "id"))
+			}))
+			r.Get("/deals/{id}/groups", a.forward(func(r *http.Request) (string, string) {
+				return a.Apps.Group, "deals/" + url.PathEscape(chi.URLParam(r, "id")) + "/groups?" + r.URL.RawQuery
+			}))
 		})
 
 		// A user's own orders and notifications.
@@ -77,6 +98,12 @@ func (a *API) Routes(r chi.Router) {
 			r.Use(a.requireUser, a.Limiter.PerUser)
 			r.Post("/deals/{id}/orders", a.forward(func(r *http.Request) (string, string) {
 				return a.Apps.Order, "deals/" + url.PathEscape(chi.URLParam(r, "id")) + "/orders"
+			}))
+			r.Post("/deals/{id}/groups", a.forward(func(r *http.Request) (string, string) {
+				return a.Apps.Group, "deals/" + url.PathEscape(chi.URLParam(r, "id")) + "/groups"
+			}))
+			r.Post("/groups/{id}/join", a.forward(func(r *http.Request) (string, string) {
+				return a.Apps.Group, "groups/" + url.PathEscape(chi.URLParam(r, "id")) + "/join"
 			}))
 			r.Post("/orders/{id}/pay", a.forward(func(r *http.Request) (string, string) {
 				return a.Apps.Order, "orders/" + url.PathEscape(chi.URLParam(r, "id")) + "/pay"
@@ -89,13 +116,11 @@ func (a *API) Routes(r chi.Router) {
 			}))
 			r.Get("/me/orders", a.forward(func(*http.Request) (string, string) { return a.Apps.Order, "me/orders" }))
 			r.Get("/me/notifications", a.forward(func(*http.Request) (string, string) { return a.Apps.Notify, "me/notifications" }))
-			r.Get("/events", a.stream(func(*http.Request) (string, string) { return a.Apps.Notify, "events" }))
+			r.Get("/events", a.userStream)
 		})
 
-		// Public live progress of a group.
-		r.With(a.Limiter.PerIP).Get("/groups/{id}/events", a.stream(func(r *http.Request) (string, string) {
-			return a.Apps.Notify, "groups/" + url.PathEscape(chi.URLParam(r, "id")) + "/stream"
-		}))
+		// Public live progress of a group (rate limited per IP, like every /api/v1 route).
+		r.Get("/groups/{id}/events", a.groupStream)
 
 		// Admin writes.
 		r.Group(func(r chi.Router) {
@@ -226,45 +251,5 @@ func (a *API) forward(target func(*http.Request) (app, path string)) http.Handle
 		}
 		w.WriteHeader(resp.Status)
 		_, _ = w.Write(resp.Body)
-	}
-}
-
-// stream relays a long-lived text/event-stream answer, flushing each chunk as it arrives.
-func (a *API) stream(target func(*http.Request) (app, path string)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		hdr := http.Header{}
-		if u, ok := identity.FromContext(r.Context()); ok {
-			hdr = u.Header()
-		}
-		hdr.Set("Accept", "text/event-stream")
-		app, path := target(r)
-		resp, err := a.Invoker.Stream(r.Context(), app, http.MethodGet, path, hdr)
-		if err != nil {
-			problem.Write(w, r, err)
-			return
-		}
-		defer resp.Body.Close()
-		for _, h := range []string{"Content-Type", "Cache-Control"} {
-			if v := resp.Header.Get(h); v != "" {
-				w.Header().Set(h, v)
-			}
-		}
-		w.Header().Set("X-Accel-Buffering", "no")
-		w.WriteHeader(resp.StatusCode)
-		rc := http.NewResponseController(w)
-		_ = rc.Flush()
-		buf := make([]byte, 4096)
-		for {
-			n, err := resp.Body.Read(buf)
-			if n > 0 {
-				if _, werr := w.Write(buf[:n]); werr != nil {
-					return
-				}
-				_ = rc.Flush()
-			}
-			if err != nil {
-				return
-			}
-		}
 	}
 }

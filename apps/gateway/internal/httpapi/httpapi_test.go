@@ -1,11 +1,9 @@
 package httpapi_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +20,7 @@ import (
 	"github.com/groupbuy/groupbuy/apps/gateway/internal/auth"
 	"github.com/groupbuy/groupbuy/apps/gateway/internal/httpapi"
 	"github.com/groupbuy/groupbuy/pkg/identity"
+	"github.com/groupbuy/groupbuy/pkg/live"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 	"github.com/groupbuy/groupbuy/pkg/server"
 	"github.com/groupbuy/groupbuy/pkg/sidecar"
@@ -111,15 +110,6 @@ func (f *fakeInvoker) Raw(_ context.Context, app, method, path string, hdr http.
 	return &sidecar.Response{Status: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(`{}`)}, nil
 }
 
-// Stream answers with the body of resp (or "{}") as a stream, recording the call like Raw.
-func (f *fakeInvoker) Stream(ctx context.Context, app, method, path string, hdr http.Header) (*http.Response, error) {
-	r, err := f.Raw(ctx, app, method, path, hdr, nil)
-	if err != nil {
-		return nil, err
-	}
-	return &http.Response{StatusCode: r.Status, Header: r.Header, Body: io.NopCloser(bytes.NewReader(r.Body))}, nil
-}
-
 func (f *fakeInvoker) invocations() []invocation {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -152,7 +142,11 @@ type env struct {
 	tokens   *auth.Tokens
 	invoker  *fakeInvoker
 	accounts *account.Service
+	hub      *live.Hub
 }
+
+// appToken is the app API token the tests' gateway expects from its sidecar.
+const appToken = "sidecar-secret"
 
 type option func(*httpapi.API)
 
@@ -167,19 +161,24 @@ func newEnv(t *testing.T, opts ...option) *env {
 		t.Fatal(err)
 	}
 	inv := &fakeInvoker{}
+	hub := live.NewHub(16)
+	t.Cleanup(hub.Close)
 	api := &httpapi.API{
 		Accounts: accounts,
 		Tokens:   func() (*auth.Tokens, error) { return tokens, nil },
 		Invoker:  inv,
 		Limiter:  fakeLimiter{},
-		Apps:     httpapi.Apps{Catalog: "catalog"},
+		Apps:     httpapi.Apps{Catalog: "catalog", Notify: "notify"},
+		Hub:      hub,
+		SSE:      live.SSE{Heartbeat: 50 * time.Millisecond},
+		AppToken: appToken,
 	}
 	for _, o := range opts {
 		o(api)
 	}
 	r := server.NewRouter(slog.New(slog.DiscardHandler), func(context.Context) error { return nil })
 	api.Routes(r)
-	return &env{router: r, tokens: tokens, invoker: inv, accounts: accounts}
+	return &env{router: r, tokens: tokens, invoker: inv, accounts: accounts, hub: hub}
 }
 
 func (e *env) token(t *testing.T, u identity.User) string {

@@ -1,0 +1,180 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/groupbuy/groupbuy/pkg/httpjson"
+	"github.com/groupbuy/groupbuy/pkg/identity"
+	"github.com/groupbuy/groupbuy/pkg/live"
+	"github.com/groupbuy/groupbuy/pkg/problem"
+	"github.com/groupbuy/groupbuy/pkg/sidecar"
+)
+
+// Routes the gateway's sidecar delivers the live relay to (components/subscriptions-gateway.yaml).
+// They are outside /api/v1 and need Dapr's app API token: the gateway is the public edge, and
+// without the check anyone could push fake events into other users' streams.
+const (
+	RouteLiveOrder = "/live/order"
+	RouteLiveGroup = "/live/group"
+)
+
+// catchUpTimeout bounds the inbox read of a reconnecting stream; the stream is useful without.
+const catchUpTimeout = 5 * time.Second
+
+func (a *API) liveRoutes(r chi.Router) {
+	r.Group(func(r chi.Router) {
+		r.Use(a.requireAppToken)
+		r.Post(RouteLiveOrder, a.liveEvent(false))
+		r.Post(RouteLiveGroup, a.liveEvent(true))
+	})
+}
+
+// requireAppToken admits only the gateway's own sidecar (sidecar.RequireAppToken). Unlike the
+// internal apps, the gateway fails closed when it has no token: its port is public, so an open
+// relay route would let anyone forge events.
+func (a *API) requireAppToken(next http.Handler) http.Handler {
+	if a.AppToken == "" {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			problem.Write(w, r, problem.New(problem.CodeUnauthorized, "the live relay is disabled: the gateway has no APP_API_TOKEN"))
+		})
+	}
+	return sidecar.RequireAppToken(a.AppToken)(next)
+}
+
+// userStream streams the caller's own events. A client that reconnects with Last-Event-ID
+// first gets what it missed, read from its inbox in notify (a normal, non-streaming
+// invocation; the inbox holds exactly the events of this stream).
+func (a *API) userStream(w http.ResponseWriter, r *http.Request) {
+	u, _ := identity.FromContext(r.Context())
+	// Subscribe before reading the inbox: an event arriving meanwhile waits in the buffer, and
+	// SSE.Serve skips it if the catch-up had it already.
+	sub := a.Hub.Subscribe(live.UserTopic(u.ID))
+	defer sub.Close()
+	var missed []live.Message
+	if last := live.LastEventID(r); last != "" {
+		items, err := a.inbox(r.Context(), u)
+		if err != nil {
+			a.log().WarnContext(r.Context(), "stream_catch_up_failed", slog.String("error", err.Error()))
+		}
+		missed = live.Since(items, last)
+	}
+	a.SSE.Serve(w, r, sub, missed)
+}
+
+// groupStream streams a group's public progress; no login needed.
+func (a *API) groupStream(w http.ResponseWriter, r *http.Request) {
+	sub := a.Hub.Subscribe(live.GroupTopic(chi.URLParam(r, "id")))
+	defer sub.Close()
+	a.SSE.Serve(w, r, sub, nil)
+}
+
+// inbox reads u's notifications from notify, newest first.
+func (a *API) inbox(ctx context.Context, u identity.User) ([]live.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
+	defer cancel()
+	resp, err := a.Invoker.Raw(ctx, a.Apps.Notify, http.MethodGet, "me/notifications", u.Header(), nil)
+	if err != nil {
+		return nil, err
+	}
+	var doc struct {
+		Items []struct {
+			ID   string          `json:"id"`
+			Type string          `json:"type"`
+			Data json.RawMessage `json:"data"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(resp.Body, &doc); err != nil {
+		return nil, fmt.Errorf("decode inbox: %w", err)
+	}
+	out := make([]live.Message, 0, len(doc.Items))
+	for _, it := range doc.Items {
+		out = append(out, live.Message{ID: it.ID, Type: it.Type, Data: it.Data})
+	}
+	return out, nil
+}
+
+// How daprd 1.16 treats the answer to a delivery: 2xx {"status":"SUCCESS"} acks; "DROP" acks
+// (and would dead-letter, but the broadcast component has no dead-letter topic); "RETRY", other
+// statuses and errors are retried. Live events are best effort, so these handlers never ask
+// for a retry: SUCCESS for anything decodable, DROP for garbage.
+const (
+	statusSuccess = "SUCCESS"
+	statusDrop    = "DROP"
+)
+
+// liveEvent handles one relayed event (pkg/live.EventV1 in the CloudEvent's data): to every
+// recipient's stream and, for group events, to the group's public stream. Order events never
+// reach a group stream, whatever the payload says.
+func (a *API) liveEvent(withGroup bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		ceID, data, err := readCloudEvent(w, r)
+		var ev live.EventV1
+		if err == nil {
+			ev, err = live.DecodeEvent(data)
+		}
+		if err != nil {
+			a.log().WarnContext(ctx, "live_event_dropped", slog.String("cloudevent_id", ceID), slog.String("error", err.Error()))
+			answer(w, statusDrop)
+			return
+		}
+		if dropped := live.Fanout(a.Hub, ev, withGroup); dropped > 0 {
+			a.log().InfoContext(ctx, "slow_stream_clients_dropped", slog.String("event_id", ev.ID), slog.Int("clients", dropped))
+		}
+		answer(w, statusSuccess)
+	}
+}
+
+// readCloudEvent returns the id and payload of the CloudEvent daprd delivers
+// (application/cloudevents+json): "data" as JSON, or a document a publisher sent as a JSON
+// string or as binary (data_base64).
+func readCloudEvent(w http.ResponseWriter, r *http.Request) (id string, payload []byte, err error) {
+	var ce struct {
+		ID         string          `json:"id"`
+		Data       json.RawMessage `json:"data"`
+		DataBase64 string          `json:"data_base64"`
+	}
+	// Not httpjson.Decode: the envelope has more attributes than we read (traceparent, ...).
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, httpjson.MaxBody)).Decode(&ce); err != nil {
+		return "", nil, fmt.Errorf("decode cloud event: %w", err)
+	}
+	switch {
+	case ce.DataBase64 != "":
+		payload, err = base64.StdEncoding.DecodeString(ce.DataBase64)
+	case len(ce.Data) > 0 && ce.Data[0] == '"':
+		var s string
+		err = json.Unmarshal(ce.Data, &s)
+		payload = []byte(s)
+	case len(bytes.TrimSpace(ce.Data)) == 0 || bytes.Equal(ce.Data, []byte("null")):
+		err = errors.New("the cloud event has no data")
+	default:
+		payload = ce.Data
+	}
+	if err != nil {
+		return ce.ID, nil, fmt.Errorf("cloud event %s: %w", ce.ID, err)
+	}
+	return ce.ID, payload, nil
+}
+
+func answer(w http.ResponseWriter, status string) {
+	httpjson.Write(w, http.StatusOK, map[string]string{"status": status})
+}
+
+func (a *API) log() *slog.Logger {
+	if a.Log == nil {
+		return discard
+	}
+	return a.Log
+}
+
+var discard = slog.New(slog.DiscardHandler)

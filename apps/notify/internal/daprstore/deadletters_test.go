@@ -1,0 +1,87 @@
+package daprstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/groupbuy/groupbuy/apps/notify/internal/daprstore"
+	"github.com/groupbuy/groupbuy/apps/notify/internal/deadletter"
+	"github.com/groupbuy/groupbuy/pkg/daprstate"
+)
+
+func letter(id string) deadletter.Letter {
+	return deadletter.Letter{Topic: "order.created.dead", ID: id, Data: `{"v":99}`, ReceivedAt: t0}
+}
+
+// storedRaw returns the document at key as generic JSON: the shape operators and the
+// integration tests read straight from Redis.
+func (f *fakeClient) storedRaw(t *testing.T, key string) map[string][]map[string]any {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var doc map[string][]map[string]any
+	if err := json.Unmarshal(f.items[key].value, &doc); err != nil {
+		t.Fatalf("stored %s: %v", key, err)
+	}
+	return doc
+}
+
+func TestDeadLettersDedupeAndShape(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	fake := newFake()
+	s := daprstore.NewDeadLetters(daprstate.New(fake, "statestore"))
+
+	for i, want := range []bool{true, false, true} {
+		id := "ce-1"
+		if i == 2 {
+			id = "ce-2"
+		}
+		got, err := s.Add(ctx, letter(id))
+		if err != nil {
+			t.Fatalf("Add #%d: %v", i, err)
+		}
+		if got != want {
+			t.Errorf("Add #%d = %v, want %v", i, got, want)
+		}
+	}
+	doc := fake.storedRaw(t, "deadletters:order.created.dead")
+	want := `{"items":[{"data":"{\"v\":99}","id":"ce-2","received_at":"2025-06-01T12:00:00Z","topic":"order.created.dead"},{"data":"{\"v\":99}","id":"ce-1","received_at":"2025-06-01T12:00:00Z","topic":"order.created.dead"}]}`
+	if got, _ := json.Marshal(doc); string(got) != want {
+		t.Errorf("stored document\n got %s\nwant %s", got, want)
+	}
+	items, err := s.List(ctx, "order.created.dead")
+	if err != nil || len(items) != 2 || items[0].ID != "ce-2" {
+		t.Errorf("List = %+v, %v", items, err)
+	}
+	if items, err := s.List(ctx, "order.paid.dead"); err != nil || len(items) != 0 {
+		t.Errorf("List(other topic) = %+v, %v; want empty", items, err)
+	}
+}
+
+func TestDeadLettersCap(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	fake := newFake()
+	s := daprstore.NewDeadLetters(daprstate.New(fake, "statestore"))
+	for i := range deadletter.MaxItems + 5 {
+		if _, err := s.Add(ctx, letter(fmt.Sprintf("ce-%d", i))); err != nil {
+			t.Fatalf("Add %d: %v", i, err)
+		}
+	}
+	items, err := s.List(ctx, "order.created.dead")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != deadletter.MaxItems {
+		t.Fatalf("kept %d, want %d", len(items), deadletter.MaxItems)
+	}
+	if got, want := items[0].ID, fmt.Sprintf("ce-%d", deadletter.MaxItems+4); got != want {
+		t.Errorf("newest = %s, want %s", got, want)
+	}
+	if got, want := items[len(items)-1].ID, "ce-5"; got != want {
+		t.Errorf("oldest kept = %s, want %s", got, want)
+	}
+}
