@@ -4,7 +4,9 @@
 #   integration  the integration suite (tests/integration, build tag "integration") against
 #                Redis, RabbitMQ and real daprd/placement/scheduler processes
 #   smoke        the integration suite's smoke subset (tests named TestSmoke*)
-#   all          unit, then integration
+#   profiles     the core scenarios again on the second infrastructure profile
+#                (GROUPBUY_TEST_PROFILE=postgres: PostgreSQL state store, Redis Streams pub/sub)
+#   all          unit, integration, profiles
 # GROUPBUY_TEST_INFRA=local|testcontainers picks where Redis/RabbitMQ come from (default local
 # here: the services already running; see tests/testinfra).
 set -euo pipefail
@@ -41,21 +43,26 @@ unit() {
 integration() {
   local run=${1:-} label=${2:-integration}
   bash scripts/dapr-install.sh
-  echo "== $label tests (infra: $GROUPBUY_TEST_INFRA)"
+  echo "== $label tests (infra: $GROUPBUY_TEST_INFRA, profile: ${GROUPBUY_TEST_PROFILE:-default})"
   local args=(-tags integration -count=1 -timeout 40m -v)
-  [ -n "$run" ] && args+=(-run "$run")
+  local pkgs=(./tests/integration/ ./tests/testinfra/ ./pkg/devstack/)
+  if [ -n "$run" ]; then
+    args+=(-run "$run")
+    pkgs=(./tests/integration/)
+  fi
   set +e
-  go test "${args[@]}" ./tests/integration/ ./tests/testinfra/ ./pkg/devstack/ 2>&1 | tee "/tmp/groupbuy-$label.log" \
+  go test "${args[@]}" "${pkgs[@]}" 2>&1 | tee "/tmp/groupbuy-$label.log" \
     | grep --line-buffered -E '^(=== RUN|\s*--- |PASS|FAIL|ok|panic)|_test\.go:[0-9]+:'
   local rc=${PIPESTATUS[0]}
   set -e
   local passed failed
   passed=$(grep -c -- '^--- PASS' "/tmp/groupbuy-$label.log" || true)
   failed=$(grep -c -- '^--- FAIL' "/tmp/groupbuy-$label.log" || true)
+  local what="$label ($GROUPBUY_TEST_INFRA, profile ${GROUPBUY_TEST_PROFILE:-default})"
   if [ "$rc" -eq 0 ]; then
-    summary+=("$label ($GROUPBUY_TEST_INFRA): PASS ($passed top-level tests passed)")
+    summary+=("$what: PASS ($passed tests passed)")
   else
-    summary+=("$label ($GROUPBUY_TEST_INFRA): FAIL ($failed failed; full log /tmp/groupbuy-$label.log)")
+    summary+=("$what: FAIL ($failed failed; full log /tmp/groupbuy-$label.log)")
     print_summary; exit 1
   fi
 }
@@ -66,11 +73,24 @@ print_summary() {
   printf '  %s\n' "${summary[@]}"
 }
 
+# The core scenarios every infrastructure profile must pass.
+CORE='^(TestSmoke|TestFlashRace|TestIdempotent|TestOrderLifecycle|TestExpiry|TestNotif|TestDeadLetter|TestGroup(AllPay|Deadline))'
+
+profiles() {
+  local prev_infra=$GROUPBUY_TEST_INFRA
+  # The postgres profile uses the local PostgreSQL (a database per stack) and Redis.
+  export GROUPBUY_TEST_INFRA=local GROUPBUY_TEST_PROFILE=postgres
+  integration "$CORE" profile-postgres
+  export GROUPBUY_TEST_INFRA=$prev_infra
+  unset GROUPBUY_TEST_PROFILE
+}
+
 case "$mode" in
   unit) unit ;;
   integration) integration ;;
   smoke) integration '^TestSmoke' smoke ;;
-  all) unit; integration ;;
+  profiles) profiles ;;
+  all) unit; integration; profiles ;;
   *) echo "usage: $0 all|unit|integration|smoke" >&2; exit 2 ;;
 esac
 print_summary

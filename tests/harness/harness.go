@@ -177,11 +177,14 @@ func Start(ctx context.Context, infra *testinfra.Infra, opts Options) (*Stack, e
 		ComponentMetadata: components,
 		OTLPEndpoint:      opts.OTLPEndpoint,
 		Apps:              opts.Apps,
+		Overlay:           profileOverlay(profile),
 	})
 	if err != nil {
+		cleanupPG()
 		return nil, fmt.Errorf("materialize run file: %w", err)
 	}
 	if err := plan.Write(); err != nil {
+		cleanupPG()
 		return nil, err
 	}
 	var filesMu sync.Mutex

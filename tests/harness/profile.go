@@ -71,13 +71,22 @@ func createDatabase(ctx context.Context, label string) (*pgDatabase, string, err
 		return nil, "", fmt.Errorf("create database %s: %w", name, err)
 	}
 	cfg := admin.Config()
-	dsn := fmt.Sprintf("host=%s port=%d user=%s database=%s sslmode=disable", cfg.Host, cfg.Port, cfg.User, name)
+	dsn := fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", cfg.Host, cfg.Port, cfg.User, name)
 	if cfg.Password != "" {
 		dsn += " password=" + cfg.Password
 	}
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		return nil, "", err
+	}
+	// Dapr 1.16's state.postgresql creates its metadata table with CREATE TABLE IF NOT EXISTS
+	// from every sidecar at once; on a fresh database two of them can collide on the table's
+	// row type (42710 duplicate_object, which its retry does not cover) and the loser exits.
+	// Creating the table first, with Dapr's own definition, makes every sidecar's statement a
+	// no-op; the migrations that follow run under Dapr's row lock.
+	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS dapr_metadata (key text NOT NULL PRIMARY KEY, value text NOT NULL)`); err != nil {
+		pool.Close()
+		return nil, "", fmt.Errorf("prepare database %s: %w", name, err)
 	}
 	return &pgDatabase{name: name, pool: pool}, dsn, nil
 }
