@@ -1,6 +1,7 @@
 // Command order owns orders: idempotent placement, the purchase limit, stock holds through
 // inventory, payment through the payment app (guarded by Dapr resiliency), and expiry driven
-// by a Dapr cron input binding.
+// by a Dapr cron input binding; for group deals, members' orders placed by the group app and
+// settled when their group succeeds or fails.
 package main
 
 import (
@@ -58,6 +59,7 @@ func run(ctx context.Context) error {
 		Store:    daprstore.NewOrders(state),
 		Users:    daprstore.NewUsers(state),
 		Pending:  daprstore.NewPending(state, cfg.PendingShards),
+		Groups:   daprstore.NewGroups(state),
 		Idem:     daprstore.NewIdempotency(state, cfg.IdemTTL),
 		Deals:    clients.NewCatalog(rt.Invoker, cfg.CatalogAppID),
 		Stock:    clients.NewInventory(rt.Invoker, cfg.InventoryAppID),
@@ -68,5 +70,6 @@ func run(ctx context.Context) error {
 	})
 	r := rt.Router(true)
 	httpapi.Routes(r, svc, cfg.ExpiryBinding, rt.Log)
+	httpapi.GroupRoutes(r, svc, rt.Log)
 	return rt.Serve(ctx, r)
 }

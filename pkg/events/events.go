@@ -37,6 +37,20 @@ const (
 	TopicGroupFailed    = "group.failed"
 )
 
+// GroupTopics lists every group topic.
+var GroupTopics = []string{TopicGroupOpened, TopicGroupJoined, TopicGroupSucceeded, TopicGroupFailed}
+
+// GroupEventID is the event id of a group event: "<group>:<type>", and for group.joined,
+// which happens once per seat, "<group>:group.joined:<order>". A re-publish (an outbox flushed
+// again after a crash) carries the same id, so consumers drop the duplicate; a user who left
+// and joined again holds a new order, so that join is a new event.
+func GroupEventID(groupID, typ, orderID string) string {
+	if typ == TopicGroupJoined {
+		return groupID + ":" + typ + ":" + orderID
+	}
+	return groupID + ":" + typ
+}
+
 // DeadLetterSuffix names a subscription's dead-letter topic: "<topic>.dead".
 const DeadLetterSuffix = ".dead"
 

@@ -5,6 +5,7 @@
 //	pending:<shard>            orders awaiting settlement, sharded so placements on one hot
 //	                           deal do not all contend for one document
 //	idem:<user>:<sha256(key)>  Idempotency-Key records, expiring after 24 h
+//	grouporders:<group>        the orders of a group and whether it was decided
 package daprstore
 
 import (
@@ -100,10 +101,19 @@ func (r *Users) SetStatus(ctx context.Context, userID, orderID string, st order.
 		if i < 0 || d.Entries[i].Status == st {
 			return daprstate.ErrNoChange
 		}
+		// Statuses only move forward: a late "paid" (a slow completePayment) must not
+		// overwrite the "refunded" a group settlement wrote meanwhile.
+		if final(d.Entries[i].Status) && !final(st) {
+			return daprstate.ErrNoChange
+		}
 		d.Entries[i].Status = st
 		return nil
 	})
 	return err
+}
+
+func final(s order.Status) bool {
+	return s == order.StatusConfirmed || s == order.StatusCancelled || s == order.StatusRefunded
 }
 
 // Remove implements order.UserIndex.
@@ -275,4 +285,55 @@ func (r *Idempotency) Abandon(ctx context.Context, userID, key string) error {
 		return nil
 	}, daprstate.TTL(r.ttl))
 	return err
+}
+
+// Groups implements order.GroupIndex: one document per group, changed by ETag CAS, so adding
+// an order and deciding the group are ordered.
+type Groups struct{ s *daprstate.Store }
+
+// NewGroups returns the group index.
+func NewGroups(s *daprstate.Store) *Groups { return &Groups{s: s} }
+
+type groupDoc struct {
+	Decided bool               `json:"decided"`
+	Orders  []order.GroupEntry `json:"orders"`
+}
+
+func groupKey(id string) string { return "grouporders:" + id }
+
+// Add implements order.GroupIndex.
+func (r *Groups) Add(ctx context.Context, groupID string, e order.GroupEntry) error {
+	_, err := daprstate.Mutate(ctx, r.s, groupKey(groupID), casAttempts, func(d *groupDoc, _ bool) error {
+		if slices.ContainsFunc(d.Orders, func(x order.GroupEntry) bool { return x.OrderID == e.OrderID }) {
+			return daprstate.ErrNoChange
+		}
+		if d.Decided {
+			return order.ErrGroupClosed
+		}
+		d.Orders = append(d.Orders, e)
+		return nil
+	})
+	return err
+}
+
+// Decide implements order.GroupIndex.
+func (r *Groups) Decide(ctx context.Context, groupID string) ([]order.GroupEntry, error) {
+	d, err := daprstate.Mutate(ctx, r.s, groupKey(groupID), casAttempts, func(d *groupDoc, _ bool) error {
+		if d.Decided {
+			return daprstate.ErrNoChange
+		}
+		d.Decided = true
+		return nil
+	})
+	return d.Orders, err
+}
+
+// Decided implements order.GroupIndex.
+func (r *Groups) Decided(ctx context.Context, groupID string) (bool, error) {
+	var d groupDoc
+	_, err := r.s.Get(ctx, groupKey(groupID), &d)
+	if errors.Is(err, daprstate.ErrNotFound) {
+		return false, nil
+	}
+	return d.Decided, err
 }

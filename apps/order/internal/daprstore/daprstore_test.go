@@ -716,3 +716,58 @@ func TestIdempotencyConcurrentBegin(t *testing.T) {
 		t.Errorf("owners = %d, want 1", owners)
 	}
 }
+
+func TestGroups(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, s := newState()
+	g := daprstore.NewGroups(s)
+	if d, err := g.Decided(ctx, "g1"); err != nil || d {
+		t.Fatalf("Decided of an unknown group: %v %v", d, err)
+	}
+	for _, e := range []order.GroupEntry{{OrderID: "o1", UserID: "u1"}, {OrderID: "o2", UserID: "u2"}, {OrderID: "o1", UserID: "u1"}} {
+		if err := g.Add(ctx, "g1", e); err != nil {
+			t.Fatalf("Add(%s): %v", e.OrderID, err)
+		}
+	}
+	got, err := g.Decide(ctx, "g1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(got, []order.GroupEntry{{OrderID: "o1", UserID: "u1"}, {OrderID: "o2", UserID: "u2"}}); diff != "" {
+		t.Errorf("orders (-got +want):\n%s", diff)
+	}
+	if again, err := g.Decide(ctx, "g1"); err != nil || len(again) != 2 {
+		t.Errorf("second Decide: %v %v", again, err)
+	}
+	if d, _ := g.Decided(ctx, "g1"); !d {
+		t.Errorf("not decided")
+	}
+	if err := g.Add(ctx, "g1", order.GroupEntry{OrderID: "o3", UserID: "u3"}); !errors.Is(err, order.ErrGroupClosed) {
+		t.Errorf("Add after Decide: %v, want group-closed", err)
+	}
+	if err := g.Add(ctx, "g1", order.GroupEntry{OrderID: "o2", UserID: "u2"}); err != nil {
+		t.Errorf("re-adding a known order after Decide: %v", err)
+	}
+}
+
+// A late "paid" (a slow completePayment) does not overwrite the final status a group
+// settlement wrote meanwhile.
+func TestUsersSetStatusMovesForwardOnly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, s := newState()
+	u := daprstore.NewUsers(s)
+	if err := u.Add(ctx, "u1", order.IndexEntry{OrderID: "o1", DealID: "d1", Quantity: 1, Status: order.StatusPending}, 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []order.Status{order.StatusPaid, order.StatusRefunded, order.StatusPaid} {
+		if err := u.SetStatus(ctx, "u1", "o1", st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, _ := u.List(ctx, "u1")
+	if len(l) != 1 || l[0].Status != order.StatusRefunded {
+		t.Errorf("index %+v, want refunded", l)
+	}
+}

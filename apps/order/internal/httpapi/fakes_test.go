@@ -513,6 +513,46 @@ func (p *fakePublisher) PublishOrder(_ context.Context, topic string, o order.Or
 	return nil
 }
 
+// fakeGroups is order.GroupIndex with daprstore.Groups semantics (see the order package's
+// fakes).
+type fakeGroups struct {
+	mu      sync.Mutex
+	decided map[string]bool
+	orders  map[string][]order.GroupEntry
+}
+
+func newFakeGroups() *fakeGroups {
+	return &fakeGroups{decided: map[string]bool{}, orders: map[string][]order.GroupEntry{}}
+}
+
+var _ order.GroupIndex = (*fakeGroups)(nil)
+
+func (g *fakeGroups) Add(_ context.Context, groupID string, e order.GroupEntry) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if slices.ContainsFunc(g.orders[groupID], func(x order.GroupEntry) bool { return x.OrderID == e.OrderID }) {
+		return nil
+	}
+	if g.decided[groupID] {
+		return order.ErrGroupClosed
+	}
+	g.orders[groupID] = append(g.orders[groupID], e)
+	return nil
+}
+
+func (g *fakeGroups) Decide(_ context.Context, groupID string) ([]order.GroupEntry, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.decided[groupID] = true
+	return slices.Clone(g.orders[groupID]), nil
+}
+
+func (g *fakeGroups) Decided(_ context.Context, groupID string) (bool, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.decided[groupID], nil
+}
+
 // fakeIDs issues "o1", "o2", …
 type fakeIDs struct {
 	mu sync.Mutex
@@ -551,6 +591,7 @@ type env struct {
 	store   *fakeStore
 	users   *fakeUsers
 	pending *fakePending
+	groups  *fakeGroups
 	idem    *fakeIdem
 	deals   *fakeDeals
 	stock   *fakeStock
@@ -565,6 +606,7 @@ func newEnv() *env {
 		store:   newFakeStore(),
 		users:   newFakeUsers(),
 		pending: newFakePending(),
+		groups:  newFakeGroups(),
 		idem:    newFakeIdem(clock),
 		deals:   &fakeDeals{deals: testDeals},
 		stock:   newFakeStock(),
@@ -572,7 +614,7 @@ func newEnv() *env {
 		pub:     &fakePublisher{},
 	}
 	e.svc = order.NewService(testConfig, order.Deps{
-		Store: e.store, Users: e.users, Pending: e.pending, Idem: e.idem, Deals: e.deals,
+		Store: e.store, Users: e.users, Pending: e.pending, Groups: e.groups, Idem: e.idem, Deals: e.deals,
 		Stock: e.stock, Payments: e.pay, Pub: e.pub, IDs: &fakeIDs{},
 		Log: slog.New(slog.DiscardHandler), Now: clock.Now,
 	})

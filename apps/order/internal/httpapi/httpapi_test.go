@@ -30,6 +30,7 @@ func newServer() (*env, http.Handler) {
 	log := slog.New(slog.DiscardHandler)
 	r := server.NewRouter(log, func(context.Context) error { return nil })
 	httpapi.Routes(r, e.svc, binding, log)
+	httpapi.GroupRoutes(r, e.svc, log)
 	return e, r
 }
 

@@ -330,6 +330,58 @@ func cloneRec(r order.IdemRecord) order.IdemRecord {
 	return r
 }
 
+// fakeGroups is order.GroupIndex with daprstore.Groups semantics: Add records an order once
+// and fails with ErrGroupClosed once the group is decided; Decide marks it and returns the
+// orders. decideOnAdd makes the group decided right after the next Add, as if its settlement
+// ran between that Add and the order's creation.
+type fakeGroups struct {
+	mu          sync.Mutex
+	decided     map[string]bool
+	orders      map[string][]order.GroupEntry
+	decideOnAdd bool
+}
+
+func newFakeGroups() *fakeGroups {
+	return &fakeGroups{decided: map[string]bool{}, orders: map[string][]order.GroupEntry{}}
+}
+
+var _ order.GroupIndex = (*fakeGroups)(nil)
+
+func (g *fakeGroups) Add(_ context.Context, groupID string, e order.GroupEntry) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if slices.ContainsFunc(g.orders[groupID], func(x order.GroupEntry) bool { return x.OrderID == e.OrderID }) {
+		return nil
+	}
+	if g.decided[groupID] {
+		return order.ErrGroupClosed
+	}
+	g.orders[groupID] = append(g.orders[groupID], e)
+	if g.decideOnAdd {
+		g.decided[groupID] = true
+	}
+	return nil
+}
+
+func (g *fakeGroups) Decide(_ context.Context, groupID string) ([]order.GroupEntry, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.decided[groupID] = true
+	return slices.Clone(g.orders[groupID]), nil
+}
+
+func (g *fakeGroups) Decided(_ context.Context, groupID string) (bool, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.decided[groupID], nil
+}
+
+func (g *fakeGroups) of(groupID string) []order.GroupEntry {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.orders[groupID])
+}
+
 // fakeDeals is order.Deals over a fixed map; an unknown deal is the catalog's not-found
 // problem, err (if set) an outage.
 type fakeDeals struct {
@@ -481,16 +533,23 @@ func (s *fakeStock) callsOf(orderID string) []string {
 // per order (the first recorded result is returned again), Lookup returns the recorded charge.
 // mode decides new charges: "succeeded", "declined", "unavailable" (nothing recorded, error),
 // or "lost" (the charge succeeds and is recorded, but the caller gets an error).
+//
+// Refund is idempotent per order like the payment app's: the first refund is recorded and
+// every later call returns it; refundErr fails it (an outage) until cleared. refundCalls
+// counts calls per order.
 type fakePayments struct {
-	mu        sync.Mutex
-	mode      string
-	charges   map[string]order.ChargeResult
-	calls     []string // order ids charged
-	lookupErr error
+	mu          sync.Mutex
+	mode        string
+	charges     map[string]order.ChargeResult
+	calls       []string // order ids charged
+	lookupErr   error
+	refunds     map[string]bool
+	refundCalls map[string]int
+	refundErr   error
 }
 
 func newFakePayments() *fakePayments {
-	return &fakePayments{mode: "succeeded", charges: map[string]order.ChargeResult{}}
+	return &fakePayments{mode: "succeeded", charges: map[string]order.ChargeResult{}, refunds: map[string]bool{}, refundCalls: map[string]int{}}
 }
 
 var _ order.Payments = (*fakePayments)(nil)
@@ -526,7 +585,34 @@ func (p *fakePayments) Lookup(_ context.Context, orderID string) (order.ChargeRe
 	return res, ok, nil
 }
 
-func (p *fakePayments) Refund(context.Context, string) error { return nil }
+func (p *fakePayments) Refund(_ context.Context, orderID string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refundCalls[orderID]++
+	if p.refundErr != nil {
+		return p.refundErr
+	}
+	p.refunds[orderID] = true
+	return nil
+}
+
+func (p *fakePayments) setRefundErr(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refundErr = err
+}
+
+// refunded lists the orders with a recorded refund, sorted.
+func (p *fakePayments) refunded() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for id := range p.refunds {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
 
 func (p *fakePayments) setMode(m string) {
 	p.mu.Lock()
@@ -630,6 +716,7 @@ type env struct {
 	store   *fakeStore
 	users   *fakeUsers
 	pending *fakePending
+	groups  *fakeGroups
 	idem    *fakeIdem
 	deals   *fakeDeals
 	stock   *fakeStock
@@ -644,6 +731,7 @@ func newEnv() *env {
 		store:   newFakeStore(),
 		users:   newFakeUsers(),
 		pending: newFakePending(),
+		groups:  newFakeGroups(),
 		idem:    newFakeIdem(clock),
 		deals:   &fakeDeals{deals: testDeals},
 		stock:   newFakeStock(),
@@ -651,7 +739,7 @@ func newEnv() *env {
 		pub:     &fakePublisher{},
 	}
 	e.svc = order.NewService(testConfig, order.Deps{
-		Store: e.store, Users: e.users, Pending: e.pending, Idem: e.idem, Deals: e.deals,
+		Store: e.store, Users: e.users, Pending: e.pending, Groups: e.groups, Idem: e.idem, Deals: e.deals,
 		Stock: e.stock, Payments: e.pay, Pub: e.pub, IDs: &fakeIDs{},
 		Log: slog.New(slog.DiscardHandler), Now: clock.Now,
 	})

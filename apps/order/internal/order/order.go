@@ -5,7 +5,12 @@
 //
 //	pending_payment → paid → confirmed
 //	pending_payment → cancelled          (owner cancels, or the pay window passes)
-//	paid → refunded                      (a group fails; issue of the group app)
+//	paid → refunded                      (the order's group fails, or it lost its seat)
+//
+// Group orders (kind "group") are placed by the group app for a seat it reserved
+// (PlaceGroupOrder), stay paid until their group is decided, and are then confirmed or
+// refunded by SettleGroup; unpaid ones are cancelled then, or expire at pay_by, which never
+// passes the group's deadline.
 //
 // Every transition is one ETag-checked write of the order document; side effects (stock
 // release/commit, events, index updates) follow the write and are idempotent, so a sweep can
@@ -66,6 +71,7 @@ var (
 	ErrIdempotencyInUse  = problem.New(problem.CodeIdempotencyInUse, "a request with this Idempotency-Key is still in progress")
 	ErrPaymentDeclined   = problem.New(problem.CodePaymentDeclined, "the payment was declined")
 	ErrPaymentDown       = problem.New(problem.CodePaymentUnavailable, "the payment provider is unavailable; try again later")
+	ErrGroupClosed       = problem.New(problem.CodeGroupClosed, "the group is decided and takes no more orders")
 	ErrConflict          = errors.New("order: concurrent update")
 )
 
@@ -168,6 +174,24 @@ type IdemRecord struct {
 	Body       []byte    `json:"body,omitempty"`
 	LeaseUntil time.Time `json:"lease_until"`
 	CreatedAt  time.Time `json:"created_at"`
+}
+
+// GroupIndex lists the orders of each group, so that when the group is decided every one of
+// them is settled: the members the group event names, and orders that lost their seat.
+type GroupIndex interface {
+	// Add records an order of the group (a no-op when present). Once the group is decided it
+	// fails with ErrGroupClosed.
+	Add(ctx context.Context, groupID string, e GroupEntry) error
+	// Decide marks the group decided (idempotent) and returns its orders.
+	Decide(ctx context.Context, groupID string) ([]GroupEntry, error)
+	// Decided reports whether Decide was called for the group.
+	Decided(ctx context.Context, groupID string) (bool, error)
+}
+
+// GroupEntry is one order of a group.
+type GroupEntry struct {
+	OrderID string `json:"order_id"`
+	UserID  string `json:"user_id"`
 }
 
 // Deals reads deals from the catalog.

@@ -33,6 +33,7 @@ type Service struct {
 	store    Store
 	users    UserIndex
 	pending  Pending
+	groups   GroupIndex
 	idem     Idempotency
 	deals    Deals
 	stock    Stock
@@ -48,6 +49,7 @@ type Deps struct {
 	Store    Store
 	Users    UserIndex
 	Pending  Pending
+	Groups   GroupIndex
 	Idem     Idempotency
 	Deals    Deals
 	Stock    Stock
@@ -63,7 +65,7 @@ func NewService(cfg Config, d Deps) *Service {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Service{cfg: cfg, store: d.Store, users: d.Users, pending: d.Pending, idem: d.Idem,
+	return &Service{cfg: cfg, store: d.Store, users: d.Users, pending: d.Pending, groups: d.Groups, idem: d.Idem,
 		deals: d.Deals, stock: d.Stock, payments: d.Payments, pub: d.Pub, ids: d.IDs, log: d.Log, now: d.Now}
 }
 
@@ -178,8 +180,15 @@ func (s *Service) place(ctx context.Context, u Caller, req PlaceRequest, orderID
 		CreatedAt:      now.Truncate(time.Millisecond),
 	}
 	o.UpdatedAt = o.CreatedAt
+	return s.admit(ctx, o, deal.PerUserLimit)
+}
+
+// admit makes a new pending order: counts it against the user's limit, registers it for the
+// expiry sweep, holds its stock, stores it and announces it. Every step is idempotent per
+// order id, so a retry with the same id resumes where an attempt died.
+func (s *Service) admit(ctx context.Context, o Order, limit int) (Order, error) {
 	// The purchase limit is checked and the quantity counted in one CAS of the user's index.
-	if err := s.users.Add(ctx, u.ID, IndexEntry{OrderID: o.ID, DealID: o.DealID, Quantity: o.Quantity, Status: StatusPending}, deal.PerUserLimit); err != nil {
+	if err := s.users.Add(ctx, o.UserID, IndexEntry{OrderID: o.ID, DealID: o.DealID, Quantity: o.Quantity, Status: StatusPending}, limit); err != nil {
 		return Order{}, err
 	}
 	// Registered before the hold is taken: if we crash after reserving, the sweep finds the

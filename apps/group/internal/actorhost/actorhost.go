@@ -1,0 +1,398 @@
+// Package actorhost hosts GroupActor over the Dapr actor HTTP protocol on the app's router,
+// instead of the go-sdk actor server (which wants a mux of its own):
+//
+//	GET    /dapr/config                                  the actor types this app hosts
+//	PUT    /actors/GroupActor/{id}/method/{method}       a method call (one turn)
+//	PUT    /actors/GroupActor/{id}/method/remind/{name}  a reminder firing (one turn)
+//	PUT    /actors/GroupActor/{id}/method/timer/{name}   a timer firing (none are used)
+//	DELETE /actors/GroupActor/{id}                       deactivation
+//
+// Every call comes from the sidecar, which makes calls to one actor id turn-based. A turn loads
+// the group's state (the sidecar's actor state API), applies one transition of package group,
+// saves the state explicitly when it changed (reminder callbacks do not flush state, and this
+// host keeps no state in memory between turns), publishes the outbox, and keeps the durable
+// "deadline" reminder registered exactly while the group is undecided or its outbox unsent.
+//
+// Wire contract of method calls: daprd 1.16 passes an actor's answer through only when it is
+// a 200 (pkg/actors/targets/app: any other status becomes an opaque "error from actor
+// service" 500, and the actor resiliency policy would retry it). So business outcomes (group
+// full, closed, already a member) are 200 answers carrying a problem document in the body
+// (Reply); a non-200 answer means the turn failed (state store or broker unreachable) and
+// nothing of it was acknowledged, so retrying it is safe: every method is idempotent.
+package actorhost
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/groupbuy/groupbuy/apps/group/internal/group"
+	"github.com/groupbuy/groupbuy/pkg/events"
+	"github.com/groupbuy/groupbuy/pkg/httpjson"
+	"github.com/groupbuy/groupbuy/pkg/problem"
+)
+
+// ActorType is the Dapr actor type of groups.
+const ActorType = "GroupActor"
+
+// ReminderDeadline is the name of a group's deadline reminder.
+const ReminderDeadline = "deadline"
+
+// Method names of GroupActor.
+const (
+	MethodOpen          = "Open"
+	MethodJoin          = "Join"
+	MethodSeatConfirmed = "SeatConfirmed"
+	MethodSeatFailed    = "SeatFailed"
+	MethodMemberPaid    = "MemberPaid"
+	MethodMemberLeft    = "MemberLeft"
+	MethodGet           = "Get"
+)
+
+// maxEarlyFiring bounds how early a deadline firing may come and still be handled at once.
+const maxEarlyFiring = 2 * time.Second
+
+// Reply is the body of every successful (200) method call: the group after the turn, or the
+// business error the method answered with.
+type Reply struct {
+	Group   *group.Group      `json:"group,omitempty"`
+	Problem *problem.Document `json:"problem,omitempty"`
+}
+
+// State is the actor's state in the sidecar's actor state store.
+type State interface {
+	Load(ctx context.Context, id string) (g group.Group, found bool, err error)
+	Save(ctx context.Context, id string, g group.Group) error
+}
+
+// Reminders registers and deletes the actor's durable reminders (held by the scheduler).
+type Reminders interface {
+	Register(ctx context.Context, id, name string, due time.Time, period time.Duration) error
+	Delete(ctx context.Context, id, name string) error
+}
+
+// Publisher publishes group events.
+type Publisher interface {
+	PublishGroup(ctx context.Context, e events.GroupV1) error
+}
+
+// Config tunes the host.
+type Config struct {
+	// ReserveTimeout frees a seat left "reserving" this long (its join flow died).
+	ReserveTimeout time.Duration
+	// ReminderPeriod repeats the deadline reminder after its due time until the group is
+	// decided and announced, so a failed turn or publish is retried.
+	ReminderPeriod time.Duration
+	// IdleTimeout and DrainTimeout are reported to the sidecar in /dapr/config.
+	IdleTimeout  time.Duration
+	DrainTimeout time.Duration
+}
+
+// Host serves GroupActor.
+type Host struct {
+	cfg       Config
+	state     State
+	reminders Reminders
+	pub       Publisher
+	log       *slog.Logger
+	now       func() time.Time
+
+	mu    sync.Mutex
+	locks map[string]*turnLock
+}
+
+type turnLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// New returns the host.
+func New(cfg Config, state State, reminders Reminders, pub Publisher, log *slog.Logger, now func() time.Time) *Host {
+	if now == nil {
+		now = time.Now
+	}
+	return &Host{cfg: cfg, state: state, reminders: reminders, pub: pub, log: log, now: now, locks: map[string]*turnLock{}}
+}
+
+// Routes mounts the actor protocol on r.
+func (h *Host) Routes(r chi.Router) {
+	r.Get("/dapr/config", func(w http.ResponseWriter, _ *http.Request) {
+		httpjson.Write(w, http.StatusOK, map[string]any{
+			"entities":                []string{ActorType},
+			"actorIdleTimeout":        h.cfg.IdleTimeout.String(),
+			"drainOngoingCallTimeout": h.cfg.DrainTimeout.String(),
+			"drainRebalancedActors":   true,
+		})
+	})
+	base := "/actors/" + ActorType + "/{id}"
+	r.Put(base+"/method/remind/{name}", h.remind)
+	r.Put(base+"/method/timer/{name}", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	r.Put(base+"/method/{method}", h.method)
+	// No state lives in memory between turns, so deactivation has nothing to drop.
+	r.Delete(base, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+}
+
+// lock serializes turns of one actor inside this process too. The sidecar already does, but
+// when a call times out on the sidecar's side it releases the actor while this process may
+// still be running the call; a retry must not interleave with it.
+func (h *Host) lock(id string) func() {
+	h.mu.Lock()
+	l := h.locks[id]
+	if l == nil {
+		l = &turnLock{}
+		h.locks[id] = l
+	}
+	l.refs++
+	h.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		h.mu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(h.locks, id)
+		}
+		h.mu.Unlock()
+	}
+}
+
+func (h *Host) method(w http.ResponseWriter, r *http.Request) {
+	id, method := chi.URLParam(r, "id"), chi.URLParam(r, "method")
+	op, err := h.operation(method, r)
+	if err != nil {
+		if problem.CodeOf(err) == problem.CodeNotFound {
+			problem.Write(w, r, err) // daprd: "actor method not found", not retried
+			return
+		}
+		httpjson.Write(w, http.StatusOK, Reply{Problem: ptr(problem.Doc(err, ""))})
+		return
+	}
+	g, err := h.Turn(r.Context(), id, op)
+	if err != nil && isInfra(err) {
+		h.log.WarnContext(r.Context(), "actor_turn_failed", slog.String("group_id", id), slog.String("method", method), slog.String("error", err.Error()))
+		problem.Write(w, r, err)
+		return
+	}
+	out := Reply{Group: &g}
+	if err != nil {
+		out = Reply{Problem: ptr(problem.Doc(err, ""))}
+	}
+	httpjson.Write(w, http.StatusOK, out)
+}
+
+// operation decodes a method call into the transition it runs.
+func (h *Host) operation(method string, r *http.Request) (Op, error) {
+	decode := func(v any) error {
+		if err := json.NewDecoder(io.LimitReader(r.Body, httpjson.MaxBody)).Decode(v); err != nil {
+			return problem.Errorf(problem.CodeValidation, "%s: %v", method, err)
+		}
+		return nil
+	}
+	switch method {
+	case MethodOpen:
+		var a group.OpenArgs
+		if err := decode(&a); err != nil {
+			return nil, err
+		}
+		return func(g *group.Group, now time.Time) error { return group.Open(g, a, now) }, nil
+	case MethodJoin:
+		var a group.SeatArgs
+		if err := decode(&a); err != nil {
+			return nil, err
+		}
+		return func(g *group.Group, now time.Time) error { return g.Join(a, now, h.cfg.ReserveTimeout) }, nil
+	case MethodSeatConfirmed:
+		var a group.SeatArgs
+		if err := decode(&a); err != nil {
+			return nil, err
+		}
+		return func(g *group.Group, now time.Time) error { return g.ConfirmSeat(a, now, h.cfg.ReserveTimeout) }, nil
+	case MethodSeatFailed:
+		var a group.SeatArgs
+		if err := decode(&a); err != nil {
+			return nil, err
+		}
+		return func(g *group.Group, now time.Time) error { g.FailSeat(a, now); return nil }, nil
+	case MethodMemberPaid:
+		var a group.PaidArgs
+		if err := decode(&a); err != nil {
+			return nil, err
+		}
+		return func(g *group.Group, now time.Time) error { g.MemberPaid(a, now); return nil }, nil
+	case MethodMemberLeft:
+		var a group.LeftArgs
+		if err := decode(&a); err != nil {
+			return nil, err
+		}
+		return func(g *group.Group, _ time.Time) error { g.MemberLeft(a); return nil }, nil
+	case MethodGet:
+		return func(g *group.Group, now time.Time) error {
+			if !g.Exists() {
+				return group.ErrNotFound
+			}
+			g.Reap(now, h.cfg.ReserveTimeout)
+			return nil
+		}, nil
+	default:
+		return nil, problem.Errorf(problem.CodeNotFound, "GroupActor has no method %q", method)
+	}
+}
+
+// remind handles a reminder firing. A non-200 answer makes the scheduler retry it.
+func (h *Host) remind(w http.ResponseWriter, r *http.Request) {
+	id, name := chi.URLParam(r, "id"), chi.URLParam(r, "name")
+	if name != ReminderDeadline {
+		h.log.WarnContext(r.Context(), "unknown_reminder_deleted", slog.String("group_id", id), slog.String("reminder", name))
+		if err := h.reminders.Delete(r.Context(), id, name); err != nil {
+			problem.Write(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	g, err := h.Turn(r.Context(), id, func(g *group.Group, now time.Time) error {
+		// The scheduler's clock and ours may differ a little: a firing just before the
+		// deadline waits for it (inside the turn, so nothing else happens meanwhile) rather
+		// than coming back a whole reminder period late.
+		if wait := g.ExpiresAt.Sub(now); g.Exists() && wait > 0 && wait <= maxEarlyFiring {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			select {
+			case <-r.Context().Done():
+				return r.Context().Err()
+			case <-t.C:
+			}
+			now = h.now().UTC().Truncate(time.Millisecond)
+		}
+		g.Deadline(now)
+		return nil
+	})
+	if err != nil {
+		h.log.WarnContext(r.Context(), "deadline_turn_failed", slog.String("group_id", id), slog.String("error", err.Error()))
+		problem.Write(w, r, err)
+		return
+	}
+	if !g.Exists() {
+		// The reminder of a group whose state is gone: only reminders of groups are wanted.
+		if err := h.reminders.Delete(r.Context(), id, name); err != nil {
+			h.log.WarnContext(r.Context(), "stray_reminder_delete_failed", slog.String("group_id", id), slog.String("error", err.Error()))
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if g.DeadlineFiredAt != nil {
+		h.log.InfoContext(r.Context(), "group_deadline", slog.String("group_id", id), slog.String("status", string(g.Status)),
+			slog.Duration("lateness", g.DeadlineFiredAt.Sub(g.ExpiresAt)))
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// Op is one transition of a group, run inside a turn.
+type Op func(g *group.Group, now time.Time) error
+
+// Turn runs op on the group's state as one turn: load, apply, save if changed, then publish
+// the outbox and set or drop the deadline reminder, saving again for those. op's business
+// error is returned with the group; state saved before it stays saved (a Join that reaped
+// stale seats and then found the group full still frees them).
+func (h *Host) Turn(ctx context.Context, id string, op Op) (group.Group, error) {
+	unlock := h.lock(id)
+	defer unlock()
+	g, found, err := h.state.Load(ctx, id)
+	if err != nil {
+		return group.Group{}, err
+	}
+	before := fingerprint(g, found)
+	opErr := op(&g, h.now().UTC().Truncate(time.Millisecond))
+	if opErr != nil && isInfra(opErr) {
+		return group.Group{}, opErr
+	}
+	if !g.Exists() {
+		if found {
+			return group.Group{}, fmt.Errorf("group %s: a transition emptied the state", id)
+		}
+		return g, opErr // a call for a group that was never opened: nothing to keep
+	}
+	if fingerprint(g, true) != before {
+		if err := h.state.Save(ctx, id, g); err != nil {
+			return group.Group{}, err
+		}
+	}
+	if err := h.settle(ctx, &g); err != nil {
+		return group.Group{}, err
+	}
+	return g, opErr
+}
+
+// settle publishes the outbox and keeps the reminder registered exactly while it is needed,
+// saving the state when either changes it.
+func (h *Host) settle(ctx context.Context, g *group.Group) error {
+	before := fingerprint(*g, true)
+	var errs []error
+	// Registered before the outbox goes out: once anyone hears of the group, its deadline
+	// is durable.
+	if g.Status == group.StatusOpen && !g.ReminderSet {
+		if err := h.reminders.Register(ctx, g.ID, ReminderDeadline, g.ExpiresAt, h.cfg.ReminderPeriod); err != nil {
+			errs = append(errs, fmt.Errorf("register deadline reminder of group %s: %w", g.ID, err))
+		} else {
+			g.ReminderSet = true
+		}
+	}
+	if len(errs) == 0 {
+		sent := 0
+		for _, e := range g.Outbox {
+			if err := h.pub.PublishGroup(ctx, e); err != nil {
+				errs = append(errs, fmt.Errorf("publish %s: %w", e.EventID, err))
+				break
+			}
+			sent++
+		}
+		g.Outbox = g.Outbox[sent:]
+		if len(g.Outbox) == 0 {
+			g.Outbox = nil
+		}
+	}
+	if g.Status.Final() && len(g.Outbox) == 0 && g.ReminderSet {
+		if err := h.reminders.Delete(ctx, g.ID, ReminderDeadline); err != nil {
+			// Harmless: the next firing finds the group decided and tries again.
+			h.log.WarnContext(ctx, "deadline_reminder_delete_failed", slog.String("group_id", g.ID), slog.String("error", err.Error()))
+		} else {
+			g.ReminderSet = false
+		}
+	}
+	if fingerprint(*g, true) != before {
+		if err := h.state.Save(ctx, g.ID, *g); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func fingerprint(g group.Group, found bool) string {
+	if !found {
+		return ""
+	}
+	b, err := json.Marshal(g)
+	if err != nil {
+		return fmt.Sprintf("unencodable %p", &g)
+	}
+	return string(b)
+}
+
+// isInfra reports whether err is a failure of the turn itself, as opposed to a business answer.
+func isInfra(err error) bool {
+	var pe *problem.Error
+	if !errors.As(err, &pe) {
+		return true
+	}
+	return pe.Code.Status() >= 500
+}
+
+func ptr[T any](v T) *T { return &v }

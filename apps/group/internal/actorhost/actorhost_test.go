@@ -1,0 +1,359 @@
+package actorhost_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/groupbuy/groupbuy/apps/group/internal/actorhost"
+	"github.com/groupbuy/groupbuy/apps/group/internal/group"
+	"github.com/groupbuy/groupbuy/pkg/events"
+	"github.com/groupbuy/groupbuy/pkg/problem"
+)
+
+var t0 = time.Date(2030, 1, 2, 10, 0, 0, 0, time.UTC)
+
+// fakeState is the sidecar's actor state: JSON per actor id, as saved.
+type fakeState struct {
+	mu      sync.Mutex
+	docs    map[string][]byte
+	saves   int
+	loadErr error
+}
+
+func (s *fakeState) Load(_ context.Context, id string) (group.Group, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.loadErr != nil {
+		return group.Group{}, false, s.loadErr
+	}
+	raw, ok := s.docs[id]
+	if !ok {
+		return group.Group{}, false, nil
+	}
+	var g group.Group
+	return g, true, json.Unmarshal(raw, &g)
+}
+
+func (s *fakeState) Save(_ context.Context, id string, g group.Group) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	raw, err := json.Marshal(g)
+	s.docs[id] = raw
+	s.saves++
+	return err
+}
+
+func (s *fakeState) group(id string) group.Group {
+	g, _, _ := s.Load(context.Background(), id)
+	return g
+}
+
+type reminder struct {
+	Due    time.Time
+	Period time.Duration
+}
+
+// fakeReminders is the scheduler: registered reminders by actor id and name.
+type fakeReminders struct {
+	mu   sync.Mutex
+	regs map[string]reminder
+}
+
+func (r *fakeReminders) Register(_ context.Context, id, name string, due time.Time, period time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.regs[id+"/"+name] = reminder{due, period}
+	return nil
+}
+
+func (r *fakeReminders) Delete(_ context.Context, id, name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.regs, id+"/"+name)
+	return nil
+}
+
+func (r *fakeReminders) get(id string) (reminder, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rem, ok := r.regs[id+"/deadline"]
+	return rem, ok
+}
+
+// fakePub records published events; fail makes publishing fail.
+type fakePub struct {
+	mu     sync.Mutex
+	events []events.GroupV1
+	fail   bool
+}
+
+func (p *fakePub) PublishGroup(_ context.Context, e events.GroupV1) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fail {
+		return problem.New(problem.CodeUnavailable, "broker down")
+	}
+	p.events = append(p.events, e)
+	return nil
+}
+
+func (p *fakePub) setFail(b bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.fail = b
+}
+
+func (p *fakePub) ids() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, e := range p.events {
+		out = append(out, e.EventID)
+	}
+	return out
+}
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
+type env struct {
+	h     http.Handler
+	state *fakeState
+	rem   *fakeReminders
+	pub   *fakePub
+	clock *clock
+}
+
+func newEnv() *env {
+	e := &env{state: &fakeState{docs: map[string][]byte{}}, rem: &fakeReminders{regs: map[string]reminder{}}, pub: &fakePub{}, clock: &clock{now: t0}}
+	host := actorhost.New(actorhost.Config{ReserveTimeout: 30 * time.Second, ReminderPeriod: 30 * time.Second, IdleTimeout: time.Hour, DrainTimeout: 30 * time.Second},
+		e.state, e.rem, e.pub, slog.New(slog.DiscardHandler), e.clock.Now)
+	r := chi.NewRouter()
+	host.Routes(r)
+	e.h = r
+	return e
+}
+
+// call sends a method call as the sidecar does and decodes the 200 answer.
+func (e *env) call(t *testing.T, id, method string, body any) (actorhost.Reply, int) {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	req := httptest.NewRequest(http.MethodPut, "/actors/GroupActor/"+id+"/method/"+method, strings.NewReader(string(b)))
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, req)
+	var out actorhost.Reply
+	if rec.Code == http.StatusOK {
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+			t.Fatalf("decode %s answer %q: %v", method, rec.Body, err)
+		}
+	}
+	return out, rec.Code
+}
+
+func (e *env) remind(t *testing.T, id string) int {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPut, "/actors/GroupActor/"+id+"/method/remind/deadline", strings.NewReader(`{"dueTime":"","period":"30s"}`))
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, req)
+	return rec.Code
+}
+
+// openGroup opens g1 (size 3, expiring at t0+1m) with u1 and confirms the leader's seat.
+func (e *env) openGroup(t *testing.T, size int) {
+	t.Helper()
+	if r, code := e.call(t, "g1", "Open", group.OpenArgs{GroupID: "g1", DealID: "d1", GroupSize: size, ExpiresAt: t0.Add(time.Minute), UserID: "u1", OrderID: "o1"}); code != 200 || r.Problem != nil {
+		t.Fatalf("Open: %d %+v", code, r.Problem)
+	}
+	if r, code := e.call(t, "g1", "SeatConfirmed", group.SeatArgs{UserID: "u1", OrderID: "o1"}); code != 200 || r.Problem != nil {
+		t.Fatalf("SeatConfirmed: %d %+v", code, r.Problem)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/dapr/config", nil))
+	var got map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"entities": []any{"GroupActor"}, "actorIdleTimeout": "1h0m0s", "drainOngoingCallTimeout": "30s", "drainRebalancedActors": true}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("config (-got +want):\n%s", diff)
+	}
+}
+
+func TestOpenRegistersReminderAndAnnounces(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.openGroup(t, 3)
+	if rem, ok := e.rem.get("g1"); !ok || !rem.Due.Equal(t0.Add(time.Minute)) || rem.Period != 30*time.Second {
+		t.Errorf("reminder %+v registered=%v, want due at expires_at", rem, ok)
+	}
+	g := e.state.group("g1")
+	if !g.ReminderSet || !g.Opened || len(g.Outbox) != 0 {
+		t.Errorf("state %+v", g)
+	}
+	if diff := cmp.Diff(e.pub.ids(), []string{"g1:group.opened"}); diff != "" {
+		t.Errorf("published (-got +want):\n%s", diff)
+	}
+}
+
+func TestBusinessErrorsAre200s(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.openGroup(t, 2)
+	e.call(t, "g1", "Join", group.SeatArgs{UserID: "u2", OrderID: "o2"})
+	r, code := e.call(t, "g1", "Join", group.SeatArgs{UserID: "u3", OrderID: "o3"})
+	if code != 200 || r.Problem == nil || r.Problem.Code != problem.CodeGroupFull {
+		t.Errorf("full: %d %+v", code, r)
+	}
+	r, code = e.call(t, "nope", "Get", nil)
+	if code != 200 || r.Problem == nil || r.Problem.Code != problem.CodeNotFound {
+		t.Errorf("get unknown group: %d %+v", code, r)
+	}
+	if _, code := e.call(t, "g1", "Explode", nil); code != http.StatusNotFound {
+		t.Errorf("unknown method: %d, want 404", code)
+	}
+}
+
+func TestStateOutageIsNot200(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.state.loadErr = errors.New("redis down")
+	if _, code := e.call(t, "g1", "Get", nil); code == http.StatusOK {
+		t.Errorf("state outage answered 200")
+	}
+	if code := e.remind(t, "g1"); code == http.StatusOK {
+		t.Errorf("reminder during a state outage answered 200: the scheduler would not retry")
+	}
+}
+
+func TestDeadline(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.openGroup(t, 3)
+	e.call(t, "g1", "MemberPaid", group.PaidArgs{OrderID: "o1", UserID: "u1", PaidAt: t0})
+	e.clock.Set(t0.Add(time.Minute + 40*time.Millisecond))
+	e.pub.setFail(true)
+	if code := e.remind(t, "g1"); code == http.StatusOK {
+		t.Errorf("reminder answered 200 with the broker down")
+	}
+	g := e.state.group("g1")
+	if g.Status != group.StatusFailed || len(g.Outbox) != 1 || !g.ReminderSet {
+		t.Fatalf("after a firing whose publish failed: %+v (want failed, outbox kept, reminder kept)", g)
+	}
+	// The next firing publishes the saved outcome and drops the reminder.
+	e.pub.setFail(false)
+	e.clock.Set(t0.Add(90 * time.Second))
+	if code := e.remind(t, "g1"); code != http.StatusOK {
+		t.Fatalf("second firing: %d", code)
+	}
+	g = e.state.group("g1")
+	if len(g.Outbox) != 0 || g.ReminderSet || !g.DeadlineFiredAt.Equal(t0.Add(time.Minute+40*time.Millisecond)) {
+		t.Errorf("after the second firing: %+v", g)
+	}
+	if _, ok := e.rem.get("g1"); ok {
+		t.Errorf("reminder still registered")
+	}
+	if diff := cmp.Diff(e.pub.ids(), []string{"g1:group.opened", "g1:group.failed"}); diff != "" {
+		t.Errorf("published (-got +want):\n%s", diff)
+	}
+	// Late payments and joins change nothing.
+	e.call(t, "g1", "MemberPaid", group.PaidArgs{OrderID: "o1", UserID: "u1", PaidAt: t0})
+	if r, _ := e.call(t, "g1", "Join", group.SeatArgs{UserID: "u9", OrderID: "o9"}); r.Problem == nil || r.Problem.Code != problem.CodeGroupClosed {
+		t.Errorf("join after failure: %+v", r)
+	}
+}
+
+func TestSuccessDropsReminder(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.openGroup(t, 2)
+	e.call(t, "g1", "Join", group.SeatArgs{UserID: "u2", OrderID: "o2"})
+	e.call(t, "g1", "SeatConfirmed", group.SeatArgs{UserID: "u2", OrderID: "o2"})
+	e.call(t, "g1", "MemberPaid", group.PaidArgs{OrderID: "o1", UserID: "u1", PaidAt: t0})
+	r, _ := e.call(t, "g1", "MemberPaid", group.PaidArgs{OrderID: "o2", UserID: "u2", PaidAt: t0})
+	if r.Group == nil || r.Group.Status != group.StatusSucceeded {
+		t.Fatalf("after the last payment: %+v", r)
+	}
+	if _, ok := e.rem.get("g1"); ok {
+		t.Errorf("reminder of a decided group still registered")
+	}
+	if diff := cmp.Diff(e.pub.ids(), []string{"g1:group.opened", "g1:group.joined:o2", "g1:group.succeeded"}); diff != "" {
+		t.Errorf("published (-got +want):\n%s", diff)
+	}
+}
+
+func TestStrayReminderIsDeleted(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	_ = e.rem.Register(context.Background(), "ghost", "deadline", t0, time.Minute)
+	if code := e.remind(t, "ghost"); code != http.StatusOK {
+		t.Errorf("stray firing: %d", code)
+	}
+	if _, ok := e.rem.get("ghost"); ok {
+		t.Errorf("stray reminder kept")
+	}
+}
+
+// Concurrent joins (calls the sidecar would serialize; here they come at once, as when a
+// timed-out call is retried while the first still runs) never exceed group_size.
+func TestConcurrentJoinsNeverOverfill(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.openGroup(t, 5)
+	var wg sync.WaitGroup
+	codes := make(chan problem.Code, 40)
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, _ := e.call(t, "g1", "Join", group.SeatArgs{UserID: fmt.Sprintf("m%d", i), OrderID: fmt.Sprintf("mo%d", i)})
+			if r.Problem != nil {
+				codes <- r.Problem.Code
+				return
+			}
+			codes <- ""
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	counts := map[problem.Code]int{}
+	for c := range codes {
+		counts[c]++
+	}
+	if counts[""] != 4 || counts[problem.CodeGroupFull] != 36 {
+		t.Errorf("answers %v, want 4 seats and 36 group-full", counts)
+	}
+	if n := len(e.state.group("g1").Seats); n != 5 {
+		t.Errorf("%d seats stored, want 5", n)
+	}
+}

@@ -1,0 +1,413 @@
+package group
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/groupbuy/groupbuy/pkg/events"
+	"github.com/groupbuy/groupbuy/pkg/identity"
+	"github.com/groupbuy/groupbuy/pkg/problem"
+)
+
+// Actors calls GroupActor methods through the sidecar; Dapr runs each call as one turn of
+// the group's actor. Business outcomes come back as *problem.Error values of this package.
+type Actors interface {
+	Open(ctx context.Context, groupID string, a OpenArgs) (Group, error)
+	Join(ctx context.Context, groupID string, a SeatArgs) (Group, error)
+	SeatConfirmed(ctx context.Context, groupID string, a SeatArgs) (Group, error)
+	SeatFailed(ctx context.Context, groupID string, a SeatArgs) (Group, error)
+	MemberPaid(ctx context.Context, groupID string, a PaidArgs) (Group, error)
+	MemberLeft(ctx context.Context, groupID string, a LeftArgs) (Group, error)
+	Get(ctx context.Context, groupID string) (Group, error)
+}
+
+// States reads a group's saved state without a turn (listings).
+type States interface {
+	Load(ctx context.Context, groupID string) (g Group, found bool, err error)
+}
+
+// OrderRequest asks the order app for a member's order, idempotent by OrderID.
+type OrderRequest struct {
+	OrderID string    `json:"order_id"`
+	UserID  string    `json:"user_id"`
+	DealID  string    `json:"deal_id"`
+	GroupID string    `json:"group_id"`
+	PayBy   time.Time `json:"pay_by"`
+}
+
+// Order is the order app's answer: its public view, relayed as is, and the status.
+type Order struct {
+	ID     string
+	Status string
+	Raw    json.RawMessage
+}
+
+// Orders is the order app.
+type Orders interface {
+	PlaceGroupOrder(ctx context.Context, r OrderRequest) (Order, error)
+}
+
+// Deal is what the group app needs to know about a deal (from the catalog; immutable).
+type Deal struct {
+	ID              string    `json:"id"`
+	Kind            string    `json:"kind"`
+	StartsAt        time.Time `json:"starts_at"`
+	EndsAt          time.Time `json:"ends_at"`
+	GroupSize       int       `json:"group_size"`
+	GroupTTLSeconds int       `json:"group_ttl_seconds"`
+}
+
+// Deals reads deals from the catalog.
+type Deals interface {
+	Deal(ctx context.Context, id string) (Deal, error)
+}
+
+// Idempotency stores one record per (user, Idempotency-Key), as the order app does.
+type Idempotency interface {
+	// Begin claims the key for a new request (see the order app's Idempotency.Begin);
+	// newIDs allocates the group and order ids of a new record.
+	Begin(ctx context.Context, userID, key, hash string, lease time.Duration, newIDs func() (groupID, orderID string)) (rec IdemRecord, claimed bool, err error)
+	Finish(ctx context.Context, userID, key string, status int, body []byte) error
+	Abandon(ctx context.Context, userID, key string) error
+}
+
+// IdemRecord is a stored idempotency record. The ids are allocated when the key is first
+// used, so a retry resumes the same group and order.
+type IdemRecord struct {
+	Hash       string    `json:"hash"`
+	GroupID    string    `json:"group_id"`
+	OrderID    string    `json:"order_id"`
+	Done       bool      `json:"done"`
+	Status     int       `json:"status,omitempty"`
+	Body       []byte    `json:"body,omitempty"`
+	LeaseUntil time.Time `json:"lease_until"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// Index lists the groups of each deal.
+type Index interface {
+	Add(ctx context.Context, dealID, groupID string, expiresAt time.Time) error
+	List(ctx context.Context, dealID string) ([]IndexEntry, error)
+	// Remove drops entries (groups long decided).
+	Remove(ctx context.Context, dealID string, groupIDs []string) error
+}
+
+// IndexEntry is one group of a deal.
+type IndexEntry struct {
+	GroupID   string    `json:"group_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// IDs issues group and order ids.
+type IDs interface{ NextString() string }
+
+// Caller is the authenticated user.
+type Caller = identity.User
+
+// Config tunes the service.
+type Config struct {
+	// IdemLease bounds how long a request owns its Idempotency-Key before a retry may take over.
+	IdemLease time.Duration
+	// IndexRetention is how long a decided group stays in its deal's listing.
+	IndexRetention time.Duration
+}
+
+// Service implements the group use cases of the public API and reacts to order events.
+type Service struct {
+	cfg    Config
+	actors Actors
+	states States
+	orders Orders
+	deals  Deals
+	idem   Idempotency
+	index  Index
+	ids    IDs
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// Deps are the service's collaborators.
+type Deps struct {
+	Actors Actors
+	States States
+	Orders Orders
+	Deals  Deals
+	Idem   Idempotency
+	Index  Index
+	IDs    IDs
+	Log    *slog.Logger
+	Now    func() time.Time
+}
+
+// NewService wires the service.
+func NewService(cfg Config, d Deps) *Service {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return &Service{cfg: cfg, actors: d.Actors, states: d.States, orders: d.Orders, deals: d.Deals,
+		idem: d.Idem, index: d.Index, ids: d.IDs, log: d.Log, now: d.Now}
+}
+
+// Reply is a finished response, as stored for idempotent replays.
+type Reply struct {
+	Status int
+	Body   []byte
+}
+
+// Created is the body of a successful open or join: 201 {group, order}.
+type Created struct {
+	Group View            `json:"group"`
+	Order json.RawMessage `json:"order"`
+}
+
+// RequestHash fingerprints a request so a key reused with another request is detected.
+func RequestHash(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Open opens a group on a group deal with the caller as leader, exactly once per (user,
+// Idempotency-Key): 201 {group, order}. Outcomes are stored with the key and replayed;
+// transient failures end the key's lease so a retry resumes with the same ids.
+func (s *Service) Open(ctx context.Context, u Caller, dealID, key string) (Reply, error) {
+	return s.idempotent(ctx, u, key, RequestHash("open", dealID),
+		func() (string, string) { return s.ids.NextString(), s.ids.NextString() },
+		func(rec IdemRecord) (Created, error) { return s.open(ctx, u, dealID, rec) })
+}
+
+// Join takes a seat in a group for the caller, exactly once per (user, Idempotency-Key):
+// 201 {group, order}.
+func (s *Service) Join(ctx context.Context, u Caller, groupID, key string) (Reply, error) {
+	return s.idempotent(ctx, u, key, RequestHash("join", groupID),
+		func() (string, string) { return groupID, s.ids.NextString() },
+		func(rec IdemRecord) (Created, error) { return s.join(ctx, u, groupID, rec) })
+}
+
+func (s *Service) idempotent(ctx context.Context, u Caller, key, hash string, newIDs func() (string, string), do func(IdemRecord) (Created, error)) (Reply, error) {
+	if key == "" || len(key) > 200 {
+		return Reply{}, problem.Invalid(problem.FieldError{Field: "Idempotency-Key", Reason: "header is required (1-200 characters)"})
+	}
+	rec, claimed, err := s.idem.Begin(ctx, u.ID, key, hash, s.cfg.IdemLease, newIDs)
+	if err != nil {
+		return Reply{}, err
+	}
+	switch {
+	case rec.Hash != hash:
+		return Reply{}, problem.New(problem.CodeIdempotencyReused, "the Idempotency-Key was used with a different request")
+	case rec.Done:
+		return Reply{Status: rec.Status, Body: rec.Body}, nil
+	case !claimed:
+		return Reply{}, problem.New(problem.CodeIdempotencyInUse, "a request with this Idempotency-Key is still in progress")
+	}
+	out, err := do(rec)
+	if err != nil && isTransient(err) {
+		if aerr := s.idem.Abandon(context.WithoutCancel(ctx), u.ID, key); aerr != nil {
+			s.log.WarnContext(ctx, "idempotency_abandon_failed", slog.String("error", aerr.Error()))
+		}
+		return Reply{}, err
+	}
+	reply := render(out, err)
+	if ferr := s.idem.Finish(context.WithoutCancel(ctx), u.ID, key, reply.Status, reply.Body); ferr != nil {
+		return Reply{}, ferr
+	}
+	return reply, nil
+}
+
+func render(c Created, err error) Reply {
+	if err != nil {
+		doc := problem.Doc(err, "")
+		body, _ := json.Marshal(doc)
+		return Reply{Status: doc.Status, Body: body}
+	}
+	body, merr := json.Marshal(c)
+	if merr != nil {
+		return Reply{Status: http.StatusInternalServerError}
+	}
+	return Reply{Status: http.StatusCreated, Body: body}
+}
+
+// isTransient reports whether err may go away on retry (infrastructure), as opposed to a
+// business outcome that must be replayed as is.
+func isTransient(err error) bool {
+	var pe *problem.Error
+	if !errors.As(err, &pe) {
+		return true
+	}
+	return pe.Code.Status() >= 500
+}
+
+func (s *Service) open(ctx context.Context, u Caller, dealID string, rec IdemRecord) (Created, error) {
+	deal, err := s.deals.Deal(ctx, dealID)
+	if err != nil {
+		return Created{}, err
+	}
+	if deal.Kind != "group" || deal.GroupSize < 1 || deal.GroupTTLSeconds < 1 {
+		return Created{}, problem.New(problem.CodeInvalidState, "flash deals are bought with orders, not groups")
+	}
+	now := s.now().UTC()
+	if now.Before(deal.StartsAt) || !now.Before(deal.EndsAt) {
+		return Created{}, problem.New(problem.CodeDealNotActive, "the deal is not active")
+	}
+	// A group cannot outlive its deal: orders are not taken after the deal ends.
+	expires := now.Add(time.Duration(deal.GroupTTLSeconds) * time.Second)
+	if deal.EndsAt.Before(expires) {
+		expires = deal.EndsAt
+	}
+	g, err := s.actors.Open(ctx, rec.GroupID, OpenArgs{
+		GroupID: rec.GroupID, DealID: deal.ID, GroupSize: deal.GroupSize,
+		ExpiresAt: expires.Truncate(time.Millisecond), UserID: u.ID, OrderID: rec.OrderID,
+	})
+	if err != nil {
+		return Created{}, err
+	}
+	c, err := s.seat(ctx, u, g, rec.OrderID)
+	if err != nil {
+		return Created{}, err
+	}
+	// Listed once public; a failure here is transient and the retry redoes every step.
+	if err := s.index.Add(ctx, g.DealID, g.ID, g.ExpiresAt); err != nil {
+		return Created{}, err
+	}
+	return c, nil
+}
+
+func (s *Service) join(ctx context.Context, u Caller, groupID string, rec IdemRecord) (Created, error) {
+	g, err := s.actors.Join(ctx, groupID, SeatArgs{UserID: u.ID, OrderID: rec.OrderID})
+	if err != nil {
+		return Created{}, err
+	}
+	return s.seat(ctx, u, g, rec.OrderID)
+}
+
+// seat places the member's order for the seat the actor reserved and confirms the seat, or
+// frees it when the order app refuses (sold out, purchase limit, deal over).
+func (s *Service) seat(ctx context.Context, u Caller, g Group, orderID string) (Created, error) {
+	args := SeatArgs{UserID: u.ID, OrderID: orderID}
+	o, err := s.orders.PlaceGroupOrder(ctx, OrderRequest{OrderID: orderID, UserID: u.ID, DealID: g.DealID, GroupID: g.ID, PayBy: g.ExpiresAt})
+	if err == nil && o.Status != "pending_payment" && o.Status != "paid" && o.Status != "confirmed" {
+		// A retry that resumed too late: the order expired meanwhile.
+		err = problem.New(problem.CodeInvalidState, "this request expired before it completed; retry with a new Idempotency-Key")
+	}
+	if err != nil {
+		if isTransient(err) {
+			return Created{}, err // the seat stays reserved for the retry (or the reaper)
+		}
+		if _, ferr := s.actors.SeatFailed(ctx, g.ID, args); ferr != nil {
+			return Created{}, ferr
+		}
+		return Created{}, err
+	}
+	g, err = s.actors.SeatConfirmed(ctx, g.ID, args)
+	if err != nil {
+		return Created{}, err
+	}
+	return Created{Group: ViewOf(g), Order: o.Raw}, nil
+}
+
+// Get returns a public group.
+func (s *Service) Get(ctx context.Context, id string) (View, error) {
+	g, err := s.actors.Get(ctx, id)
+	if err != nil {
+		return View{}, err
+	}
+	if !g.Visible() {
+		return View{}, ErrNotFound
+	}
+	return ViewOf(g), nil
+}
+
+// List returns the public groups of a deal, soonest deadline first; status filters by status
+// ("" for all). The deal's index names the groups; each one's status comes from its saved
+// state, read without a turn.
+func (s *Service) List(ctx context.Context, dealID string, status Status) ([]View, error) {
+	switch status {
+	case "", StatusOpen, StatusSucceeded, StatusFailed:
+	default:
+		return nil, problem.Invalid(problem.FieldError{Field: "status", Reason: `must be "open", "succeeded" or "failed"`})
+	}
+	entries, err := s.index.List(ctx, dealID)
+	if err != nil {
+		return nil, err
+	}
+	states := make([]Group, len(entries))
+	found := make([]bool, len(entries))
+	errs := make([]error, len(entries))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, e := range entries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			states[i], found[i], errs[i] = s.states.Load(ctx, e.GroupID)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	now := s.now().UTC()
+	items := []View{}
+	var stale []string
+	for i, g := range states {
+		if !found[i] || !g.Visible() {
+			continue
+		}
+		if g.ClosedAt != nil && now.Sub(*g.ClosedAt) > s.cfg.IndexRetention {
+			stale = append(stale, g.ID)
+			continue
+		}
+		if status == "" || g.Status == status {
+			items = append(items, ViewOf(g))
+		}
+	}
+	if len(stale) > 0 {
+		if err := s.index.Remove(context.WithoutCancel(ctx), dealID, stale); err != nil {
+			s.log.WarnContext(ctx, "group_index_prune_failed", slog.String("deal_id", dealID), slog.String("error", err.Error()))
+		}
+	}
+	slices.SortFunc(items, func(a, b View) int { return a.ExpiresAt.Compare(b.ExpiresAt) })
+	return items, nil
+}
+
+// OrderEvent applies an order event to the order's group: paid → MemberPaid, cancelled →
+// MemberLeft. Both are idempotent, so redelivered events are harmless. Orders without a group
+// (flash orders) and other topics are ignored.
+func (s *Service) OrderEvent(ctx context.Context, e events.OrderV1) error {
+	if e.GroupID == "" {
+		return nil
+	}
+	var err error
+	switch e.Type {
+	case events.TopicOrderPaid:
+		_, err = s.actors.MemberPaid(ctx, e.GroupID, PaidArgs{OrderID: e.OrderID, UserID: e.UserID, PaidAt: e.OccurredAt})
+	case events.TopicOrderCancelled:
+		_, err = s.actors.MemberLeft(ctx, e.GroupID, LeftArgs{OrderID: e.OrderID})
+	default:
+		return nil
+	}
+	if err != nil && !isTransient(err) {
+		// The group does not exist (or refuses): nothing to apply, retrying cannot help.
+		s.log.WarnContext(ctx, "order_event_ignored", slog.String("order_id", e.OrderID),
+			slog.String("group_id", e.GroupID), slog.String("error", err.Error()))
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("apply %s of order %s to group %s: %w", e.Type, e.OrderID, e.GroupID, err)
+	}
+	return nil
+}

@@ -1,0 +1,78 @@
+// Command group owns group buying: it hosts GroupActor (one Dapr actor per group, with a
+// durable deadline reminder), serves open/join/read/list to the gateway, places members'
+// orders through the order app, and follows their payment and cancellation over pub/sub.
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/groupbuy/groupbuy/apps/group/internal/actorhost"
+	"github.com/groupbuy/groupbuy/apps/group/internal/clients"
+	"github.com/groupbuy/groupbuy/apps/group/internal/dapractor"
+	"github.com/groupbuy/groupbuy/apps/group/internal/daprstore"
+	"github.com/groupbuy/groupbuy/apps/group/internal/group"
+	"github.com/groupbuy/groupbuy/apps/group/internal/httpapi"
+	"github.com/groupbuy/groupbuy/pkg/bootstrap"
+	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/ids"
+)
+
+type config struct {
+	bootstrap.Base
+	StateStore   string `env:"STATE_STORE, default=statestore"`
+	PubSub       string `env:"PUBSUB, default=pubsub"`
+	CatalogAppID string `env:"CATALOG_APP_ID, default=catalog"`
+	OrderAppID   string `env:"ORDER_APP_ID, default=order"`
+	// NodeID must differ from every other id-generating replica: the group app allocates
+	// group ids and its members' order ids.
+	NodeID         int           `env:"NODE_ID, default=4"`
+	IdemTTL        time.Duration `env:"IDEMPOTENCY_TTL, default=24h"`
+	IdemLease      time.Duration `env:"IDEMPOTENCY_LEASE, default=30s"`
+	ReserveTimeout time.Duration `env:"SEAT_RESERVE_TIMEOUT, default=30s"`
+	ReminderPeriod time.Duration `env:"DEADLINE_RETRY_PERIOD, default=30s"`
+	IndexRetention time.Duration `env:"GROUP_LIST_RETENTION, default=1h"`
+	ActorIdle      time.Duration `env:"ACTOR_IDLE_TIMEOUT, default=1h"`
+	ActorDrain     time.Duration `env:"ACTOR_DRAIN_TIMEOUT, default=30s"`
+}
+
+func main() { bootstrap.Main(run) }
+
+func run(ctx context.Context) error {
+	var cfg config
+	if err := bootstrap.LoadConfig(ctx, &cfg); err != nil {
+		return err
+	}
+	gen, err := ids.New(cfg.NodeID)
+	if err != nil {
+		return err
+	}
+	rt, err := bootstrap.Start(ctx, "group", cfg.Base)
+	if err != nil {
+		return err
+	}
+	state := daprstate.New(rt.Dapr, cfg.StateStore)
+	actors := dapractor.New(cfg.Dapr)
+	host := actorhost.New(actorhost.Config{
+		ReserveTimeout: cfg.ReserveTimeout,
+		ReminderPeriod: cfg.ReminderPeriod,
+		IdleTimeout:    cfg.ActorIdle,
+		DrainTimeout:   cfg.ActorDrain,
+	}, actors, actors, clients.NewPublisher(rt.Dapr, cfg.PubSub), rt.Log, nil)
+	svc := group.NewService(group.Config{IdemLease: cfg.IdemLease, IndexRetention: cfg.IndexRetention}, group.Deps{
+		Actors: actors,
+		States: actors,
+		Orders: clients.NewOrders(rt.Invoker, cfg.OrderAppID),
+		Deals:  clients.NewCatalog(rt.Invoker, cfg.CatalogAppID),
+		Idem:   daprstore.NewIdempotency(state, cfg.IdemTTL),
+		Index:  daprstore.NewIndex(state),
+		IDs:    gen,
+		Log:    rt.Log,
+	})
+	// The app API token check covers the actor routes too: only the sidecar calls them.
+	// /healthz stays open (daprd's app health probe sends no token).
+	r := rt.Router(true)
+	host.Routes(r)
+	httpapi.Routes(r, svc, rt.Log)
+	return rt.Serve(ctx, r)
+}
