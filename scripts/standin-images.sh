@@ -15,6 +15,10 @@ log() { printf 'standin-images.sh: %s\n' "$*" >&2; }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tool=${STANDIN_IMAGES:-$repo/../shared/tools/standin-images}
+# A checkout elsewhere (e.g. a CI clone in a temp dir) falls back to the workplace's copy.
+if [ -z "${STANDIN_IMAGES:-}" ] && [ ! -x "$tool" ] && [ -x /work/shared/tools/standin-images ]; then
+  tool=/work/shared/tools/standin-images
+fi
 
 # Under sudo, $HOME is usually root's; the Dapr binaries (scripts/dapr-install.sh) are in the
 # invoking user's home.
