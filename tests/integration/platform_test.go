@@ -25,26 +25,39 @@ func TestSmokeTraceSpansGatewayCatalogInventory(t *testing.T) {
 	stack.NewClient().MustDo(t, http.MethodGet, "/deals/"+d.ID, nil, http.StatusOK, nil)
 
 	path := "/api/v1/deals/" + d.ID
+	// Apps and sidecars export in batches, each on its own schedule: wait until the trace is
+	// complete (or the deadline passes), then report what is missing.
 	var trace []harness.Span
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	var problems []string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
 		trace = traceOf(otlp.Spans(), func(s harness.Span) bool {
 			return s.Service == "gateway" && s.Scope != daprScope && strings.Contains(s.Attrs["url.path"]+s.Attrs["http.target"], path)
 		})
-		if services(trace)["gateway"] && services(trace)["catalog"] && services(trace)["inventory"] && len(sidecarSpans(trace)) >= 4 {
+		if problems = traceProblems(trace); len(problems) == 0 {
 			break
 		}
-		time.Sleep(250 * time.Millisecond)
 	}
 	if len(trace) == 0 {
 		t.Fatalf("no gateway span for %s among %d received spans", path, len(otlp.Spans()))
 	}
+	for _, p := range problems {
+		t.Error(p)
+	}
+	if len(problems) > 0 {
+		t.Logf("trace %s: %s", trace[0].TraceID, describe(trace))
+	}
+}
+
+// traceProblems lists what keeps trace from being one complete trace of the request: spans
+// from the three apps, both invocation hops seen by both sidecars of each hop, every parent
+// inside the trace, and exactly one root.
+func traceProblems(trace []harness.Span) []string {
+	var out []string
 	for _, app := range []string{"gateway", "catalog", "inventory"} {
 		if !services(trace)[app] {
-			t.Errorf("trace %s has no span from %s; spans: %s", trace[0].TraceID, app, describe(trace))
+			out = append(out, "no span from "+app)
 		}
 	}
-	// Each invocation hop crosses two sidecars: gateway→catalog and catalog→inventory.
 	hops := map[string]bool{}
 	for _, s := range sidecarSpans(trace) {
 		if strings.HasPrefix(s.Name, "CallLocal/") {
@@ -53,10 +66,10 @@ func TestSmokeTraceSpansGatewayCatalogInventory(t *testing.T) {
 	}
 	for _, hop := range []string{"gateway catalog", "catalog catalog", "catalog inventory", "inventory inventory"} {
 		if !hops[hop] {
-			t.Errorf("no sidecar span of %s's daprd invoking %s; spans: %s", strings.Fields(hop)[0], strings.Fields(hop)[1], describe(trace))
+			f := strings.Fields(hop)
+			out = append(out, fmt.Sprintf("no sidecar span of %s's daprd invoking %s", f[0], f[1]))
 		}
 	}
-	// One trace: every span's parent is in it, except the root.
 	ids := map[string]bool{}
 	for _, s := range trace {
 		ids[s.SpanID] = true
@@ -66,12 +79,13 @@ func TestSmokeTraceSpansGatewayCatalogInventory(t *testing.T) {
 		if s.ParentID == "" || s.ParentID == strings.Repeat("0", 16) {
 			roots++
 		} else if !ids[s.ParentID] {
-			t.Errorf("span %q of %s has parent %s outside the trace", s.Name, s.Service, s.ParentID)
+			out = append(out, fmt.Sprintf("span %q of %s has parent %s outside the trace", s.Name, s.Service, s.ParentID))
 		}
 	}
 	if roots != 1 {
-		t.Errorf("trace has %d root spans, want 1; spans: %s", roots, describe(trace))
+		out = append(out, fmt.Sprintf("%d root spans, want 1", roots))
 	}
+	return out
 }
 
 // traceOf returns every span of the trace that holds a span matching first.

@@ -37,6 +37,7 @@ func (r *recorder) contains(s string) bool {
 func TestChecksCatchMistakes(t *testing.T) {
 	helm := helmBinary(t)
 	schemas := loadCRDSchemas(t)
+	local := loadLocal(t)
 	prod := []string{"-f", chartDir + "/values-production.yaml"}
 	tests := []struct {
 		name       string
@@ -68,6 +69,32 @@ func TestChecksCatchMistakes(t *testing.T) {
 		{"production without HPA", append(prod, "--set", "defaults.autoscaling.enabled=false"), true, "production needs an HPA"},
 		{"production PDB by maxUnavailable", append(prod, "--set", "defaults.pdb.minAvailable=null"), true, "minAvailable"},
 		{"no PDB", []string{"--set", "defaults.pdb.enabled=false"}, false, "PodDisruptionBudgets select its pods, want 1"},
+		// Apps and components.
+		{"gateway without the broadcast pub/sub", []string{"--set", "dapr.components.pubsub-broadcast.scopes={notify}"}, false, "app gateway needs it but is not in its scopes"},
+		{"actor host without the actor state store", []string{"--set", "dapr.components.statestore.scopes={gateway,catalog,inventory,order,payment,notify}"}, false, "hosts actors [GroupActor] but is not in the scopes"},
+		{"actor drain beyond the sidecar's shutdown", []string{"--set", "apps.group.env.ACTOR_DRAIN_TIMEOUT=45s"}, false, "ACTOR_DRAIN_TIMEOUT 45s, not below the sidecar's graceful shutdown"},
+		// Dead letters.
+		{"dead-letter topic nobody keeps", []string{"--set", "dapr.subscriptions.notify-dead-order-paid=null"}, false, "order.paid.dead on pubsub, which no subscription keeps"},
+		{"dead-letter keeper without rawPayload", []string{"--set", "dapr.subscriptions.notify-dead-group-failed.spec.metadata=null"}, false, `metadata rawPayload must be "true"`},
+		{"dead-letter topic not named after its topic", []string{"--set", "dapr.subscriptions.order-group-failed.spec.deadLetterTopic=order.dead"}, false, `want "group.failed.dead"`},
+		// The chart mirrors components/*.yaml and dapr/resiliency.yaml.
+		{"subscription route drifted from components/", []string{"--set", "dapr.subscriptions.group-order-paid.spec.routes.default=/events/paid"}, false, "subscription group-order-paid does not match components/subscriptions-group.yaml: spec.routes"},
+		{"subscription topic drifted from components/", []string{"--set", "dapr.subscriptions.order-group-failed.spec.topic=group.closed"}, false, "spec.topic"},
+		{"subscription scopes drifted from components/", []string{"--set", "dapr.subscriptions.gateway-live-group.scopes={gateway,notify}"}, false, "subscription gateway-live-group does not match components/subscriptions-gateway.yaml: scopes"},
+		{"subscription metadata drifted from components/", []string{"--set-string", "dapr.subscriptions.notify-dead-order-created.spec.metadata.rawPayload=false"}, false, "spec.metadata"},
+		{"local subscription missing from the chart", []string{"--set", "dapr.subscriptions.gateway-live-order=null"}, false, "subscription gateway-live-order (components/subscriptions-gateway.yaml: pubsub pubsub-broadcast, topic notify.live.order) is not rendered by the chart"},
+		{"chart-only subscription", []string{"--set", "dapr.subscriptions.notify-extra.scopes={notify},dapr.subscriptions.notify-extra.spec.pubsubname=pubsub-broadcast,dapr.subscriptions.notify-extra.spec.topic=notify.live.order,dapr.subscriptions.notify-extra.spec.routes.default=/x"}, false, "subscription notify-extra (pubsub pubsub-broadcast, topic notify.live.order) has no counterpart"},
+		{"component scopes drifted from components/", []string{"--set", "dapr.components.order-expiry.scopes={order,group}"}, false, "component order-expiry: scopes [group order], components/*.yaml has [order]"},
+		{"resiliency actor target missing", []string{"--set", "dapr.resiliency.spec.targets.actors=null"}, false, "resiliency target actors.GroupActor in dapr/resiliency.yaml is missing"},
+		{"resiliency app target missing", []string{"--set", "dapr.resiliency.spec.targets.apps.group=null"}, false, "resiliency target apps.group in dapr/resiliency.yaml is missing"},
+		{"resiliency component direction missing", []string{"--set", "dapr.resiliency.spec.targets.components.pubsub.inbound=null"}, false, "resiliency target components.pubsub.inbound in dapr/resiliency.yaml is missing"},
+		{"resiliency target with another policy", []string{"--set", "dapr.resiliency.spec.targets.apps.inventory.circuitBreaker=paymentCB"}, false, "resiliency target apps.inventory ="},
+		{"resiliency target only in the chart", []string{"--set", "dapr.resiliency.spec.targets.components.statestore.inbound.retry=state"}, false, "resiliency target components.statestore.inbound is rendered but not in dapr/resiliency.yaml"},
+		{"breaker on the state store", []string{"--set", "dapr.resiliency.spec.targets.components.statestore.outbound.circuitBreaker=appCB"}, false, "resiliency target components.statestore.outbound ="},
+		{"resiliency retry policy drifted", []string{"--set", "dapr.resiliency.spec.policies.retries.invoke.maxRetries=5"}, false, "resiliency policy retries.invoke ="},
+		{"resiliency timeout drifted", []string{"--set", "dapr.resiliency.spec.policies.timeouts.fast=3s"}, false, "resiliency policy timeouts.fast"},
+		{"resiliency breaker drifted", []string{"--set", "dapr.resiliency.spec.policies.circuitBreakers.paymentCB.trip=consecutiveFailures >= 5"}, false, "resiliency policy circuitBreakers.paymentCB ="},
+		{"actor target for an unknown actor type", []string{"--set", "dapr.resiliency.spec.targets.actors.DealActor.retry=actor"}, false, `actor type "DealActor" is hosted by no groupbuy app`},
 		{"gateway may read more secrets", []string{"--set", "apps.gateway.adminUsers={admin,ops}", "--set", "dapr.configuration.restrictSecrets=false"}, false, ""},
 	}
 	for _, tt := range tests {
@@ -79,7 +106,7 @@ func TestChecksCatchMistakes(t *testing.T) {
 			}
 			rec := &recorder{}
 			c := renderCase{name: tt.name, apps: defaultApps, production: tt.production}
-			checkAll(rec, c, []byte(out), schemas)
+			checkAll(rec, c, []byte(out), schemas, local)
 			if tt.want == "" {
 				// A legitimate change: the checks must stay quiet.
 				if len(rec.errs) > 0 {

@@ -3,8 +3,10 @@
 // object strictly into the Kubernetes API types (an unknown or misspelt field fails), validate
 // the Dapr resources against the openAPIV3Schema of the Dapr 1.16 CRDs (testdata/crds, unknown
 // fields rejected), and check the platform's own rules: probes, resources, security contexts
-// and Dapr annotations on every app, component scopes, NODE_ID uniqueness, no secret values in
-// the manifests, and three replicas per app in production. They also run `helm lint --strict`.
+// and Dapr annotations on every app, component scopes, actor hosting, dead-letter keepers,
+// NODE_ID uniqueness, no secret values in the manifests, and three replicas per app in
+// production. The rendered Subscriptions, component scopes and Resiliency must mirror the local
+// resources (components/*.yaml, dapr/resiliency.yaml) both ways. They also run `helm lint --strict`.
 //
 // The tests need helm: $HELM, else the binary scripts/helm.sh installs into
 // $(go env GOBIN) or $(go env GOPATH)/bin, else helm on PATH. Without any they skip, saying

@@ -2,12 +2,14 @@ package manifests
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -17,11 +19,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-// appComponents is what each app needs from Dapr (DESIGN.md §2): the app must be in the scopes
-// of each of these components, whether or not the app is enabled (group comes later; its
-// scopes are ready).
+// appComponents is what each app needs from Dapr (DESIGN.md §2, apps/*/main.go): the app must
+// be in the scopes of each of these components, whether or not the app is enabled. The gateway
+// subscribes to the live relay on pubsub-broadcast, which notify publishes to; order reads the
+// expiry cron binding; group keeps its actors in the state store and publishes group events.
 var appComponents = map[string][]string{
-	"gateway":   {"statestore", "secretstore"},
+	"gateway":   {"statestore", "secretstore", "pubsub-broadcast"},
 	"catalog":   {"statestore", "pubsub"},
 	"inventory": {"statestore"},
 	"order":     {"statestore", "pubsub", "order-expiry"},
@@ -29,6 +32,15 @@ var appComponents = map[string][]string{
 	"notify":    {"statestore", "pubsub", "pubsub-broadcast"},
 	"group":     {"statestore", "pubsub"},
 }
+
+// actorHosts are the apps that host Dapr actors, with their actor types: each needs the actor
+// state store in its scopes (placement and the scheduler come from the Dapr control plane).
+var actorHosts = map[string][]string{
+	"group": {"GroupActor"},
+}
+
+// defaultActorDrain is the group app's ACTOR_DRAIN_TIMEOUT default (apps/group/main.go).
+const defaultActorDrain = 30 * time.Second
 
 // nodeIDApps generate Snowflake ids and need a NODE_ID unique per replica.
 var nodeIDApps = []string{"gateway", "catalog", "order", "group"}
@@ -47,7 +59,7 @@ type renderCase struct {
 	devSecrets bool
 }
 
-var defaultApps = []string{"catalog", "gateway", "inventory", "notify", "order", "payment"}
+var defaultApps = []string{"catalog", "gateway", "group", "inventory", "notify", "order", "payment"}
 
 var cases = []renderCase{
 	{name: "default", apps: defaultApps},
@@ -63,16 +75,16 @@ var cases = []renderCase{
 		devSecrets: true,
 	},
 	{
-		name:       "production-with-group",
-		args:       []string{"-f", chartDir + "/values-production.yaml", "--set", "apps.group.enabled=true"},
-		apps:       append(slices.Clone(defaultApps), "group"),
-		production: true,
+		name: "without-group",
+		args: []string{"--set", "apps.group.enabled=false"},
+		apps: slices.DeleteFunc(slices.Clone(defaultApps), func(a string) bool { return a == "group" }),
 	},
 }
 
 func TestChart(t *testing.T) {
 	helm := helmBinary(t)
 	schemas := loadCRDSchemas(t)
+	local := loadLocal(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -80,21 +92,24 @@ func TestChart(t *testing.T) {
 			if err != nil {
 				t.Fatalf("helm template %v: %v\n%s", c.args, err, stderr)
 			}
-			checkAll(t, c, []byte(out), schemas)
+			checkAll(t, c, []byte(out), schemas, local)
 		})
 	}
 }
 
-// checkAll decodes a rendered chart and runs every check on it.
-func checkAll(t reporter, c renderCase, out []byte, schemas crdSchemas) {
+// checkAll decodes a rendered chart and runs every check on it, including that its Dapr
+// resources mirror the local ones (local may be nil to skip that).
+func checkAll(t reporter, c renderCase, out []byte, schemas crdSchemas, local *localResources) {
 	t.Helper()
 	m := decodeManifest(t, out, schemas)
 	apps := checkApps(t, c, m)
 	checkUniqueNames(t, m)
 	checkComponents(t, m)
+	checkActorHosts(t, m, apps)
 	checkSubscriptions(t, m)
 	checkConfiguration(t, m, apps)
 	checkResiliency(t, m)
+	checkMirrorsLocal(t, m, local)
 	checkSecrets(t, c, m, apps)
 	checkGatewaySecretAccess(t, m, apps)
 	checkIngresses(t, m)
@@ -709,6 +724,13 @@ func checkComponents(t reporter, m *manifest) {
 
 var credentialsInURL = regexp.MustCompile(`://[^/@\s:]+:[^/@\s]+@`)
 
+// deadLetterSuffix names a topic's dead-letter topic (pkg/events.DeadLetterSuffix).
+const deadLetterSuffix = ".dead"
+
+// checkSubscriptions: every Subscription is on a rendered pub/sub its apps load, has a route,
+// and on a pub/sub that dead-letters names its "<topic>.dead" topic; every dead-letter topic
+// has a keeper subscription (with RabbitMQ a message sent to an exchange without a queue is
+// discarded), which takes the raw payload and names no further dead-letter topic.
 func checkSubscriptions(t reporter, m *manifest) {
 	t.Helper()
 	comps := map[string]*daprComponent{}
@@ -717,6 +739,15 @@ func checkSubscriptions(t reporter, m *manifest) {
 	}
 	if len(m.subscriptions) == 0 {
 		t.Errorf("no Subscriptions rendered")
+	}
+	type pubsubTopic struct{ pubsub, topic string }
+	subscribed := map[pubsubTopic]bool{}
+	deadLetters := map[pubsubTopic]string{} // -> a subscription naming it
+	for _, s := range m.subscriptions {
+		subscribed[pubsubTopic{s.Spec.PubsubName, s.Spec.Topic}] = true
+		if s.Spec.DeadLetterTopic != "" {
+			deadLetters[pubsubTopic{s.Spec.PubsubName, s.Spec.DeadLetterTopic}] = s.Name
+		}
 	}
 	for _, s := range m.subscriptions {
 		ps, ok := comps[s.Spec.PubsubName]
@@ -728,6 +759,9 @@ func checkSubscriptions(t reporter, m *manifest) {
 			t.Errorf("subscription %s: no scopes", s.Name)
 		}
 		for _, app := range s.Scopes {
+			if _, known := appComponents[app]; !known {
+				t.Errorf("subscription %s: scope %q is not a groupbuy app", s.Name, app)
+			}
 			if !slices.Contains(ps.Scopes, app) {
 				t.Errorf("subscription %s: app %s is not in the scopes of %s", s.Name, app, ps.Name)
 			}
@@ -735,8 +769,76 @@ func checkSubscriptions(t reporter, m *manifest) {
 		if s.Spec.Routes.Default == "" || !strings.HasPrefix(s.Spec.Routes.Default, "/") {
 			t.Errorf("subscription %s: default route %q", s.Name, s.Spec.Routes.Default)
 		}
-		if durable, _ := ps.meta("enableDeadLetter"); durable == "true" && s.Spec.DeadLetterTopic == "" {
-			t.Errorf("subscription %s on %s: no deadLetterTopic", s.Name, ps.Name)
+		for _, r := range s.Spec.Routes.Rules {
+			if !strings.HasPrefix(r.Path, "/") {
+				t.Errorf("subscription %s: rule %q routes to %q", s.Name, r.Match, r.Path)
+			}
+		}
+		keeper := strings.HasSuffix(s.Spec.Topic, deadLetterSuffix)
+		if _, named := deadLetters[pubsubTopic{s.Spec.PubsubName, s.Spec.Topic}]; named {
+			keeper = true
+		}
+		switch {
+		case keeper:
+			if s.Spec.Metadata["rawPayload"] != "true" {
+				t.Errorf("subscription %s keeps dead letters of %s: metadata rawPayload must be \"true\" (a dead letter that is not a CloudEvent would be requeued forever)", s.Name, s.Spec.Topic)
+			}
+			if s.Spec.DeadLetterTopic != "" {
+				t.Errorf("subscription %s keeps dead letters: deadLetterTopic %q (dead letters of dead letters are not kept)", s.Name, s.Spec.DeadLetterTopic)
+			}
+		case s.Spec.DeadLetterTopic != "":
+			if want := s.Spec.Topic + deadLetterSuffix; s.Spec.DeadLetterTopic != want {
+				t.Errorf("subscription %s: deadLetterTopic %q, want %q (notify's keeper stores by that name)", s.Name, s.Spec.DeadLetterTopic, want)
+			}
+		default:
+			if dl, _ := ps.meta("enableDeadLetter"); dl == "true" {
+				t.Errorf("subscription %s on %s: no deadLetterTopic", s.Name, ps.Name)
+			}
+		}
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(deadLetters), func(a, b pubsubTopic) int {
+		return strings.Compare(a.pubsub+" "+a.topic, b.pubsub+" "+b.topic)
+	}) {
+		if !subscribed[k] {
+			t.Errorf("subscription %s dead-letters to %s on %s, which no subscription keeps (RabbitMQ discards messages sent to an exchange without a queue)", deadLetters[k], k.topic, k.pubsub)
+		}
+	}
+}
+
+// checkActorHosts: an app hosting actors has the actor state store in its scopes, and its
+// sidecar drains actor calls (ACTOR_DRAIN_TIMEOUT, reported to daprd as
+// drainOngoingCallTimeout) within its own graceful shutdown and the pod's termination grace.
+func checkActorHosts(t reporter, m *manifest, apps map[string]appInfo) {
+	t.Helper()
+	var actorStore *daprComponent
+	for _, c := range m.components {
+		if v, _ := c.meta("actorStateStore"); v == "true" && strings.HasPrefix(c.Spec.Type, "state.") {
+			actorStore = c
+		}
+	}
+	for _, app := range slices.Sorted(maps.Keys(actorHosts)) {
+		if actorStore != nil && !slices.Contains(actorStore.Scopes, app) {
+			t.Errorf("app %s hosts actors %v but is not in the scopes %v of the actor state store %s", app, actorHosts[app], actorStore.Scopes, actorStore.Name)
+		}
+		a, deployed := apps[app]
+		if !deployed {
+			continue
+		}
+		drain := defaultActorDrain
+		if e, ok := a.env["ACTOR_DRAIN_TIMEOUT"]; ok {
+			d, err := time.ParseDuration(e.Value)
+			if err != nil {
+				t.Errorf("app %s: ACTOR_DRAIN_TIMEOUT %q is not a duration", app, e.Value)
+				continue
+			}
+			drain = d
+		}
+		ann := a.workload.pod.Annotations
+		if gs, err := strconv.Atoi(ann["dapr.io/graceful-shutdown-seconds"]); err == nil && drain >= time.Duration(gs)*time.Second {
+			t.Errorf("app %s: ACTOR_DRAIN_TIMEOUT %s, not below the sidecar's graceful shutdown (%ds): actor calls would be cut off", app, drain, gs)
+		}
+		if g := a.workload.pod.Spec.TerminationGracePeriodSeconds; g != nil && drain >= time.Duration(*g)*time.Second {
+			t.Errorf("app %s: ACTOR_DRAIN_TIMEOUT %s, not below terminationGracePeriodSeconds %d", app, drain, *g)
 		}
 	}
 }
@@ -789,6 +891,13 @@ func checkResiliency(t reporter, m *manifest) {
 		check("apps."+app, tg)
 	}
 	for name, tg := range r.Spec.Targets.Actors {
+		hosted := false
+		for _, types := range actorHosts {
+			hosted = hosted || slices.Contains(types, name)
+		}
+		if !hosted {
+			t.Errorf("resiliency %s: target actor type %q is hosted by no groupbuy app", r.Name, name)
+		}
 		check("actors."+name, tg)
 	}
 	comps := map[string]bool{}

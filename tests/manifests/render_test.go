@@ -289,19 +289,24 @@ type daprResiliency struct {
 		Targets struct {
 			Apps       map[string]resiliencyTarget `json:"apps"`
 			Actors     map[string]resiliencyTarget `json:"actors"`
-			Components map[string]struct {
-				Inbound  *resiliencyTarget `json:"inbound"`
-				Outbound *resiliencyTarget `json:"outbound"`
-			} `json:"components"`
+			Components map[string]componentTargets `json:"components"`
 		} `json:"targets"`
 	} `json:"spec"`
 	Scopes []string `json:"scopes"`
 }
 
+// resiliencyTarget is a target's policy names (comparable: the mirror check compares them).
 type resiliencyTarget struct {
-	Timeout        string `json:"timeout"`
-	Retry          string `json:"retry"`
-	CircuitBreaker string `json:"circuitBreaker"`
+	Timeout                 string `json:"timeout"`
+	Retry                   string `json:"retry"`
+	CircuitBreaker          string `json:"circuitBreaker"`
+	CircuitBreakerScope     string `json:"circuitBreakerScope"`
+	CircuitBreakerCacheSize int    `json:"circuitBreakerCacheSize"`
+}
+
+type componentTargets struct {
+	Inbound  *resiliencyTarget `json:"inbound"`
+	Outbound *resiliencyTarget `json:"outbound"`
 }
 
 type daprSubscription struct {
@@ -312,9 +317,33 @@ type daprSubscription struct {
 		DeadLetterTopic string `json:"deadLetterTopic"`
 		Routes          struct {
 			Default string `json:"default"`
+			Rules   []struct {
+				Match string `json:"match"`
+				Path  string `json:"path"`
+			} `json:"rules"`
 		} `json:"routes"`
+		Metadata map[string]string `json:"metadata"`
 	} `json:"spec"`
 	Scopes []string `json:"scopes"`
+	// RawSpec is the whole spec as decoded, for comparisons that must not miss a field.
+	RawSpec json.RawMessage `json:"-"`
+}
+
+func (s *daprSubscription) UnmarshalJSON(b []byte) error {
+	type plain daprSubscription // without this method
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	var raw struct {
+		Spec json.RawMessage `json:"spec"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	*s = daprSubscription(p)
+	s.RawSpec = raw.Spec
+	return nil
 }
 
 var sourceLine = regexp.MustCompile(`(?m)^# Source: (.+)$`)
