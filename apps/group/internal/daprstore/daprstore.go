@@ -2,94 +2,64 @@
 // store:
 //
 //	idem:<user>:<sha256(key)>  Idempotency-Key records of open and join, expiring after 24 h
+//	                           (pkg/idempotency)
 //	dealgroups:<deal>          the groups of a deal, for GET /deals/{id}/groups
 package daprstore
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"slices"
 	"time"
 
 	"github.com/groupbuy/groupbuy/apps/group/internal/group"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/idempotency"
 )
 
 const casAttempts = 50
 
-// Idempotency implements group.Idempotency.
+// idemDoc is the stored form of group.IdemRecord, field for field.
+type idemDoc struct {
+	idempotency.Record
+	GroupID string `json:"group_id"`
+	OrderID string `json:"order_id"`
+}
+
+// Idempotency implements group.Idempotency over the shared Idempotency-Key store.
 type Idempotency struct {
-	s   *daprstate.Store
-	ttl time.Duration
-	now func() time.Time
+	s *idempotency.Store[idemDoc, *idemDoc]
 }
 
 // NewIdempotency returns the key store; records expire after ttl.
 func NewIdempotency(s *daprstate.Store, ttl time.Duration) *Idempotency {
-	return &Idempotency{s: s, ttl: ttl, now: time.Now}
+	return &Idempotency{s: idempotency.New[idemDoc](s, ttl, time.Now)}
 }
-
-func idemKey(userID, key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return "idem:" + userID + ":" + hex.EncodeToString(sum[:16])
-}
-
-var errNotOurs = errors.New("idempotency: not claimable")
 
 // Begin implements group.Idempotency: it creates the record, or takes it over when the hash
-// matches, it is not done and the previous owner's lease has passed.
+// matches, it is not done and the previous owner's lease has passed. The group and order ids
+// are allocated only when the key is new, so a retry resumes the same group and order.
 func (r *Idempotency) Begin(ctx context.Context, userID, key, hash string, lease time.Duration, newIDs func() (string, string)) (group.IdemRecord, bool, error) {
-	claimed := false
-	rec, err := daprstate.Mutate(ctx, r.s, idemKey(userID, key), casAttempts, func(d *group.IdemRecord, found bool) error {
-		now := r.now().UTC()
-		claimed = false
-		switch {
-		case !found:
-			gid, oid := newIDs()
-			*d = group.IdemRecord{Hash: hash, GroupID: gid, OrderID: oid, LeaseUntil: now.Add(lease), CreatedAt: now}
-		case d.Hash != hash || d.Done || now.Before(d.LeaseUntil):
-			return errNotOurs
-		default:
-			d.LeaseUntil = now.Add(lease)
-		}
-		claimed = true
-		return nil
-	}, daprstate.TTL(r.ttl))
-	if errors.Is(err, errNotOurs) {
-		var cur group.IdemRecord
-		if _, gerr := r.s.Get(ctx, idemKey(userID, key), &cur); gerr != nil {
-			return group.IdemRecord{}, false, gerr
-		}
-		return cur, false, nil
+	d, claimed, err := r.s.Begin(ctx, userID, key, hash, lease, func(d *idemDoc) { d.GroupID, d.OrderID = newIDs() })
+	if err != nil {
+		return group.IdemRecord{}, false, err
 	}
-	return rec, claimed, err
+	return d.domain(), claimed, nil
+}
+
+func (d idemDoc) domain() group.IdemRecord {
+	return group.IdemRecord{Hash: d.Hash, GroupID: d.GroupID, OrderID: d.OrderID, Done: d.Done, Status: d.Status, Body: d.Body,
+		LeaseUntil: d.LeaseUntil, CreatedAt: d.CreatedAt}
 }
 
 // Finish implements group.Idempotency.
 func (r *Idempotency) Finish(ctx context.Context, userID, key string, status int, body []byte) error {
-	_, err := daprstate.Mutate(ctx, r.s, idemKey(userID, key), casAttempts, func(d *group.IdemRecord, found bool) error {
-		if !found {
-			return fmt.Errorf("idempotency record vanished")
-		}
-		d.Done, d.Status, d.Body = true, status, body
-		return nil
-	}, daprstate.TTL(r.ttl))
-	return err
+	return r.s.Finish(ctx, userID, key, status, body)
 }
 
 // Abandon implements group.Idempotency.
 func (r *Idempotency) Abandon(ctx context.Context, userID, key string) error {
-	_, err := daprstate.Mutate(ctx, r.s, idemKey(userID, key), casAttempts, func(d *group.IdemRecord, found bool) error {
-		if !found || d.Done {
-			return daprstate.ErrNoChange
-		}
-		d.LeaseUntil = time.Time{}
-		return nil
-	}, daprstate.TTL(r.ttl))
-	return err
+	return r.s.Abandon(ctx, userID, key)
 }
 
 // Index implements group.Index: one document per deal, changed by ETag CAS. It is written

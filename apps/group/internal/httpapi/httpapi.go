@@ -17,6 +17,7 @@ import (
 	"github.com/groupbuy/groupbuy/apps/group/internal/group"
 	"github.com/groupbuy/groupbuy/pkg/events"
 	"github.com/groupbuy/groupbuy/pkg/httpjson"
+	"github.com/groupbuy/groupbuy/pkg/idempotency"
 	"github.com/groupbuy/groupbuy/pkg/identity"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
@@ -31,7 +32,7 @@ func Routes(r chi.Router, svc *group.Service, log *slog.Logger) {
 				return
 			}
 			u, _ := identity.FromContext(req.Context())
-			reply, err := svc.Open(req.Context(), u, chi.URLParam(req, "id"), req.Header.Get("Idempotency-Key"))
+			reply, err := svc.Open(req.Context(), u, chi.URLParam(req, "id"), req.Header.Get(idempotency.Header))
 			writeReply(w, req, reply, err)
 		})
 		r.Post("/groups/{id}/join", func(w http.ResponseWriter, req *http.Request) {
@@ -40,7 +41,7 @@ func Routes(r chi.Router, svc *group.Service, log *slog.Logger) {
 				return
 			}
 			u, _ := identity.FromContext(req.Context())
-			reply, err := svc.Join(req.Context(), u, chi.URLParam(req, "id"), req.Header.Get("Idempotency-Key"))
+			reply, err := svc.Join(req.Context(), u, chi.URLParam(req, "id"), req.Header.Get(idempotency.Header))
 			writeReply(w, req, reply, err)
 		})
 	})
@@ -69,18 +70,14 @@ func emptyBody(w http.ResponseWriter, req *http.Request) error {
 	return httpjson.Decode(w, req, &in)
 }
 
+// writeReply writes the outcome of an idempotent request: its stored reply, or the error
+// that kept it from getting one.
 func writeReply(w http.ResponseWriter, req *http.Request, reply group.Reply, err error) {
 	if err != nil {
 		problem.Write(w, req, err)
 		return
 	}
-	ct := "application/json"
-	if reply.Status >= 400 {
-		ct = problem.ContentType
-	}
-	w.Header().Set("Content-Type", ct)
-	w.WriteHeader(reply.Status)
-	_, _ = w.Write(reply.Body)
+	idempotency.WriteReply(w, reply.Status, reply.Body)
 }
 
 func requireUser(next http.Handler) http.Handler {

@@ -4,14 +4,12 @@
 //	userorders:<user>          the user's orders: purchase-limit counting and GET /me/orders
 //	pending:<shard>            orders awaiting settlement, sharded so placements on one hot
 //	                           deal do not all contend for one document
-//	idem:<user>:<sha256(key)>  Idempotency-Key records, expiring after 24 h
+//	idem:<user>:<sha256(key)>  Idempotency-Key records, expiring after 24 h (pkg/idempotency)
 //	grouporders:<group>        the orders of a group and whether it was decided
 package daprstore
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/groupbuy/groupbuy/apps/order/internal/order"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/idempotency"
 )
 
 const casAttempts = 50
@@ -217,74 +216,44 @@ func (p *Pending) Due(ctx context.Context, t time.Time) ([]order.PendingEntry, e
 	return out, nil
 }
 
-// Idempotency implements order.Idempotency.
+// idemDoc is the stored form of order.IdemRecord, field for field.
+type idemDoc struct {
+	idempotency.Record
+	OrderID string `json:"order_id"`
+}
+
+// Idempotency implements order.Idempotency over the shared Idempotency-Key store.
 type Idempotency struct {
-	s   *daprstate.Store
-	ttl time.Duration
-	now func() time.Time
+	s *idempotency.Store[idemDoc, *idemDoc]
 }
 
 // NewIdempotency returns the key store; records expire after ttl.
 func NewIdempotency(s *daprstate.Store, ttl time.Duration) *Idempotency {
-	return &Idempotency{s: s, ttl: ttl, now: time.Now}
+	return &Idempotency{s: idempotency.New[idemDoc](s, ttl, time.Now)}
 }
 
-func idemKey(userID, key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return "idem:" + userID + ":" + hex.EncodeToString(sum[:16])
-}
-
-var errNotOurs = errors.New("idempotency: not claimable")
-
-// Begin implements order.Idempotency.
+// Begin implements order.Idempotency; the order id is allocated only when the key is new.
 func (r *Idempotency) Begin(ctx context.Context, userID, key, hash string, lease time.Duration, newOrderID func() string) (order.IdemRecord, bool, error) {
-	claimed := false
-	rec, err := daprstate.Mutate(ctx, r.s, idemKey(userID, key), casAttempts, func(d *order.IdemRecord, found bool) error {
-		now := r.now().UTC()
-		claimed = false
-		switch {
-		case !found:
-			*d = order.IdemRecord{Hash: hash, OrderID: newOrderID(), LeaseUntil: now.Add(lease), CreatedAt: now}
-		case d.Hash != hash || d.Done || now.Before(d.LeaseUntil):
-			return errNotOurs
-		default:
-			d.LeaseUntil = now.Add(lease) // the previous owner gave up or died: take over
-		}
-		claimed = true
-		return nil
-	}, daprstate.TTL(r.ttl))
-	if errors.Is(err, errNotOurs) {
-		var cur order.IdemRecord
-		if _, gerr := r.s.Get(ctx, idemKey(userID, key), &cur); gerr != nil {
-			return order.IdemRecord{}, false, gerr
-		}
-		return cur, false, nil
+	d, claimed, err := r.s.Begin(ctx, userID, key, hash, lease, func(d *idemDoc) { d.OrderID = newOrderID() })
+	if err != nil {
+		return order.IdemRecord{}, false, err
 	}
-	return rec, claimed, err
+	return d.domain(), claimed, nil
+}
+
+func (d idemDoc) domain() order.IdemRecord {
+	return order.IdemRecord{Hash: d.Hash, OrderID: d.OrderID, Done: d.Done, Status: d.Status, Body: d.Body,
+		LeaseUntil: d.LeaseUntil, CreatedAt: d.CreatedAt}
 }
 
 // Finish implements order.Idempotency.
 func (r *Idempotency) Finish(ctx context.Context, userID, key string, status int, body []byte) error {
-	_, err := daprstate.Mutate(ctx, r.s, idemKey(userID, key), casAttempts, func(d *order.IdemRecord, found bool) error {
-		if !found {
-			return fmt.Errorf("idempotency record vanished")
-		}
-		d.Done, d.Status, d.Body = true, status, body
-		return nil
-	}, daprstate.TTL(r.ttl))
-	return err
+	return r.s.Finish(ctx, userID, key, status, body)
 }
 
 // Abandon implements order.Idempotency.
 func (r *Idempotency) Abandon(ctx context.Context, userID, key string) error {
-	_, err := daprstate.Mutate(ctx, r.s, idemKey(userID, key), casAttempts, func(d *order.IdemRecord, found bool) error {
-		if !found || d.Done {
-			return daprstate.ErrNoChange
-		}
-		d.LeaseUntil = time.Time{}
-		return nil
-	}, daprstate.TTL(r.ttl))
-	return err
+	return r.s.Abandon(ctx, userID, key)
 }
 
 // Groups implements order.GroupIndex: one document per group, changed by ETag CAS, so adding

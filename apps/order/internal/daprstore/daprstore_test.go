@@ -473,247 +473,61 @@ func TestPendingRemove(t *testing.T) {
 	}
 }
 
-// idemClock is a settable clock for the Idempotency store.
-type idemClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *idemClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *idemClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-const (
-	lease  = 30 * time.Second
-	idemTT = 24 * time.Hour
-)
-
-// idemStep is one step of an idempotency scenario.
-type idemStep struct {
-	op   string // begin | finish | abandon | wait
-	hash string // begin
-	wait time.Duration
-	want began // begin
-}
-
-// began is what Begin answered.
-type began struct {
-	Claimed bool
-	OrderID string
-	Hash    string
-	Done    bool
-	Status  int
-}
-
+// The adapter maps the shared store's record to order.IdemRecord and allocates the order id
+// only for a new key; the mechanism itself is tested in pkg/idempotency.
 func TestIdempotency(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name  string
-		steps []idemStep
-	}{
-		{
-			name:  "new key is claimed with a new order id",
-			steps: []idemStep{{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}}},
-		},
-		{
-			name: "in flight: not claimed, same record",
-			steps: []idemStep{
-				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
-				{op: "wait", wait: lease - time.Second},
-				{op: "begin", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1"}},
-			},
-		},
-		{
-			name: "other body: not claimed, the stored hash tells",
-			steps: []idemStep{
-				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
-				{op: "begin", hash: "h2", want: began{Claimed: false, OrderID: "o1", Hash: "h1"}},
-			},
-		},
-		{
-			name: "other body after the lease: still not claimed",
-			steps: []idemStep{
-				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
-				{op: "wait", wait: lease},
-				{op: "begin", hash: "h2", want: began{Claimed: false, OrderID: "o1", Hash: "h1"}},
-			},
-		},
-		{
-			name: "owner died: taken over after the lease, same order id",
-			steps: []idemStep{
-				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
-				{op: "wait", wait: lease},
-				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
-				{op: "begin", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1"}},
-			},
-		},
-		{
-			name: "abandoned: taken over at once",
-			steps: []idemStep{
-				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
-				{op: "abandon"},
-				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
-			},
-		},
-		{
-			name: "done: replayed, never claimed again",
-			steps: []idemStep{
-				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
-				{op: "finish"},
-				{op: "begin", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1", Done: true, Status: 201}},
-				{op: "wait", wait: time.Hour},
-				{op: "abandon"},
-				{op: "begin", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1", Done: true, Status: 201}},
-			},
-		},
-		{
-			name: "abandon of an unknown key writes nothing",
-			steps: []idemStep{
-				{op: "abandon"},
-				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
-			},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			f, s := newState()
-			r := daprstore.NewIdempotency(s, idemTT)
-			clock := &idemClock{now: t0}
-			daprstore.SetClock(r, clock.Now)
-			n := 0
-			newID := func() string { n++; return fmt.Sprintf("o%d", n) }
-
-			for i, st := range tt.steps {
-				switch st.op {
-				case "wait":
-					clock.Advance(st.wait)
-				case "abandon":
-					if err := r.Abandon(ctx, "u1", "key"); err != nil {
-						t.Fatalf("step %d: Abandon: %v", i, err)
-					}
-				case "finish":
-					if err := r.Finish(ctx, "u1", "key", 201, []byte(`{"id":"o1"}`)); err != nil {
-						t.Fatalf("step %d: Finish: %v", i, err)
-					}
-				case "begin":
-					rec, claimed, err := r.Begin(ctx, "u1", "key", st.hash, lease, newID)
-					if err != nil {
-						t.Fatalf("step %d: Begin: %v", i, err)
-					}
-					got := began{Claimed: claimed, OrderID: rec.OrderID, Hash: rec.Hash, Done: rec.Done, Status: rec.Status}
-					if diff := cmp.Diff(got, st.want); diff != "" {
-						t.Errorf("step %d: record mismatch (-got +want):\n%s", i, diff)
-					}
-					if claimed && !rec.LeaseUntil.Equal(clock.Now().Add(lease)) {
-						t.Errorf("step %d: lease until %v, want %v", i, rec.LeaseUntil, clock.Now().Add(lease))
-					}
-					if st.want.Done && string(rec.Body) != `{"id":"o1"}` {
-						t.Errorf("step %d: body = %s, want the finished one", i, rec.Body)
-					}
-				default:
-					t.Fatalf("unknown step %q", st.op)
-				}
-			}
-
-			// Every write of an idempotency record passes the TTL again: a write without it
-			// would keep the key forever.
-			writes := f.writesTo("idem:")
-			if len(writes) == 0 {
-				t.Fatal("no idempotency writes")
-			}
-			for i, w := range writes {
-				if got, want := w.Meta["ttlInSeconds"], "86400"; got != want {
-					t.Errorf("write %d to %s: ttlInSeconds = %q, want %q", i, w.Key, got, want)
-				}
-			}
-			if keys := f.keys("idem:"); len(keys) != 1 {
-				t.Errorf("idempotency keys = %v, want one", keys)
-			}
-		})
-	}
-}
-
-// Keys are per user, and the raw key is not stored in the state key.
-func TestIdempotencyKeysPerUser(t *testing.T) {
-	t.Parallel()
 	ctx := context.Background()
+	const lease = 30 * time.Second
 	f, s := newState()
-	r := daprstore.NewIdempotency(s, idemTT)
+	r := daprstore.NewIdempotency(s, 24*time.Hour)
 	n := 0
 	newID := func() string { n++; return fmt.Sprintf("o%d", n) }
 
-	a, claimedA, errA := r.Begin(ctx, "u1", "secret-key", "h", lease, newID)
-	b, claimedB, errB := r.Begin(ctx, "u2", "secret-key", "h", lease, newID)
-
-	if errA != nil || errB != nil || !claimedA || !claimedB {
-		t.Fatalf("Begin = (%t, %v), (%t, %v); want both claimed", claimedA, errA, claimedB, errB)
+	first, claimed, err := r.Begin(ctx, "u1", "key", "h1", lease, newID)
+	if err != nil || !claimed {
+		t.Fatalf("first Begin = %t, %v; want claimed", claimed, err)
 	}
-	if a.OrderID == b.OrderID {
-		t.Errorf("both users got order %s", a.OrderID)
+	inFlight, claimed, err := r.Begin(ctx, "u1", "key", "h1", lease, newID)
+	if err != nil || claimed {
+		t.Fatalf("Begin in flight = %t, %v; want not claimed", claimed, err)
 	}
-	for _, k := range f.keys("idem:") {
-		if len(k) > 200 || strings.Contains(k, "secret-key") {
-			t.Errorf("state key %q holds the raw key", k)
-		}
+	if err := r.Abandon(ctx, "u1", "key"); err != nil {
+		t.Fatalf("Abandon: %v", err)
 	}
-}
-
-// Concurrent first requests with one key: exactly one owns it, all see the same order id.
-func TestIdempotencyConcurrentBegin(t *testing.T) {
-	t.Parallel()
-	const requests = 10
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	_, s := newState()
-	r := daprstore.NewIdempotency(s, idemTT)
-	var mu sync.Mutex
-	n := 0
-	newID := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		n++
-		return fmt.Sprintf("o%d", n)
+	resumed, claimed, err := r.Begin(ctx, "u1", "key", "h1", lease, newID)
+	if err != nil || !claimed {
+		t.Fatalf("Begin after Abandon = %t, %v; want claimed", claimed, err)
+	}
+	if err := r.Finish(ctx, "u1", "key", 201, []byte(`{"id":"o1"}`)); err != nil {
+		t.Fatalf("Finish: %v", err)
+	}
+	replayed, claimed, err := r.Begin(ctx, "u1", "key", "h1", lease, newID)
+	if err != nil || claimed {
+		t.Fatalf("Begin after Finish = %t, %v; want not claimed", claimed, err)
 	}
 
-	recs := make([]order.IdemRecord, requests)
-	claimed := make([]bool, requests)
-	errs := make([]error, requests)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range requests {
-		wg.Go(func() {
-			<-start
-			recs[i], claimed[i], errs[i] = r.Begin(ctx, "u1", "key", "h", lease, newID)
-		})
+	if n != 1 {
+		t.Errorf("order ids allocated = %d, want 1", n)
 	}
-	close(start)
-	wg.Wait()
-
-	owners := 0
-	for i := range requests {
-		if errs[i] != nil {
-			t.Errorf("request %d: %v", i, errs[i])
-			continue
-		}
-		if claimed[i] {
-			owners++
-		}
-		if recs[i].OrderID != recs[0].OrderID {
-			t.Errorf("request %d order id = %q, want %q like request 0", i, recs[i].OrderID, recs[0].OrderID)
+	for _, rec := range []order.IdemRecord{first, inFlight, resumed} {
+		if rec.OrderID != "o1" || rec.Hash != "h1" || rec.Done || rec.CreatedAt.IsZero() || rec.LeaseUntil.IsZero() {
+			t.Errorf("record = %+v, want hash h1, order o1, leased, not done", rec)
 		}
 	}
-	if owners != 1 {
-		t.Errorf("owners = %d, want 1", owners)
+	want := order.IdemRecord{Hash: "h1", OrderID: "o1", Done: true, Status: 201, Body: []byte(`{"id":"o1"}`),
+		LeaseUntil: resumed.LeaseUntil, CreatedAt: first.CreatedAt}
+	if diff := cmp.Diff(replayed, want); diff != "" {
+		t.Errorf("replayed record mismatch (-got +want):\n%s", diff)
+	}
+	keys := f.keys("idem:")
+	if len(keys) != 1 || !strings.HasPrefix(keys[0], "idem:u1:") || strings.Contains(keys[0], "key") {
+		t.Errorf("idempotency keys = %v, want one idem:u1:<hash>", keys)
+	}
+	for i, w := range f.writesTo("idem:") {
+		if got, want := w.Meta["ttlInSeconds"], "86400"; got != want {
+			t.Errorf("write %d to %s: ttlInSeconds = %q, want %q", i, w.Key, got, want)
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/groupbuy/groupbuy/apps/order/internal/order"
 	"github.com/groupbuy/groupbuy/pkg/httpjson"
+	"github.com/groupbuy/groupbuy/pkg/idempotency"
 	"github.com/groupbuy/groupbuy/pkg/identity"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
@@ -54,13 +55,13 @@ func Routes(r chi.Router, svc *order.Service, binding string, log *slog.Logger) 
 			reply, err := svc.Place(req.Context(), u, order.PlaceRequest{
 				DealID:         chi.URLParam(req, "id"),
 				Quantity:       in.Quantity,
-				IdempotencyKey: req.Header.Get("Idempotency-Key"),
+				IdempotencyKey: req.Header.Get(idempotency.Header),
 			}, render)
 			if err != nil {
 				problem.Write(w, req, err)
 				return
 			}
-			writeReply(w, reply)
+			idempotency.WriteReply(w, reply.Status, reply.Body)
 		})
 		r.Post("/orders/{id}/pay", func(w http.ResponseWriter, req *http.Request) {
 			var in struct {
@@ -126,17 +127,6 @@ func respond(w http.ResponseWriter, r *http.Request, o order.Order, err error) {
 		return
 	}
 	httpjson.Write(w, http.StatusOK, ViewOf(o))
-}
-
-// writeReply writes a stored (possibly replayed) response.
-func writeReply(w http.ResponseWriter, reply order.Reply) {
-	ct := "application/json"
-	if reply.Status >= 400 {
-		ct = problem.ContentType
-	}
-	w.Header().Set("Content-Type", ct)
-	w.WriteHeader(reply.Status)
-	_, _ = w.Write(reply.Body)
 }
 
 func requireUser(next http.Handler) http.Handler {

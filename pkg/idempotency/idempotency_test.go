@@ -1,0 +1,423 @@
+package idempotency_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/idempotency"
+	"github.com/groupbuy/groupbuy/pkg/problem"
+)
+
+var t0 = time.Date(2030, 1, 2, 10, 0, 0, 0, time.UTC)
+
+const (
+	lease = 30 * time.Second
+	ttl   = 24 * time.Hour
+)
+
+// record is an app's record: the shared part and the references of its first claim.
+type record struct {
+	idempotency.Record
+	GroupID string `json:"group_id,omitempty"`
+	OrderID string `json:"order_id"`
+}
+
+type store = idempotency.Store[record, *record]
+
+// clock is a settable clock.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func newStore() (*fakeClient, *store, *clock) {
+	f := newFakeClient()
+	c := &clock{now: t0}
+	return f, idempotency.New[record](daprstate.New(f, component), ttl, c.Now), c
+}
+
+// ids allocates o1, o2, ... and is safe for concurrent use.
+func ids() func(*record) {
+	var mu sync.Mutex
+	n := 0
+	return func(r *record) {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		r.OrderID = fmt.Sprintf("o%d", n)
+	}
+}
+
+// step is one step of a scenario.
+type step struct {
+	op   string // begin | finish | abandon | wait
+	hash string // begin
+	wait time.Duration
+	want began // begin
+}
+
+// began is what Begin answered.
+type began struct {
+	Claimed bool
+	OrderID string
+	Hash    string
+	Done    bool
+	Status  int
+}
+
+func TestStore(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{
+			name:  "new key is claimed with new references",
+			steps: []step{{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}}},
+		},
+		{
+			name: "in flight: not claimed, same record",
+			steps: []step{
+				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "wait", wait: lease - time.Second},
+				{op: "begin", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1"}},
+			},
+		},
+		{
+			name: "other body: not claimed, the stored hash tells",
+			steps: []step{
+				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "begin", hash: "h2", want: began{Claimed: false, OrderID: "o1", Hash: "h1"}},
+			},
+		},
+		{
+			name: "other body after the lease: still not claimed",
+			steps: []step{
+				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "wait", wait: lease},
+				{op: "begin", hash: "h2", want: began{Claimed: false, OrderID: "o1", Hash: "h1"}},
+			},
+		},
+		{
+			name: "owner died: taken over after the lease, same references",
+			steps: []step{
+				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "wait", wait: lease},
+				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "begin", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1"}},
+			},
+		},
+		{
+			name: "abandoned: taken over at once",
+			steps: []step{
+				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "abandon"},
+				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+			},
+		},
+		{
+			name: "done: replayed, never claimed again",
+			steps: []step{
+				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "finish"},
+				{op: "begin", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1", Done: true, Status: 201}},
+				{op: "wait", wait: time.Hour},
+				{op: "abandon"},
+				{op: "begin", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1", Done: true, Status: 201}},
+			},
+		},
+		{
+			name: "abandon of an unknown key writes nothing",
+			steps: []step{
+				{op: "abandon"},
+				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			f, s, c := newStore()
+			alloc := ids()
+
+			for i, st := range tt.steps {
+				switch st.op {
+				case "wait":
+					c.Advance(st.wait)
+				case "abandon":
+					if err := s.Abandon(ctx, "u1", "key"); err != nil {
+						t.Fatalf("step %d: Abandon: %v", i, err)
+					}
+				case "finish":
+					if err := s.Finish(ctx, "u1", "key", 201, []byte(`{"id":"o1"}`)); err != nil {
+						t.Fatalf("step %d: Finish: %v", i, err)
+					}
+				case "begin":
+					rec, claimed, err := s.Begin(ctx, "u1", "key", st.hash, lease, alloc)
+					if err != nil {
+						t.Fatalf("step %d: Begin: %v", i, err)
+					}
+					got := began{Claimed: claimed, OrderID: rec.OrderID, Hash: rec.Hash, Done: rec.Done, Status: rec.Status}
+					if diff := cmp.Diff(got, st.want); diff != "" {
+						t.Errorf("step %d: record mismatch (-got +want):\n%s", i, diff)
+					}
+					if claimed && !rec.LeaseUntil.Equal(c.Now().Add(lease)) {
+						t.Errorf("step %d: lease until %v, want %v", i, rec.LeaseUntil, c.Now().Add(lease))
+					}
+					if st.want.Done && string(rec.Body) != `{"id":"o1"}` {
+						t.Errorf("step %d: body = %s, want the finished one", i, rec.Body)
+					}
+				default:
+					t.Fatalf("unknown step %q", st.op)
+				}
+			}
+
+			// Every write of a record passes the TTL again: a write without it would keep the
+			// key forever.
+			writes := f.writesTo("idem:")
+			if len(writes) == 0 {
+				t.Fatal("no idempotency writes")
+			}
+			for i, w := range writes {
+				if got, want := w.Meta["ttlInSeconds"], "86400"; got != want {
+					t.Errorf("write %d to %s: ttlInSeconds = %q, want %q", i, w.Key, got, want)
+				}
+			}
+			if keys := f.keys("idem:"); len(keys) != 1 {
+				t.Errorf("idempotency keys = %v, want one", keys)
+			}
+		})
+	}
+}
+
+// The references are allocated when the key is new and never again: a takeover resumes with
+// them.
+func TestBeginAllocatesOnlyOnFirstClaim(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, s, c := newStore()
+	calls := 0
+	alloc := func(r *record) { calls++; r.GroupID, r.OrderID = "g1", fmt.Sprintf("o%d", calls) }
+
+	first, claimed, err := s.Begin(ctx, "u1", "key", "h", lease, alloc)
+	if err != nil || !claimed {
+		t.Fatalf("first Begin = %t, %v; want claimed", claimed, err)
+	}
+	c.Advance(lease)
+	again, claimed, err := s.Begin(ctx, "u1", "key", "h", lease, alloc)
+	if err != nil || !claimed {
+		t.Fatalf("Begin after the lease = %t, %v; want claimed", claimed, err)
+	}
+
+	if calls != 1 {
+		t.Errorf("alloc ran %d times, want 1", calls)
+	}
+	if got, want := [2]string{again.GroupID, again.OrderID}, [2]string{first.GroupID, first.OrderID}; got != want {
+		t.Errorf("references after takeover = %v, want %v", got, want)
+	}
+	if !again.CreatedAt.Equal(t0) {
+		t.Errorf("created at = %v, want the first claim's %v", again.CreatedAt, t0)
+	}
+}
+
+// The state key and the stored document are what the apps wrote before this package existed:
+// one flat JSON object with the app's references next to the shared fields.
+func TestStoredForm(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f, s, _ := newStore()
+	alloc := func(r *record) { r.GroupID, r.OrderID = "g1", "o1" }
+	if _, _, err := s.Begin(ctx, "u1", "key", "h", lease, alloc); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Finish(ctx, "u1", "key", 201, []byte(`{"id":"o1"}`)); err != nil {
+		t.Fatal(err)
+	}
+
+	sum := sha256.Sum256([]byte("key"))
+	key := "idem:u1:" + hex.EncodeToString(sum[:16])
+	if got := idempotency.Key("u1", "key"); got != key {
+		t.Errorf("Key = %q, want %q", got, key)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(f.raw(key), &got); err != nil {
+		t.Fatalf("stored value at %s: %v", key, err)
+	}
+	want := map[string]any{
+		"hash":        "h",
+		"group_id":    "g1",
+		"order_id":    "o1",
+		"done":        true,
+		"status":      float64(201),
+		"body":        "eyJpZCI6Im8xIn0=", // base64 of {"id":"o1"}
+		"lease_until": t0.Add(lease).Format(time.RFC3339Nano),
+		"created_at":  t0.Format(time.RFC3339Nano),
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("stored record mismatch (-got +want):\n%s", diff)
+	}
+}
+
+// Keys are per user, and the raw key is not stored in the state key.
+func TestKeysPerUser(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f, s, _ := newStore()
+	alloc := ids()
+
+	a, claimedA, errA := s.Begin(ctx, "u1", "secret-key", "h", lease, alloc)
+	b, claimedB, errB := s.Begin(ctx, "u2", "secret-key", "h", lease, alloc)
+
+	if errA != nil || errB != nil || !claimedA || !claimedB {
+		t.Fatalf("Begin = (%t, %v), (%t, %v); want both claimed", claimedA, errA, claimedB, errB)
+	}
+	if a.OrderID == b.OrderID {
+		t.Errorf("both users got order %s", a.OrderID)
+	}
+	for _, k := range f.keys("idem:") {
+		if len(k) > 200 || strings.Contains(k, "secret-key") {
+			t.Errorf("state key %q holds the raw key", k)
+		}
+	}
+}
+
+// Concurrent first requests with one key: exactly one owns it, all see the same references.
+func TestConcurrentBegin(t *testing.T) {
+	t.Parallel()
+	const requests = 10
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, s, _ := newStore()
+	alloc := ids()
+
+	recs := make([]record, requests)
+	claimed := make([]bool, requests)
+	errs := make([]error, requests)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range requests {
+		wg.Go(func() {
+			<-start
+			recs[i], claimed[i], errs[i] = s.Begin(ctx, "u1", "key", "h", lease, alloc)
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	owners := 0
+	for i := range requests {
+		if errs[i] != nil {
+			t.Errorf("request %d: %v", i, errs[i])
+			continue
+		}
+		if claimed[i] {
+			owners++
+		}
+		if recs[i].OrderID != recs[0].OrderID {
+			t.Errorf("request %d order id = %q, want %q like request 0", i, recs[i].OrderID, recs[0].OrderID)
+		}
+	}
+	if owners != 1 {
+		t.Errorf("owners = %d, want 1", owners)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		run     func(f *fakeClient, s *store) error
+		wantErr error
+	}{
+		{
+			name: "finish of a vanished record",
+			run: func(_ *fakeClient, s *store) error {
+				return s.Finish(ctx, "u1", "key", 201, nil)
+			},
+			wantErr: idempotency.ErrVanished,
+		},
+		{
+			name: "begin during an outage claims nothing",
+			run: func(f *fakeClient, s *store) error {
+				f.setSaveErr(errOutage)
+				rec, claimed, err := s.Begin(ctx, "u1", "key", "h", lease, ids())
+				if claimed || rec.OrderID != "" {
+					return fmt.Errorf("Begin = %+v, claimed %t; want nothing", rec, claimed)
+				}
+				return err
+			},
+			wantErr: errOutage,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f, s, _ := newStore()
+
+			err := tt.run(f, s)
+
+			if !errors.Is(err, tt.wantErr) {
+				t.Errorf("error = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestWriteReply(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		status   int
+		body     string
+		wantType string
+	}{
+		{"created", http.StatusCreated, `{"id":"o1"}`, "application/json"},
+		{"business outcome", http.StatusConflict, `{"code":"sold_out"}`, problem.ContentType},
+		{"client error", http.StatusUnprocessableEntity, `{"code":"invalid"}`, problem.ContentType},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := httptest.NewRecorder()
+
+			idempotency.WriteReply(rec, tt.status, []byte(tt.body))
+
+			if got, want := rec.Code, tt.status; got != want {
+				t.Errorf("status = %d, want %d", got, want)
+			}
+			if got, want := rec.Header().Get("Content-Type"), tt.wantType; got != want {
+				t.Errorf("content type = %q, want %q", got, want)
+			}
+			if got, want := rec.Body.String(), tt.body; got != want {
+				t.Errorf("body = %q, want %q", got, want)
+			}
+		})
+	}
+}
