@@ -71,7 +71,8 @@ type Options struct {
 	DaprBinDir string
 	// Apps selects a subset of the run file's apps by id; empty means all.
 	Apps []string
-	// RepoRoot is the base for relative secretsFile paths in local-file secret stores;
+	// RepoRoot is the base for relative secretsFile paths in local-file secret stores when no
+	// app loads them (otherwise the app's directory is, as for daprd);
 	// default: the nearest directory holding go.mod above the run file, else the run file
 	// directory's parent.
 	RepoRoot string
@@ -291,7 +292,7 @@ func NewPlan(rf *RunFile, opts Options) (*Plan, error) {
 		for name := range applyMetadataOverrides(set.resources, opts.ComponentMetadata) {
 			found[name] = true
 		}
-		absSecretsFiles(set.resources, p.RepoRoot)
+		absSecretsFiles(set.resources, p.secretsBaseDir(set))
 	}
 	for _, name := range sortedKeys(opts.ComponentMetadata) {
 		if !found[name] {
@@ -735,6 +736,19 @@ func defaultDaprBinDir() (string, error) {
 		return "", fmt.Errorf("dapr bin dir: %w (set DAPR_BIN_DIR)", err)
 	}
 	return filepath.Join(home, ".dapr", "bin"), nil
+}
+
+// secretsBaseDir is where daprd would resolve a relative secretsFile of set: its working
+// directory, which the Dapr CLI (and the supervisor) set to the app's appDirPath. The first
+// app loading the set decides; apps are expected to sit at the same depth (apps/<app>).
+// Without apps it falls back to the repository root.
+func (p *Plan) secretsBaseDir(set resourceSet) string {
+	for _, id := range set.appIDs {
+		if a, ok := p.App(id); ok && a.AppDirPath != "" {
+			return a.AppDirPath
+		}
+	}
+	return p.RepoRoot
 }
 
 func findRepoRoot(dir string) string {

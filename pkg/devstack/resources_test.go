@@ -78,9 +78,10 @@ func TestComponentOverridesAndSecretsFile(t *testing.T) {
 			},
 		},
 		{
-			// a relative secretsFile is made absolute against the repository root
+			// a relative secretsFile is made absolute against the app's directory, daprd's
+			// working directory under the Dapr CLI
 			file: "component-secretstore.yaml",
-			want: []metadataItem{{Name: "secretsFile", Value: "/srv/groupbuy/dapr/secrets.json"}},
+			want: []metadataItem{{Name: "secretsFile", Value: filepath.Join(testdataAbs(t), "unit", "apps", "alpha", "dapr", "secrets.json")}},
 		},
 	}
 	for _, tt := range tests {
@@ -121,4 +122,13 @@ type metadataItem struct {
 	Name         string         `yaml:"name"`
 	Value        string         `yaml:"value"`
 	SecretKeyRef map[string]any `yaml:"secretKeyRef,omitempty"`
+}
+
+func testdataAbs(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
