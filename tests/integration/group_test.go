@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -327,6 +328,37 @@ func TestGroupFailsAtDeadline(t *testing.T) {
 	if r, _ := joinGroup(ctx, users[3], g.ID, "late"); r.Status != http.StatusConflict || r.Problem().Code != "group-closed" {
 		t.Errorf("join a failed group: %d %s", r.Status, r.Body)
 	}
+	// Every member hears how it ended in their inbox: the group's failure and their own
+	// order's refund or cancellation.
+	want := []map[string]bool{
+		{"group.failed": true, "order.refunded": true},
+		{"group.failed": true, "order.refunded": true},
+		{"group.failed": true, "order.cancelled": true},
+	}
+	for i, s := range seats {
+		items := waitInbox(t, users[i], 30*time.Second, func(items []notificationItem) bool { return hasTypes(items, s.Order.ID, want[i]) })
+		if !hasTypes(items, s.Order.ID, want[i]) {
+			t.Errorf("member %d's inbox %+v lacks one of %v", i, items, want[i])
+		}
+	}
+}
+
+// hasTypes reports whether items hold a notification of every wanted type: order events of
+// the given order, group events of any group.
+func hasTypes(items []notificationItem, orderID string, want map[string]bool) bool {
+	seen := map[string]bool{}
+	for _, it := range items {
+		if strings.HasPrefix(it.Type, "order.") && !strings.HasPrefix(it.ID, orderID+":") {
+			continue
+		}
+		seen[it.Type] = true
+	}
+	for typ := range want {
+		if !seen[typ] {
+			return false
+		}
+	}
+	return true
 }
 
 // TestGroupJoinRace: 20 users race for the 4 free seats of a group of 5: exactly 5 seats are

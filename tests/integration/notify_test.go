@@ -217,6 +217,44 @@ func TestNotificationsInboxAndLiveStream(t *testing.T) {
 	}
 }
 
+// TestNotificationOfCancelledOrder: a cancelled order's order.cancelled reaches the owner's
+// open stream and inbox once.
+func TestNotificationOfCancelledOrder(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dealID := newFlashDeal(t, stack, 5)
+	user, _ := stack.NewUser(t)
+	frames := openStream(t, ctx, user, "/events")
+	r, err := placeOrder(ctx, user, dealID, 1, "notify-cancel")
+	if err != nil || r.Status != http.StatusCreated {
+		t.Fatalf("place: %v %+v", err, r)
+	}
+	var o orderView
+	_ = r.JSON(&o)
+	user.MustDo(t, http.MethodPost, "/orders/"+o.ID+"/cancel", nil, http.StatusOK, nil)
+
+	want := map[string]int{"order.created": 1, "order.cancelled": 1}
+	live := map[string]int{}
+	for deadline := time.After(30 * time.Second); live["order.cancelled"] == 0; {
+		select {
+		case f, ok := <-frames:
+			if !ok {
+				t.Fatalf("the stream ended; got %v", live)
+			}
+			live[f.Event]++
+		case <-deadline:
+			t.Fatalf("live events within 30s: %v, want order.cancelled", live)
+		}
+	}
+	items := waitInbox(t, user, 30*time.Second, func(items []notificationItem) bool {
+		got := orderTypes(items, o.ID)
+		return got["order.created"] == 1 && got["order.cancelled"] == 1
+	})
+	if got := orderTypes(items, o.ID); got["order.created"] != want["order.created"] || got["order.cancelled"] != want["order.cancelled"] || len(got) != 2 {
+		t.Errorf("inbox %v, want %v", got, want)
+	}
+}
+
 // TestDeadLetterKeptForPoison publishes a payload no consumer understands to order.created:
 // notify answers DROP, daprd publishes it to order.created.dead, and notify's dead-letter
 // subscription keeps it in the state store (read straight from Redis).
