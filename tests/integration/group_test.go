@@ -80,8 +80,11 @@ func storedOrderOf(ctx context.Context, s *harness.Stack, id string) (storedOrde
 
 // hasRefund reports whether the payment app recorded a refund of the order.
 func hasRefund(ctx context.Context, s *harness.Stack, orderID string) (bool, error) {
-	n, err := s.Redis.Exists(ctx, "payment||refund:"+orderID).Result()
-	return n == 1, err
+	var refund struct {
+		OrderID string `json:"order_id"`
+	}
+	found, err := s.State(ctx, "payment", "refund:"+orderID, &refund)
+	return found && refund.OrderID == orderID, err
 }
 
 func groupDealBody(productID string, stock, size, ttlSeconds int) map[string]any {
