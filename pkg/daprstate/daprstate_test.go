@@ -6,12 +6,10 @@ import (
 	"sync"
 	"testing"
 
-	dapr "github.com/dapr/go-sdk/client"
 	"github.com/google/go-cmp/cmp"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/daprstate/daprstatetest"
 )
 
 const component = "statestore"
@@ -21,58 +19,12 @@ type counter struct {
 	Note string `json:"note,omitempty"`
 }
 
-// The fake must behave like Redis where this package depends on it, or the tests below prove
-// nothing.
-func TestFakeClientMimicsRedis(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	fw := dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite)
-	f := newFakeClient()
-
-	if err := f.SaveStateWithETag(ctx, component, "k", []byte(`1`), "", nil, fw); err != nil {
-		t.Fatalf("first write: %v", err)
-	}
-	item, err := f.GetState(ctx, component, "k", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := item.Etag, "1"; got != want {
-		t.Errorf("etag after first write = %q, want %q", got, want)
-	}
-	if err := f.SaveStateWithETag(ctx, component, "k", []byte(`2`), "1", nil, fw); err != nil {
-		t.Fatalf("write with current etag: %v", err)
-	}
-	item, _ = f.GetState(ctx, component, "k", nil)
-	if got, want := item.Etag, "2"; got != want {
-		t.Errorf("etag after second write = %q, want %q", got, want)
-	}
-
-	err = f.SaveStateWithETag(ctx, component, "k", []byte(`3`), "1", nil, fw)
-	if got, want := status.Code(err), codes.Aborted; got != want {
-		t.Errorf("stale etag: status code = %v, want %v (err %v)", got, want, err)
-	}
-	err = f.SaveStateWithETag(ctx, component, "k", []byte(`3`), "", nil, fw)
-	if err == nil {
-		t.Error("first-write without etag on an existing key: error = nil, want an error")
-	} else if got, want := status.Code(err), codes.Unknown; got != want {
-		t.Errorf("first-write without etag on an existing key: status code = %v, want %v (untyped)", got, want)
-	}
-	// Last-write ignores the ETag.
-	if err := f.SaveStateWithETag(ctx, component, "k", []byte(`4`), "1", nil); err != nil {
-		t.Errorf("last-write with stale etag: %v", err)
-	}
-	missing, err := f.GetState(ctx, component, "missing", nil)
-	if err != nil || len(missing.Value) != 0 {
-		t.Errorf("missing key = %+v, %v, want an empty item and no error", missing, err)
-	}
-}
-
 func TestGet(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	tests := []struct {
 		name     string
-		setup    func(f *fakeClient)
+		setup    func(f *daprstatetest.Client)
 		key      string
 		want     counter
 		wantEtag string
@@ -80,7 +32,7 @@ func TestGet(t *testing.T) {
 	}{
 		{
 			name:     "present",
-			setup:    func(f *fakeClient) { f.put(component, "c", []byte(`{"n":7}`)) },
+			setup:    func(f *daprstatetest.Client) { f.Put(component, "c", []byte(`{"n":7}`)) },
 			key:      "c",
 			want:     counter{N: 7},
 			wantEtag: "1",
@@ -92,19 +44,19 @@ func TestGet(t *testing.T) {
 		},
 		{
 			name:    "other component does not count",
-			setup:   func(f *fakeClient) { f.put("otherstore", "c", []byte(`{"n":7}`)) },
+			setup:   func(f *daprstatetest.Client) { f.Put("otherstore", "c", []byte(`{"n":7}`)) },
 			key:     "c",
 			wantErr: daprstate.ErrNotFound,
 		},
 		{
 			name:    "undecodable",
-			setup:   func(f *fakeClient) { f.put(component, "c", []byte(`not json`)) },
+			setup:   func(f *daprstatetest.Client) { f.Put(component, "c", []byte(`not json`)) },
 			key:     "c",
 			wantErr: errAny,
 		},
 		{
 			name:    "outage",
-			setup:   func(f *fakeClient) { f.getErr = errOutage },
+			setup:   func(f *daprstatetest.Client) { f.SetGetErr(errOutage) },
 			key:     "c",
 			wantErr: errOutage,
 		},
@@ -112,7 +64,7 @@ func TestGet(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeClient()
+			f := daprstatetest.NewClient()
 			if tt.setup != nil {
 				tt.setup(f)
 			}
@@ -140,7 +92,7 @@ func TestCreate(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name    string
-		setup   func(f *fakeClient)
+		setup   func(f *daprstatetest.Client)
 		wantErr error
 		wantRaw string // stored value afterwards ("" for none)
 	}{
@@ -150,20 +102,20 @@ func TestCreate(t *testing.T) {
 		},
 		{
 			name:    "existing key",
-			setup:   func(f *fakeClient) { f.put(component, "c", []byte(`{"n":9}`)) },
+			setup:   func(f *daprstatetest.Client) { f.Put(component, "c", []byte(`{"n":9}`)) },
 			wantErr: daprstate.ErrExists,
 			wantRaw: `{"n":9}`,
 		},
 		{
 			name:    "save outage is not reported as exists",
-			setup:   func(f *fakeClient) { f.saveErr = errOutage },
+			setup:   func(f *daprstatetest.Client) { f.SetSaveErr(errOutage) },
 			wantErr: errOutage,
 		},
 		{
 			name: "save and get outage",
-			setup: func(f *fakeClient) {
-				f.saveErr = errOutage
-				f.getErr = errOutage
+			setup: func(f *daprstatetest.Client) {
+				f.SetSaveErr(errOutage)
+				f.SetGetErr(errOutage)
 			},
 			wantErr: errOutage,
 		},
@@ -171,7 +123,7 @@ func TestCreate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeClient()
+			f := daprstatetest.NewClient()
 			if tt.setup != nil {
 				tt.setup(f)
 			}
@@ -180,7 +132,7 @@ func TestCreate(t *testing.T) {
 			err := s.Create(ctx, "c", counter{N: 1})
 
 			checkErr(t, err, tt.wantErr)
-			raw, _ := f.raw(component, "c")
+			raw, _ := f.Value(component, "c")
 			if got := string(raw); got != tt.wantRaw {
 				t.Errorf("stored value = %q, want %q", got, tt.wantRaw)
 			}
@@ -194,7 +146,7 @@ func TestUpdate(t *testing.T) {
 	tests := []struct {
 		name     string
 		etag     func(read string) string
-		setup    func(f *fakeClient)
+		setup    func(f *daprstatetest.Client)
 		wantErr  error
 		wantRaw  string
 		wantEtag string // ETag read afterwards
@@ -215,7 +167,7 @@ func TestUpdate(t *testing.T) {
 		{
 			name:     "key changed since it was read",
 			etag:     func(read string) string { return read },
-			setup:    func(f *fakeClient) { f.put(component, "c", []byte(`{"n":5}`)) },
+			setup:    func(f *daprstatetest.Client) { f.Put(component, "c", []byte(`{"n":5}`)) },
 			wantErr:  daprstate.ErrConflict,
 			wantRaw:  `{"n":5}`,
 			wantEtag: "2",
@@ -230,7 +182,7 @@ func TestUpdate(t *testing.T) {
 		{
 			name:     "outage is not a conflict",
 			etag:     func(read string) string { return read },
-			setup:    func(f *fakeClient) { f.saveErr = errOutage },
+			setup:    func(f *daprstatetest.Client) { f.SetSaveErr(errOutage) },
 			wantErr:  errOutage,
 			wantRaw:  `{"n":1}`,
 			wantEtag: "1",
@@ -239,7 +191,7 @@ func TestUpdate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeClient()
+			f := daprstatetest.NewClient()
 			s := daprstate.New(f, component)
 			if err := s.Create(ctx, "c", counter{N: 1}); err != nil {
 				t.Fatal(err)
@@ -256,11 +208,11 @@ func TestUpdate(t *testing.T) {
 			err = s.Update(ctx, "c", counter{N: 2}, tt.etag(read))
 
 			checkErr(t, err, tt.wantErr)
-			raw, _ := f.raw(component, "c")
+			raw, _ := f.Value(component, "c")
 			if got := string(raw); got != tt.wantRaw {
 				t.Errorf("stored value = %q, want %q", got, tt.wantRaw)
 			}
-			f.saveErr = nil
+			f.SetSaveErr(nil)
 			if got, _ := s.Get(ctx, "c", &doc); got != tt.wantEtag {
 				t.Errorf("etag afterwards = %q, want %q", got, tt.wantEtag)
 			}
@@ -283,7 +235,7 @@ func TestDelete(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeClient()
+			f := daprstatetest.NewClient()
 			s := daprstate.New(f, component)
 			if err := s.Create(ctx, "c", counter{N: 1}); err != nil {
 				t.Fatal(err)
@@ -297,7 +249,7 @@ func TestDelete(t *testing.T) {
 			err = s.Delete(ctx, "c", tt.etag(read))
 
 			checkErr(t, err, tt.wantErr)
-			if _, got := f.raw(component, "c"); got != tt.wantExist {
+			if _, got := f.Value(component, "c"); got != tt.wantExist {
 				t.Errorf("key exists afterwards = %t, want %t", got, tt.wantExist)
 			}
 		})
@@ -312,7 +264,7 @@ func TestMutate(t *testing.T) {
 
 	tests := []struct {
 		name      string
-		setup     func(f *fakeClient)
+		setup     func(f *daprstatetest.Client)
 		attempts  int
 		fn        func(c *counter, found bool) error
 		want      counter // returned document
@@ -330,7 +282,7 @@ func TestMutate(t *testing.T) {
 		},
 		{
 			name:      "existing key is updated",
-			setup:     func(f *fakeClient) { f.put(component, "c", []byte(`{"n":4}`)) },
+			setup:     func(f *daprstatetest.Client) { f.Put(component, "c", []byte(`{"n":4}`)) },
 			attempts:  3,
 			fn:        func(c *counter, found bool) error { c.N++; c.Note = foundNote(found); return nil },
 			want:      counter{N: 5, Note: "found"},
@@ -339,7 +291,7 @@ func TestMutate(t *testing.T) {
 		},
 		{
 			name:      "no change skips the write",
-			setup:     func(f *fakeClient) { f.put(component, "c", []byte(`{"n":4}`)) },
+			setup:     func(f *daprstatetest.Client) { f.Put(component, "c", []byte(`{"n":4}`)) },
 			attempts:  3,
 			fn:        func(*counter, bool) error { return daprstate.ErrNoChange },
 			want:      counter{N: 4},
@@ -348,7 +300,7 @@ func TestMutate(t *testing.T) {
 		},
 		{
 			name:      "fn error is returned and nothing is written",
-			setup:     func(f *fakeClient) { f.put(component, "c", []byte(`{"n":4}`)) },
+			setup:     func(f *daprstatetest.Client) { f.Put(component, "c", []byte(`{"n":4}`)) },
 			attempts:  3,
 			fn:        func(*counter, bool) error { return errFn },
 			wantErr:   errFn,
@@ -357,9 +309,9 @@ func TestMutate(t *testing.T) {
 		},
 		{
 			name: "conflict is retried on a fresh read",
-			setup: func(f *fakeClient) {
-				f.put(component, "c", []byte(`{"n":4}`))
-				f.beforeSave = once(func() { f.put(component, "c", []byte(`{"n":10}`)) })
+			setup: func(f *daprstatetest.Client) {
+				f.Put(component, "c", []byte(`{"n":4}`))
+				f.BeforeSave = once(func() { f.Put(component, "c", []byte(`{"n":10}`)) })
 			},
 			attempts:  3,
 			fn:        increment,
@@ -369,8 +321,8 @@ func TestMutate(t *testing.T) {
 		},
 		{
 			name: "competing create is retried as an update",
-			setup: func(f *fakeClient) {
-				f.beforeSave = once(func() { f.put(component, "c", []byte(`{"n":10}`)) })
+			setup: func(f *daprstatetest.Client) {
+				f.BeforeSave = once(func() { f.Put(component, "c", []byte(`{"n":10}`)) })
 			},
 			attempts:  3,
 			fn:        increment,
@@ -380,9 +332,9 @@ func TestMutate(t *testing.T) {
 		},
 		{
 			name: "gives up after the attempts",
-			setup: func(f *fakeClient) {
-				f.put(component, "c", []byte(`{"n":4}`))
-				f.beforeSave = func() { f.put(component, "c", []byte(`{"n":4}`)) }
+			setup: func(f *daprstatetest.Client) {
+				f.Put(component, "c", []byte(`{"n":4}`))
+				f.BeforeSave = func(context.Context, string) { f.Put(component, "c", []byte(`{"n":4}`)) }
 			},
 			attempts:  3,
 			fn:        increment,
@@ -392,7 +344,7 @@ func TestMutate(t *testing.T) {
 		},
 		{
 			name:     "read outage is returned",
-			setup:    func(f *fakeClient) { f.getErr = errOutage },
+			setup:    func(f *daprstatetest.Client) { f.SetGetErr(errOutage) },
 			attempts: 3,
 			fn:       increment,
 			wantErr:  errOutage,
@@ -401,7 +353,7 @@ func TestMutate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeClient()
+			f := daprstatetest.NewClient()
 			if tt.setup != nil {
 				tt.setup(f)
 			}
@@ -415,11 +367,11 @@ func TestMutate(t *testing.T) {
 					t.Errorf("returned document mismatch (-got +want):\n%s", diff)
 				}
 			}
-			raw, _ := f.raw(component, "c")
+			raw, _ := f.Value(component, "c")
 			if got := string(raw); got != tt.wantRaw {
 				t.Errorf("stored value = %q, want %q", got, tt.wantRaw)
 			}
-			if got := f.saveCount(); got != tt.wantSaves {
+			if got := len(f.Writes(component, "")); got != tt.wantSaves {
 				t.Errorf("writes through the client = %d, want %d", got, tt.wantSaves)
 			}
 		})
@@ -430,7 +382,7 @@ func TestMutate(t *testing.T) {
 func TestMutateConcurrentIncrements(t *testing.T) {
 	t.Parallel()
 	const workers, perWorker = 8, 25
-	f := newFakeClient()
+	f := daprstatetest.NewClient()
 	s := daprstate.New(f, component)
 	ctx := context.Background()
 
@@ -461,6 +413,9 @@ func TestMutateConcurrentIncrements(t *testing.T) {
 		t.Errorf("counter = %d, want %d", got.N, want)
 	}
 }
+
+// errOutage is an outage of the sidecar.
+var errOutage = daprstatetest.ErrUnavailable
 
 // errAny stands for "some error that is not one of the sentinels".
 var errAny = errors.New("any error")
@@ -495,7 +450,8 @@ func foundNote(found bool) string {
 	return "missing"
 }
 
-func once(fn func()) func() {
+// once adapts fn to a BeforeSave hook that runs it on the first save only.
+func once(fn func()) func(context.Context, string) {
 	var o sync.Once
-	return func() { o.Do(fn) }
+	return func(context.Context, string) { o.Do(fn) }
 }

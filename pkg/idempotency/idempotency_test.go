@@ -17,11 +17,14 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/daprstate/daprstatetest"
 	"github.com/groupbuy/groupbuy/pkg/idempotency"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
 var t0 = time.Date(2030, 1, 2, 10, 0, 0, 0, time.UTC)
+
+const component = "statestore"
 
 const (
 	lease = 30 * time.Second
@@ -55,8 +58,8 @@ func (c *clock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-func newStore() (*fakeClient, *store, *clock) {
-	f := newFakeClient()
+func newStore() (*daprstatetest.Client, *store, *clock) {
+	f := daprstatetest.NewClient()
 	c := &clock{now: t0}
 	return f, idempotency.New[record](daprstate.New(f, component), ttl, c.Now), c
 }
@@ -200,7 +203,7 @@ func TestStore(t *testing.T) {
 
 			// Every write of a record passes the TTL again: a write without it would keep the
 			// key forever.
-			writes := f.writesTo("idem:")
+			writes := f.Writes(component, "idem:")
 			if len(writes) == 0 {
 				t.Fatal("no idempotency writes")
 			}
@@ -209,7 +212,7 @@ func TestStore(t *testing.T) {
 					t.Errorf("write %d to %s: ttlInSeconds = %q, want %q", i, w.Key, got, want)
 				}
 			}
-			if keys := f.keys("idem:"); len(keys) != 1 {
+			if keys := f.Keys(component, "idem:"); len(keys) != 1 {
 				t.Errorf("idempotency keys = %v, want one", keys)
 			}
 		})
@@ -265,8 +268,9 @@ func TestStoredForm(t *testing.T) {
 	if got := idempotency.Key("u1", "key"); got != key {
 		t.Errorf("Key = %q, want %q", got, key)
 	}
+	raw, _ := f.Value(component, key)
 	var got map[string]any
-	if err := json.Unmarshal(f.raw(key), &got); err != nil {
+	if err := json.Unmarshal(raw, &got); err != nil {
 		t.Fatalf("stored value at %s: %v", key, err)
 	}
 	want := map[string]any{
@@ -300,7 +304,7 @@ func TestKeysPerUser(t *testing.T) {
 	if a.OrderID == b.OrderID {
 		t.Errorf("both users got order %s", a.OrderID)
 	}
-	for _, k := range f.keys("idem:") {
+	for _, k := range f.Keys(component, "idem:") {
 		if len(k) > 200 || strings.Contains(k, "secret-key") {
 			t.Errorf("state key %q holds the raw key", k)
 		}
@@ -353,27 +357,27 @@ func TestErrors(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name    string
-		run     func(f *fakeClient, s *store) error
+		run     func(f *daprstatetest.Client, s *store) error
 		wantErr error
 	}{
 		{
 			name: "finish of a vanished record",
-			run: func(_ *fakeClient, s *store) error {
+			run: func(_ *daprstatetest.Client, s *store) error {
 				return s.Finish(ctx, "u1", "key", 201, nil)
 			},
 			wantErr: idempotency.ErrVanished,
 		},
 		{
 			name: "begin during an outage claims nothing",
-			run: func(f *fakeClient, s *store) error {
-				f.setSaveErr(errOutage)
+			run: func(f *daprstatetest.Client, s *store) error {
+				f.SetSaveErr(daprstatetest.ErrUnavailable)
 				rec, claimed, err := s.Begin(ctx, "u1", "key", "h", lease, ids())
 				if claimed || rec.OrderID != "" {
 					return fmt.Errorf("Begin = %+v, claimed %t; want nothing", rec, claimed)
 				}
 				return err
 			},
-			wantErr: errOutage,
+			wantErr: daprstatetest.ErrUnavailable,
 		},
 	}
 	for _, tt := range tests {

@@ -3,76 +3,23 @@ package daprstore_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
-
-	dapr "github.com/dapr/go-sdk/client"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/groupbuy/groupbuy/apps/inventory/internal/daprstore"
 	"github.com/groupbuy/groupbuy/apps/inventory/internal/stock"
 	"github.com/groupbuy/groupbuy/apps/inventory/internal/stock/storetest"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/daprstate/daprstatetest"
 )
 
-// fakeDapr mimics the Dapr Redis state store as pkg/daprstate relies on it: versions as
-// ETags, checked only on first-write writes (a mismatch is gRPC Aborted), a first-write
-// without an ETag failing untyped on an existing key, and a missing key reading as an empty
-// item.
-type fakeDapr struct {
-	mu    sync.Mutex
-	items map[string]item
-}
+const component = "statestore"
 
-type item struct {
-	value   []byte
-	version int
-}
-
-var _ daprstate.Client = (*fakeDapr)(nil)
-
-func (f *fakeDapr) GetState(_ context.Context, _, key string, _ map[string]string) (*dapr.StateItem, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	it, ok := f.items[key]
-	if !ok {
-		return &dapr.StateItem{Key: key}, nil
-	}
-	return &dapr.StateItem{Key: key, Value: slices.Clone(it.value), Etag: strconv.Itoa(it.version)}, nil
-}
-
-func (f *fakeDapr) SaveStateWithETag(_ context.Context, store, key string, data []byte, etag string, _ map[string]string, so ...dapr.StateOption) error {
-	var opts dapr.StateOptions
-	for _, o := range so {
-		o(&opts)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	cur, exists := f.items[key]
-	if opts.Concurrency == dapr.StateConcurrencyFirstWrite {
-		switch {
-		case etag != "" && (!exists || strconv.Itoa(cur.version) != etag):
-			return fmt.Errorf("error saving state: %w", status.Errorf(codes.Aborted, "failed saving state in state store %s: possible etag mismatch", store))
-		case etag == "" && exists:
-			return fmt.Errorf("error saving state: rpc error: failed to set key %s", key)
-		}
-	}
-	f.items[key] = item{value: slices.Clone(data), version: cur.version + 1}
-	return nil
-}
-
-func (f *fakeDapr) DeleteStateWithETag(context.Context, string, string, *dapr.ETag, map[string]string, *dapr.StateOptions) error {
-	return fmt.Errorf("not used")
-}
-
-func newRepo() (*daprstore.Repository, *fakeDapr) {
-	f := &fakeDapr{items: map[string]item{}}
-	return daprstore.New(daprstate.New(f, "statestore")), f
+func newRepo() (*daprstore.Repository, *daprstatetest.Client) {
+	f := daprstatetest.NewClient()
+	return daprstore.New(daprstate.New(f, component)), f
 }
 
 func TestContract(t *testing.T) {
@@ -94,16 +41,13 @@ func TestKeyLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var keys []string
-	for k := range f.items {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
+	keys := f.Keys(component, "")
 	if want := []string{"stock:42", "stock:42:0", "stock:42:1", "stock:42:2"}; !slices.Equal(keys, want) {
 		t.Fatalf("keys %v, want %v", keys, want)
 	}
+	raw, _ := f.Value(component, "stock:42")
 	var meta map[string]any
-	if err := json.Unmarshal(f.items["stock:42"].value, &meta); err != nil {
+	if err := json.Unmarshal(raw, &meta); err != nil {
 		t.Fatal(err)
 	}
 	for _, field := range []string{"deal_id", "stock", "buckets", "created_at"} {
@@ -119,7 +63,8 @@ func TestKeyLayout(t *testing.T) {
 			State string
 		}
 	}
-	if err := json.Unmarshal(f.items[home].value, &b); err != nil {
+	raw, _ = f.Value(component, home)
+	if err := json.Unmarshal(raw, &b); err != nil {
 		t.Fatal(err)
 	}
 	if h := b.Holds["o1"]; h.Qty != 2 || h.State != "reserved" || b.Reserved != 2 || b.Available+b.Reserved+b.Sold != b.Stock {

@@ -3,92 +3,23 @@ package daprstore_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	dapr "github.com/dapr/go-sdk/client"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/groupbuy/groupbuy/apps/notify/internal/daprstore"
 	"github.com/groupbuy/groupbuy/apps/notify/internal/notification"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/daprstate/daprstatetest"
 )
 
-// fakeClient is an in-memory daprstate.Client with the Redis state store's behaviour that
-// daprstate relies on: version ETags, checked on first-write writes (mismatch = gRPC Aborted),
-// a first-write without ETag failing on an existing key, a missing key read as an empty item.
-// beforeSave runs before each write, so a test can slip a competing write in between.
-type fakeClient struct {
-	mu         sync.Mutex
-	items      map[string]fakeItem
-	saveErr    error
-	beforeSave func(key string)
-}
-
-type fakeItem struct {
-	value   []byte
-	version int
-}
-
-var _ daprstate.Client = (*fakeClient)(nil)
-
-func newFake() *fakeClient { return &fakeClient{items: map[string]fakeItem{}} }
-
-func (f *fakeClient) GetState(_ context.Context, _, key string, _ map[string]string) (*dapr.StateItem, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	it, ok := f.items[key]
-	if !ok {
-		return &dapr.StateItem{Key: key}, nil
-	}
-	return &dapr.StateItem{Key: key, Value: append([]byte(nil), it.value...), Etag: strconv.Itoa(it.version)}, nil
-}
-
-func (f *fakeClient) SaveStateWithETag(_ context.Context, _, key string, data []byte, etag string, _ map[string]string, so ...dapr.StateOption) error {
-	if f.beforeSave != nil {
-		f.beforeSave(key)
-	}
-	var opts dapr.StateOptions
-	for _, o := range so {
-		o(&opts)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.saveErr != nil {
-		return f.saveErr
-	}
-	cur, exists := f.items[key]
-	if opts.Concurrency == dapr.StateConcurrencyFirstWrite {
-		switch {
-		case etag != "" && (!exists || strconv.Itoa(cur.version) != etag):
-			return status.Error(codes.Aborted, "possible etag mismatch")
-		case etag == "" && exists:
-			return errors.New("failed to set key")
-		}
-	}
-	f.items[key] = fakeItem{value: append([]byte(nil), data...), version: cur.version + 1}
-	return nil
-}
-
-func (f *fakeClient) DeleteStateWithETag(_ context.Context, _, key string, _ *dapr.ETag, _ map[string]string, _ *dapr.StateOptions) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.items, key)
-	return nil
-}
-
-func (f *fakeClient) stored(t *testing.T, key string) notification.Inbox {
+// stored decodes the inbox document at key.
+func stored(t *testing.T, f *daprstatetest.Client, key string) notification.Inbox {
 	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	raw, _ := f.Value("statestore", key)
 	var in notification.Inbox
-	if err := json.Unmarshal(f.items[key].value, &in); err != nil {
+	if err := json.Unmarshal(raw, &in); err != nil {
 		t.Fatalf("stored %s: %v", key, err)
 	}
 	return in
@@ -103,7 +34,7 @@ func note(id string, at time.Time) notification.Notification {
 func TestAddDedupes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	fake := newFake()
+	fake := daprstatetest.NewClient()
 	s := daprstore.New(daprstate.New(fake, "statestore"))
 
 	for i, want := range []bool{true, false, false} {
@@ -115,7 +46,7 @@ func TestAddDedupes(t *testing.T) {
 			t.Errorf("Add #%d = %v, want %v", i, got, want)
 		}
 	}
-	if got := len(fake.stored(t, daprstore.Key("u1")).Items); got != 1 {
+	if got := len(stored(t, fake, daprstore.Key("u1")).Items); got != 1 {
 		t.Errorf("stored items = %d, want 1", got)
 	}
 	items, err := s.Inbox(ctx, "u1")
@@ -130,14 +61,14 @@ func TestAddDedupes(t *testing.T) {
 func TestAddCaps(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	fake := newFake()
+	fake := daprstatetest.NewClient()
 	s := daprstore.New(daprstate.New(fake, "statestore"))
 	for i := range notification.MaxItems + 10 {
 		if _, err := s.Add(ctx, "u1", note(fmt.Sprintf("o%d:order.created", i), t0.Add(time.Duration(i)*time.Second))); err != nil {
 			t.Fatalf("Add %d: %v", i, err)
 		}
 	}
-	in := fake.stored(t, daprstore.Key("u1"))
+	in := stored(t, fake, daprstore.Key("u1"))
 	if got := len(in.Items); got != notification.MaxItems {
 		t.Fatalf("stored items = %d, want %d", got, notification.MaxItems)
 	}
@@ -152,14 +83,14 @@ func TestAddUnderContention(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	fake := newFake()
+	fake := daprstatetest.NewClient()
 	s := daprstore.New(daprstate.New(fake, "statestore"))
 	if _, err := s.Add(ctx, "u1", note("first", t0)); err != nil {
 		t.Fatal(err)
 	}
 	other := daprstore.New(daprstate.New(fake, "statestore"))
 	var fired atomic.Bool
-	fake.beforeSave = func(string) {
+	fake.BeforeSave = func(context.Context, string) {
 		if fired.CompareAndSwap(false, true) {
 			// Runs inside the first save attempt, after its read: a competing write.
 			if _, err := other.Add(ctx, "u1", note("competitor", t0.Add(time.Second))); err != nil {
@@ -170,7 +101,7 @@ func TestAddUnderContention(t *testing.T) {
 	if added, err := s.Add(ctx, "u1", note("mine", t0.Add(2*time.Second))); err != nil || !added {
 		t.Fatalf("Add = %v, %v; want true, nil", added, err)
 	}
-	got := fake.stored(t, daprstore.Key("u1"))
+	got := stored(t, fake, daprstore.Key("u1"))
 	var gotIDs []string
 	for _, n := range got.Items {
 		gotIDs = append(gotIDs, n.ID)
@@ -183,8 +114,8 @@ func TestAddUnderContention(t *testing.T) {
 
 func TestAddReportsOutage(t *testing.T) {
 	t.Parallel()
-	fake := newFake()
-	fake.saveErr = status.Error(codes.Unavailable, "connection refused")
+	fake := daprstatetest.NewClient()
+	fake.SetSaveErr(daprstatetest.ErrUnavailable)
 	s := daprstore.New(daprstate.New(fake, "statestore"))
 	if _, err := s.Add(context.Background(), "u1", note("a", t0)); err == nil {
 		t.Fatal("Add during an outage: want an error")

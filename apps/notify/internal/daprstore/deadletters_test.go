@@ -9,6 +9,7 @@ import (
 	"github.com/groupbuy/groupbuy/apps/notify/internal/daprstore"
 	"github.com/groupbuy/groupbuy/apps/notify/internal/deadletter"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/daprstate/daprstatetest"
 )
 
 func letter(id string) deadletter.Letter {
@@ -17,12 +18,11 @@ func letter(id string) deadletter.Letter {
 
 // storedRaw returns the document at key as generic JSON: the shape operators and the
 // integration tests read straight from Redis.
-func (f *fakeClient) storedRaw(t *testing.T, key string) map[string][]map[string]any {
+func storedRaw(t *testing.T, f *daprstatetest.Client, key string) map[string][]map[string]any {
 	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	raw, _ := f.Value("statestore", key)
 	var doc map[string][]map[string]any
-	if err := json.Unmarshal(f.items[key].value, &doc); err != nil {
+	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatalf("stored %s: %v", key, err)
 	}
 	return doc
@@ -31,7 +31,7 @@ func (f *fakeClient) storedRaw(t *testing.T, key string) map[string][]map[string
 func TestDeadLettersDedupeAndShape(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	fake := newFake()
+	fake := daprstatetest.NewClient()
 	s := daprstore.NewDeadLetters(daprstate.New(fake, "statestore"))
 
 	for i, want := range []bool{true, false, true} {
@@ -47,7 +47,7 @@ func TestDeadLettersDedupeAndShape(t *testing.T) {
 			t.Errorf("Add #%d = %v, want %v", i, got, want)
 		}
 	}
-	doc := fake.storedRaw(t, "deadletters:order.created.dead")
+	doc := storedRaw(t, fake, "deadletters:order.created.dead")
 	want := `{"items":[{"data":"{\"v\":99}","id":"ce-2","received_at":"2025-06-01T12:00:00Z","topic":"order.created.dead"},{"data":"{\"v\":99}","id":"ce-1","received_at":"2025-06-01T12:00:00Z","topic":"order.created.dead"}]}`
 	if got, _ := json.Marshal(doc); string(got) != want {
 		t.Errorf("stored document\n got %s\nwant %s", got, want)
@@ -64,7 +64,7 @@ func TestDeadLettersDedupeAndShape(t *testing.T) {
 func TestDeadLettersCap(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	fake := newFake()
+	fake := daprstatetest.NewClient()
 	s := daprstore.NewDeadLetters(daprstate.New(fake, "statestore"))
 	for i := range deadletter.MaxItems + 5 {
 		if _, err := s.Add(ctx, letter(fmt.Sprintf("ce-%d", i))); err != nil {

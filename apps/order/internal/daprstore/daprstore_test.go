@@ -16,12 +16,15 @@ import (
 	"github.com/groupbuy/groupbuy/apps/order/internal/daprstore"
 	"github.com/groupbuy/groupbuy/apps/order/internal/order"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/daprstate/daprstatetest"
 )
 
 var t0 = time.Date(2030, 1, 2, 10, 0, 0, 0, time.UTC)
 
-func newState() (*fakeClient, *daprstate.Store) {
-	f := newFakeClient()
+const component = "statestore"
+
+func newState() (*daprstatetest.Client, *daprstate.Store) {
+	f := daprstatetest.NewClient()
 	return f, daprstate.New(f, component)
 }
 
@@ -32,25 +35,25 @@ func TestOrders(t *testing.T) {
 		Status: order.StatusPending, PayBy: t0.Add(15 * time.Minute), CreatedAt: t0, UpdatedAt: t0}
 	tests := []struct {
 		name    string
-		run     func(t *testing.T, f *fakeClient, r *daprstore.Orders) error
+		run     func(t *testing.T, f *daprstatetest.Client, r *daprstore.Orders) error
 		wantErr error // nil, a sentinel, or errAny
 		want    *order.Order
 	}{
 		{
 			name:    "missing",
-			run:     func(*testing.T, *fakeClient, *daprstore.Orders) error { return nil },
+			run:     func(*testing.T, *daprstatetest.Client, *daprstore.Orders) error { return nil },
 			wantErr: nil,
 		},
 		{
 			name: "created",
-			run: func(_ *testing.T, _ *fakeClient, r *daprstore.Orders) error {
+			run: func(_ *testing.T, _ *daprstatetest.Client, r *daprstore.Orders) error {
 				return r.Create(ctx, o1)
 			},
 			want: &o1,
 		},
 		{
 			name: "created twice keeps the first",
-			run: func(t *testing.T, _ *fakeClient, r *daprstore.Orders) error {
+			run: func(t *testing.T, _ *daprstatetest.Client, r *daprstore.Orders) error {
 				if err := r.Create(ctx, o1); err != nil {
 					t.Fatal(err)
 				}
@@ -62,7 +65,7 @@ func TestOrders(t *testing.T) {
 		},
 		{
 			name: "updated with the etag read",
-			run: func(t *testing.T, _ *fakeClient, r *daprstore.Orders) error {
+			run: func(t *testing.T, _ *daprstatetest.Client, r *daprstore.Orders) error {
 				if err := r.Create(ctx, o1); err != nil {
 					t.Fatal(err)
 				}
@@ -79,7 +82,7 @@ func TestOrders(t *testing.T) {
 		},
 		{
 			name: "stale etag is a domain conflict",
-			run: func(t *testing.T, _ *fakeClient, r *daprstore.Orders) error {
+			run: func(t *testing.T, _ *daprstatetest.Client, r *daprstore.Orders) error {
 				if err := r.Create(ctx, o1); err != nil {
 					t.Fatal(err)
 				}
@@ -99,7 +102,7 @@ func TestOrders(t *testing.T) {
 		},
 		{
 			name: "outage is not a conflict",
-			run: func(t *testing.T, f *fakeClient, r *daprstore.Orders) error {
+			run: func(t *testing.T, f *daprstatetest.Client, r *daprstore.Orders) error {
 				if err := r.Create(ctx, o1); err != nil {
 					t.Fatal(err)
 				}
@@ -107,11 +110,11 @@ func TestOrders(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				f.setSaveErr(errOutage)
-				defer f.setSaveErr(nil)
+				f.SetSaveErr(daprstatetest.ErrUnavailable)
+				defer f.SetSaveErr(nil)
 				return r.Update(ctx, o1, etag)
 			},
-			wantErr: errOutage,
+			wantErr: daprstatetest.ErrUnavailable,
 			want:    &o1,
 		},
 	}
@@ -129,7 +132,7 @@ func TestOrders(t *testing.T) {
 			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
 				t.Fatalf("error = %v, want %v", err, tt.wantErr)
 			}
-			if tt.wantErr == errOutage && errors.Is(err, order.ErrConflict) {
+			if tt.wantErr == daprstatetest.ErrUnavailable && errors.Is(err, order.ErrConflict) {
 				t.Errorf("error = %v, want it not to be a conflict", err)
 			}
 			got, _, err := r.Get(ctx, "o1")
@@ -145,7 +148,7 @@ func TestOrders(t *testing.T) {
 			if diff := cmp.Diff(got, *tt.want); diff != "" {
 				t.Errorf("stored order mismatch (-got +want):\n%s", diff)
 			}
-			if got := f.keys("order:"); !cmp.Equal(got, []string{"order:o1"}) {
+			if got := f.Keys(component, "order:"); !cmp.Equal(got, []string{"order:o1"}) {
 				t.Errorf("keys = %v, want [order:o1]", got)
 			}
 		})
@@ -362,7 +365,7 @@ func TestUsersSetStatusAndRemove(t *testing.T) {
 			if diff := cmp.Diff(got, tt.want); diff != "" {
 				t.Errorf("entries mismatch (-got +want):\n%s", diff)
 			}
-			if got := f.keys("userorders:u9"); len(got) != 0 {
+			if got := f.Keys(component, "userorders:u9"); len(got) != 0 {
 				t.Errorf("a document was created for an unknown user: %v", got)
 			}
 		})
@@ -393,7 +396,7 @@ func TestPendingShards(t *testing.T) {
 	byDue := func(a, b order.PendingEntry) int { return a.Due.Compare(b.Due) }
 	slices.SortFunc(all, byDue)
 
-	keys := f.keys("pending:")
+	keys := f.Keys(component, "pending:")
 	slices.Sort(keys)
 	if len(keys) < 2 {
 		t.Errorf("pending keys = %v, want the ids spread over several shards", keys)
@@ -520,11 +523,11 @@ func TestIdempotency(t *testing.T) {
 	if diff := cmp.Diff(replayed, want); diff != "" {
 		t.Errorf("replayed record mismatch (-got +want):\n%s", diff)
 	}
-	keys := f.keys("idem:")
+	keys := f.Keys(component, "idem:")
 	if len(keys) != 1 || !strings.HasPrefix(keys[0], "idem:u1:") || strings.Contains(keys[0], "key") {
 		t.Errorf("idempotency keys = %v, want one idem:u1:<hash>", keys)
 	}
-	for i, w := range f.writesTo("idem:") {
+	for i, w := range f.Writes(component, "idem:") {
 		if got, want := w.Meta["ttlInSeconds"], "86400"; got != want {
 			t.Errorf("write %d to %s: ttlInSeconds = %q, want %q", i, w.Key, got, want)
 		}

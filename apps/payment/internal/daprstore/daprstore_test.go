@@ -4,129 +4,24 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	dapr "github.com/dapr/go-sdk/client"
 	"github.com/google/go-cmp/cmp"
 	"go.opentelemetry.io/otel/metric/noop"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/groupbuy/groupbuy/apps/payment/internal/daprstore"
 	"github.com/groupbuy/groupbuy/apps/payment/internal/payment"
 	"github.com/groupbuy/groupbuy/apps/payment/internal/payment/paymenttest"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/daprstate/daprstatetest"
 )
 
 const storeName = "statestore"
 
-// fakeClient is an in-memory daprstate.Client with the behaviour of the Dapr Redis state store
-// (components-contrib state.redis) that first-write creates rely on:
-//   - a first-write save without an ETag fails, with an untyped error, when the key exists;
-//   - a first-write save with an ETag fails with gRPC Aborted unless the ETag is current;
-//   - a missing key reads as an item without a value, not as an error.
-//
-// afterGet runs after every read, before it returns (to hold readers at a barrier); getErr and
-// saveErr simulate an outage.
-type fakeClient struct {
-	afterGet func(ctx context.Context)
-
-	mu       sync.Mutex
-	items    map[string]fakeItem
-	saves    int // successful writes
-	attempts int // write calls
-	getErr   error
-	saveErr  error
-}
-
-type fakeItem struct {
-	value   []byte
-	version int
-}
-
-var _ daprstate.Client = (*fakeClient)(nil)
-
-func newFakeClient() *fakeClient { return &fakeClient{items: map[string]fakeItem{}} }
-
-func (f *fakeClient) GetState(ctx context.Context, store, key string, _ map[string]string) (*dapr.StateItem, error) {
-	item, err := f.get(store, key)
-	if f.afterGet != nil {
-		f.afterGet(ctx)
-	}
-	return item, err
-}
-
-func (f *fakeClient) get(store, key string) (*dapr.StateItem, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.getErr != nil {
-		return nil, fmt.Errorf("error getting state: %w", f.getErr)
-	}
-	it, ok := f.items[store+"/"+key]
-	if !ok {
-		return &dapr.StateItem{Key: key}, nil
-	}
-	return &dapr.StateItem{Key: key, Value: append([]byte(nil), it.value...), Etag: strconv.Itoa(it.version)}, nil
-}
-
-func (f *fakeClient) SaveStateWithETag(_ context.Context, store, key string, data []byte, etag string, _ map[string]string, so ...dapr.StateOption) error {
-	var opts dapr.StateOptions
-	for _, o := range so {
-		o(&opts)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.attempts++
-	if f.saveErr != nil {
-		return fmt.Errorf("error saving state: %w", f.saveErr)
-	}
-	k := store + "/" + key
-	cur, exists := f.items[k]
-	if opts.Concurrency == dapr.StateConcurrencyFirstWrite {
-		switch {
-		case etag != "" && (!exists || strconv.Itoa(cur.version) != etag):
-			return fmt.Errorf("error saving state: %w",
-				status.Errorf(codes.Aborted, "failed saving state in state store %s: possible etag mismatch", store))
-		case etag == "" && exists:
-			return fmt.Errorf("error saving state: rpc error: failed to set key %s", key)
-		}
-	}
-	f.items[k] = fakeItem{value: append([]byte(nil), data...), version: cur.version + 1}
-	f.saves++
-	return nil
-}
-
-func (f *fakeClient) DeleteStateWithETag(context.Context, string, string, *dapr.ETag, map[string]string, *dapr.StateOptions) error {
-	return errors.New("payment records are never deleted")
-}
-
-func (f *fakeClient) keys() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []string
-	for k := range f.items {
-		out = append(out, k)
-	}
-	return out
-}
-
-func (f *fakeClient) raw(key string) []byte {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.items[storeName+"/"+key].value
-}
-
-func (f *fakeClient) saveCounts() (saves, attempts int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.saves, f.attempts
-}
-
-var errOutage = errors.New("rpc error: code = Unavailable desc = connection refused")
+// errOutage is an outage of the sidecar.
+var errOutage = daprstatetest.ErrUnavailable
 
 func testContext(t *testing.T) context.Context {
 	t.Helper()
@@ -138,13 +33,13 @@ func testContext(t *testing.T) context.Context {
 func TestContract(t *testing.T) {
 	t.Parallel()
 	paymenttest.RunContract(t, func(*testing.T) payment.Repository {
-		return daprstore.New(daprstate.New(newFakeClient(), storeName))
+		return daprstore.New(daprstate.New(daprstatetest.NewClient(), storeName))
 	})
 }
 
 func TestKeysAndStoredDocuments(t *testing.T) {
 	t.Parallel()
-	fc := newFakeClient()
+	fc := daprstatetest.NewClient()
 	repo := daprstore.New(daprstate.New(fc, storeName))
 	ctx := testContext(t)
 	at := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -164,16 +59,17 @@ func TestKeysAndStoredDocuments(t *testing.T) {
 		{"refund:o1", map[string]any{"refund_id": "re_1", "order_id": "o1", "status": "refunded", "amount_cents": 1999.0, "created_at": "2025-06-01T12:00:00Z"}},
 	}
 	for _, tt := range tests {
+		raw, _ := fc.Value(storeName, tt.key)
 		var got map[string]any
-		if err := json.Unmarshal(fc.raw(tt.key), &got); err != nil {
-			t.Fatalf("decode %s (%q): %v", tt.key, fc.raw(tt.key), err)
+		if err := json.Unmarshal(raw, &got); err != nil {
+			t.Fatalf("decode %s (%q): %v", tt.key, raw, err)
 		}
 		if diff := cmp.Diff(got, tt.want); diff != "" {
 			t.Errorf("%s mismatch (-got +want):\n%s", tt.key, diff)
 		}
 	}
-	if got := len(fc.keys()); got != 2 {
-		t.Errorf("keys = %v, want exactly charge:o1 and refund:o1", fc.keys())
+	if got := len(fc.Keys(storeName, "")); got != 2 {
+		t.Errorf("keys = %v, want exactly charge:o1 and refund:o1", fc.Keys(storeName, ""))
 	}
 }
 
@@ -211,8 +107,9 @@ func TestOutages(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fc := newFakeClient()
-			fc.getErr, fc.saveErr = tt.getErr, tt.saveErr
+			fc := daprstatetest.NewClient()
+			fc.SetGetErr(tt.getErr)
+			fc.SetSaveErr(tt.saveErr)
 
 			err := tt.call(testContext(t), daprstore.New(daprstate.New(fc, storeName)))
 
@@ -244,10 +141,11 @@ func TestConcurrentChargesThroughTheStore(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fc := newFakeClient()
+			fc := daprstatetest.NewClient()
 			if tt.replicas > 1 {
 				// Only the first n reads (the look-ups) wait; the losers' re-reads pass.
-				fc.afterGet = paymenttest.NewBarrier(n).Wait
+				b := paymenttest.NewBarrier(n)
+				fc.AfterGet = func(ctx context.Context, _ string) { b.Wait(ctx) }
 			}
 			replicas := make([]*payment.Service, tt.replicas)
 			for i := range replicas {
@@ -276,8 +174,9 @@ func TestConcurrentChargesThroughTheStore(t *testing.T) {
 			close(start)
 			wg.Wait()
 
+			raw, _ := fc.Value(storeName, "charge:o1")
 			var stored payment.Charge
-			if err := json.Unmarshal(fc.raw("charge:o1"), &stored); err != nil {
+			if err := json.Unmarshal(raw, &stored); err != nil {
 				t.Fatalf("decode stored charge: %v", err)
 			}
 			for i := range n {
@@ -289,7 +188,7 @@ func TestConcurrentChargesThroughTheStore(t *testing.T) {
 					t.Errorf("call %d answered another charge than the stored one (-got +want):\n%s", i, diff)
 				}
 			}
-			saves, attempts := fc.saveCounts()
+			saves, attempts := len(fc.Writes(storeName, "")), fc.SaveCalls()
 			if saves != 1 || attempts != tt.wantAttempts {
 				t.Errorf("writes = %d of %d attempts, want 1 of %d", saves, attempts, tt.wantAttempts)
 			}
