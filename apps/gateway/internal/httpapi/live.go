@@ -1,11 +1,8 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,11 +10,11 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/groupbuy/groupbuy/pkg/httpjson"
 	"github.com/groupbuy/groupbuy/pkg/identity"
 	"github.com/groupbuy/groupbuy/pkg/live"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 	"github.com/groupbuy/groupbuy/pkg/sidecar"
+	"github.com/groupbuy/groupbuy/pkg/subscriber"
 )
 
 // Routes the gateway's sidecar delivers the live relay to (components/subscriptions-gateway.yaml).
@@ -34,8 +31,8 @@ const catchUpTimeout = 5 * time.Second
 func (a *API) liveRoutes(r chi.Router) {
 	r.Group(func(r chi.Router) {
 		r.Use(a.requireAppToken)
-		r.Post(RouteLiveOrder, a.liveEvent(false))
-		r.Post(RouteLiveGroup, a.liveEvent(true))
+		r.Post(RouteLiveOrder, subscriber.Handler(a.log(), live.DecodeEvent, a.fanout(false)))
+		r.Post(RouteLiveGroup, subscriber.Handler(a.log(), live.DecodeEvent, a.fanout(true)))
 	})
 }
 
@@ -103,71 +100,20 @@ func (a *API) inbox(ctx context.Context, u identity.User) ([]live.Message, error
 	return out, nil
 }
 
-// How daprd 1.16 treats the answer to a delivery: 2xx {"status":"SUCCESS"} acks; "DROP" acks
-// (and would dead-letter, but the broadcast component has no dead-letter topic); "RETRY", other
-// statuses and errors are retried. Live events are best effort, so these handlers never ask
-// for a retry: SUCCESS for anything decodable, DROP for garbage.
-const (
-	statusSuccess = "SUCCESS"
-	statusDrop    = "DROP"
-)
-
-// liveEvent handles one relayed event (pkg/live.EventV1 in the CloudEvent's data): to every
+// fanout publishes one relayed event (pkg/live.EventV1 in the CloudEvent's data) to every
 // recipient's stream and, for group events, to the group's public stream. Order events never
 // reach a group stream, whatever the payload says.
-func (a *API) liveEvent(withGroup bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		ceID, data, err := readCloudEvent(w, r)
-		var ev live.EventV1
-		if err == nil {
-			ev, err = live.DecodeEvent(data)
-		}
-		if err != nil {
-			a.log().WarnContext(ctx, "live_event_dropped", slog.String("cloudevent_id", ceID), slog.String("error", err.Error()))
-			answer(w, statusDrop)
-			return
-		}
+//
+// It never fails: live events are best effort and the broadcast component has no dead-letter
+// topic, so the relay routes never ask for a retry (subscriber.Handler answers SUCCESS for
+// anything decodable and DROP, i.e. acked and gone, for garbage).
+func (a *API) fanout(withGroup bool) func(context.Context, live.EventV1) error {
+	return func(ctx context.Context, ev live.EventV1) error {
 		if dropped := live.Fanout(a.Hub, ev, withGroup); dropped > 0 {
 			a.log().InfoContext(ctx, "slow_stream_clients_dropped", slog.String("event_id", ev.ID), slog.Int("clients", dropped))
 		}
-		answer(w, statusSuccess)
+		return nil
 	}
-}
-
-// readCloudEvent returns the id and payload of the CloudEvent daprd delivers
-// (application/cloudevents+json): "data" as JSON, or a document a publisher sent as a JSON
-// string or as binary (data_base64).
-func readCloudEvent(w http.ResponseWriter, r *http.Request) (id string, payload []byte, err error) {
-	var ce struct {
-		ID         string          `json:"id"`
-		Data       json.RawMessage `json:"data"`
-		DataBase64 string          `json:"data_base64"`
-	}
-	// Not httpjson.Decode: the envelope has more attributes than we read (traceparent, ...).
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, httpjson.MaxBody)).Decode(&ce); err != nil {
-		return "", nil, fmt.Errorf("decode cloud event: %w", err)
-	}
-	switch {
-	case ce.DataBase64 != "":
-		payload, err = base64.StdEncoding.DecodeString(ce.DataBase64)
-	case len(ce.Data) > 0 && ce.Data[0] == '"':
-		var s string
-		err = json.Unmarshal(ce.Data, &s)
-		payload = []byte(s)
-	case len(bytes.TrimSpace(ce.Data)) == 0 || bytes.Equal(ce.Data, []byte("null")):
-		err = errors.New("the cloud event has no data")
-	default:
-		payload = ce.Data
-	}
-	if err != nil {
-		return ce.ID, nil, fmt.Errorf("cloud event %s: %w", ce.ID, err)
-	}
-	return ce.ID, payload, nil
-}
-
-func answer(w http.ResponseWriter, status string) {
-	httpjson.Write(w, http.StatusOK, map[string]string{"status": status})
 }
 
 func (a *API) log() *slog.Logger {

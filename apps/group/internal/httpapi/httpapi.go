@@ -4,11 +4,6 @@
 package httpapi
 
 import (
-	"bytes"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -20,6 +15,7 @@ import (
 	"github.com/groupbuy/groupbuy/pkg/idempotency"
 	"github.com/groupbuy/groupbuy/pkg/identity"
 	"github.com/groupbuy/groupbuy/pkg/problem"
+	"github.com/groupbuy/groupbuy/pkg/subscriber"
 )
 
 // Routes mounts the group routes on r.
@@ -61,8 +57,9 @@ func Routes(r chi.Router, svc *group.Service, log *slog.Logger) {
 		}
 		httpjson.Write(w, http.StatusOK, map[string]any{"items": items})
 	})
-	// order.paid and order.cancelled (components/subscriptions-group.yaml).
-	r.Post("/events/order", orderEvents(svc, log))
+	// order.paid and order.cancelled (components/subscriptions-group.yaml). svc.OrderEvent acks
+	// what it cannot apply (no such group) and fails only on a transient error: RETRY.
+	r.Post("/events/order", subscriber.Handler(log, events.DecodeOrder, svc.OrderEvent))
 }
 
 func emptyBody(w http.ResponseWriter, req *http.Request) error {
@@ -89,69 +86,4 @@ func requireUser(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(identity.WithUser(r.Context(), u)))
 	})
-}
-
-// Subscriber answers, as daprd 1.16 reads them (see apps/notify/internal/httpapi/subscriber.go
-// for the measured behaviour): SUCCESS acks; RETRY is redelivered under the "pubsub" inbound
-// resiliency policy and dead-lettered ("<topic>.dead") once that is exhausted; DROP goes to the
-// dead-letter topic at once. A 404 would be acked and lost, so these handlers never answer it.
-const (
-	statusSuccess = "SUCCESS"
-	statusRetry   = "RETRY"
-	statusDrop    = "DROP"
-)
-
-type cloudEvent struct {
-	ID         string          `json:"id"`
-	Topic      string          `json:"topic"`
-	Data       json.RawMessage `json:"data"`
-	DataBase64 string          `json:"data_base64"`
-}
-
-func (ce cloudEvent) payload() ([]byte, error) {
-	switch {
-	case ce.DataBase64 != "":
-		return base64.StdEncoding.DecodeString(ce.DataBase64)
-	case len(ce.Data) > 0 && ce.Data[0] == '"':
-		var s string
-		if err := json.Unmarshal(ce.Data, &s); err != nil {
-			return nil, err
-		}
-		return []byte(s), nil
-	case len(bytes.TrimSpace(ce.Data)) == 0 || bytes.Equal(ce.Data, []byte("null")):
-		return nil, errors.New("the cloud event has no data")
-	default:
-		return ce.Data, nil
-	}
-}
-
-func answer(w http.ResponseWriter, status string) {
-	httpjson.Write(w, http.StatusOK, map[string]string{"status": status})
-}
-
-func orderEvents(svc *group.Service, log *slog.Logger) http.HandlerFunc {
-	return func(w http.ResponseWriter, req *http.Request) {
-		ctx := req.Context()
-		var ce cloudEvent
-		var e events.OrderV1
-		err := json.NewDecoder(http.MaxBytesReader(w, req.Body, httpjson.MaxBody)).Decode(&ce)
-		if err == nil {
-			var data []byte
-			if data, err = ce.payload(); err == nil {
-				e, err = events.DecodeOrder(data)
-			}
-		}
-		if err != nil {
-			log.WarnContext(ctx, "pubsub_event_dropped", slog.String("cloudevent_id", ce.ID), slog.String("topic", ce.Topic),
-				slog.String("error", fmt.Sprintf("decode: %v", err)))
-			answer(w, statusDrop)
-			return
-		}
-		if err := svc.OrderEvent(ctx, e); err != nil {
-			log.WarnContext(ctx, "pubsub_event_retry", slog.String("event_id", e.EventID), slog.String("error", err.Error()))
-			answer(w, statusRetry)
-			return
-		}
-		answer(w, statusSuccess)
-	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/groupbuy/groupbuy/pkg/httpjson"
 	"github.com/groupbuy/groupbuy/pkg/identity"
 	"github.com/groupbuy/groupbuy/pkg/problem"
+	"github.com/groupbuy/groupbuy/pkg/subscriber"
 )
 
 // Routes of the subscription endpoints; components/subscriptions-notify.yaml points here and a
@@ -52,8 +53,8 @@ func Routes(r chi.Router, svc *notification.Service, dead *deadletter.Keeper, op
 
 	r.With(requireUser).Get("/me/notifications", h.inbox)
 
-	r.Post(RouteOrderEvents, h.durable(notification.DecodeOrder))
-	r.Post(RouteGroupEvents, h.durable(notification.DecodeGroup))
+	r.Post(RouteOrderEvents, subscriber.Handler(h.log, notification.DecodeOrder, h.record))
+	r.Post(RouteGroupEvents, subscriber.Handler(h.log, notification.DecodeGroup, h.record))
 	r.Post(RouteDeadLetters, h.keepDeadLetter)
 	// For operators (through notify's sidecar); the gateway does not route it.
 	r.Get("/admin/dead-letters", h.listDeadLetters)

@@ -1,10 +1,7 @@
 package httpapi
 
 import (
-	"bytes"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -15,6 +12,7 @@ import (
 	"github.com/groupbuy/groupbuy/pkg/events"
 	"github.com/groupbuy/groupbuy/pkg/httpjson"
 	"github.com/groupbuy/groupbuy/pkg/problem"
+	"github.com/groupbuy/groupbuy/pkg/subscriber"
 )
 
 // GroupRoutes mounts what the group app needs: placing a member's order (service
@@ -34,80 +32,26 @@ func GroupRoutes(r chi.Router, svc *order.Service, log *slog.Logger) {
 		}
 		httpjson.Write(w, http.StatusCreated, ViewOf(o))
 	})
-	r.Post("/events/group", groupEvents(svc, log))
+	r.Post("/events/group", subscriber.Handler(log, events.DecodeGroup, settleGroup(svc, log)))
 }
 
-// Subscriber answers, as daprd 1.16 reads them (measured in apps/notify/internal/httpapi):
-// SUCCESS acks; RETRY is redelivered under the "pubsub" inbound resiliency policy and
-// dead-lettered ("<topic>.dead") once that is exhausted; DROP goes to the dead-letter topic at
-// once. A 404 would be acked and lost, so this handler never answers it.
-const (
-	statusSuccess = "SUCCESS"
-	statusRetry   = "RETRY"
-	statusDrop    = "DROP"
-)
-
-type cloudEvent struct {
-	ID         string          `json:"id"`
-	Topic      string          `json:"topic"`
-	Data       json.RawMessage `json:"data"`
-	DataBase64 string          `json:"data_base64"`
-}
-
-func (ce cloudEvent) payload() ([]byte, error) {
-	switch {
-	case ce.DataBase64 != "":
-		return base64.StdEncoding.DecodeString(ce.DataBase64)
-	case len(ce.Data) > 0 && ce.Data[0] == '"':
-		var s string
-		if err := json.Unmarshal(ce.Data, &s); err != nil {
-			return nil, err
-		}
-		return []byte(s), nil
-	case len(bytes.TrimSpace(ce.Data)) == 0 || bytes.Equal(ce.Data, []byte("null")):
-		return nil, errors.New("the cloud event has no data")
-	default:
-		return ce.Data, nil
-	}
-}
-
-func answer(w http.ResponseWriter, status string) {
-	httpjson.Write(w, http.StatusOK, map[string]string{"status": status})
-}
-
-func groupEvents(svc *order.Service, log *slog.Logger) http.HandlerFunc {
-	return func(w http.ResponseWriter, req *http.Request) {
-		ctx := req.Context()
-		var ce cloudEvent
-		var e events.GroupV1
-		err := json.NewDecoder(http.MaxBytesReader(w, req.Body, httpjson.MaxBody)).Decode(&ce)
-		if err == nil {
-			var data []byte
-			if data, err = ce.payload(); err == nil {
-				e, err = events.DecodeGroup(data)
-			}
-		}
-		if err != nil {
-			log.WarnContext(ctx, "pubsub_event_dropped", slog.String("cloudevent_id", ce.ID), slog.String("topic", ce.Topic),
-				slog.String("error", fmt.Sprintf("decode: %v", err)))
-			answer(w, statusDrop)
-			return
-		}
+// settleGroup applies a group outcome event to the members' orders. Other group events are
+// not for this app and are acked; a failed settlement is returned, so the delivery is retried
+// (subscriber.Handler) and settles what is left.
+func settleGroup(svc *order.Service, log *slog.Logger) func(context.Context, events.GroupV1) error {
+	return func(ctx context.Context, e events.GroupV1) error {
 		if e.Type != events.TopicGroupSucceeded && e.Type != events.TopicGroupFailed {
-			answer(w, statusSuccess)
-			return
+			return nil
 		}
 		out := order.GroupOutcome{GroupID: e.GroupID, Succeeded: e.Type == events.TopicGroupSucceeded}
 		for _, m := range e.Members {
 			out.Members = append(out.Members, m.OrderID)
 		}
 		if err := svc.SettleGroup(ctx, out); err != nil {
-			log.WarnContext(ctx, "pubsub_event_retry", slog.String("event_id", e.EventID), slog.String("error", err.Error()))
-			answer(w, statusRetry)
-			return
+			return fmt.Errorf("settle group %s (%s): %w", e.GroupID, e.Type, err)
 		}
 		log.InfoContext(ctx, "group_settled", slog.String("group_id", e.GroupID), slog.String("outcome", e.Type),
 			slog.Int("members", len(out.Members)))
-		answer(w, statusSuccess)
+		return nil
 	}
 }
