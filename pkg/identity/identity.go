@@ -7,6 +7,8 @@ package identity
 import (
 	"context"
 	"net/http"
+
+	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
 // Header names set by the gateway on invocations.
@@ -58,4 +60,17 @@ func WithUser(ctx context.Context, u User) context.Context {
 func FromContext(ctx context.Context) (User, bool) {
 	u, ok := ctx.Value(ctxKey{}).(User)
 	return u, ok
+}
+
+// Require is middleware for internal apps: it takes the user the gateway forwarded into the
+// request context, and answers 401 unauthorized when there is none.
+func Require(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, ok := FromHeader(r.Header)
+		if !ok {
+			problem.Write(w, r, problem.New(problem.CodeUnauthorized, "authentication required"))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(WithUser(r.Context(), u)))
+	})
 }

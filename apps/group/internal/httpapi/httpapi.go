@@ -21,7 +21,7 @@ import (
 // Routes mounts the group routes on r.
 func Routes(r chi.Router, svc *group.Service, log *slog.Logger) {
 	r.Group(func(r chi.Router) {
-		r.Use(requireUser)
+		r.Use(identity.Require)
 		r.Post("/deals/{id}/groups", func(w http.ResponseWriter, req *http.Request) {
 			if err := emptyBody(w, req); err != nil {
 				problem.Write(w, req, err)
@@ -75,15 +75,4 @@ func writeReply(w http.ResponseWriter, req *http.Request, reply group.Reply, err
 		return
 	}
 	idempotency.WriteReply(w, reply.Status, reply.Body)
-}
-
-func requireUser(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, ok := identity.FromHeader(r.Header)
-		if !ok {
-			problem.Write(w, r, problem.New(problem.CodeUnauthorized, "authentication required"))
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(identity.WithUser(r.Context(), u)))
-	})
 }

@@ -51,7 +51,7 @@ func Routes(r chi.Router, svc *notification.Service, dead *deadletter.Keeper, op
 		h.log = slog.New(slog.DiscardHandler)
 	}
 
-	r.With(requireUser).Get("/me/notifications", h.inbox)
+	r.With(identity.Require).Get("/me/notifications", h.inbox)
 
 	r.Post(RouteOrderEvents, subscriber.Handler(h.log, notification.DecodeOrder, h.record))
 	r.Post(RouteGroupEvents, subscriber.Handler(h.log, notification.DecodeGroup, h.record))
@@ -90,14 +90,4 @@ func (h *handlers) listDeadLetters(w http.ResponseWriter, req *http.Request) {
 	httpjson.Write(w, http.StatusOK, deadletter.List{Items: items})
 }
 
-// requireUser admits calls that carry the user the gateway forwarded.
-func requireUser(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, ok := identity.FromHeader(r.Header)
-		if !ok {
-			problem.Write(w, r, problem.New(problem.CodeUnauthorized, "authentication required"))
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(identity.WithUser(r.Context(), u)))
-	})
-}
+// identity.Require admits calls that carry the user the gateway forwarded.

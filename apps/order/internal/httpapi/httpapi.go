@@ -42,7 +42,7 @@ func Routes(r chi.Router, svc *order.Service, binding string, log *slog.Logger) 
 	render := order.ReplyFor(func(o order.Order) ([]byte, error) { return json.Marshal(ViewOf(o)) })
 
 	r.Group(func(r chi.Router) {
-		r.Use(requireUser)
+		r.Use(identity.Require)
 		r.Post("/deals/{id}/orders", func(w http.ResponseWriter, req *http.Request) {
 			var in struct {
 				Quantity int `json:"quantity"`
@@ -127,15 +127,4 @@ func respond(w http.ResponseWriter, r *http.Request, o order.Order, err error) {
 		return
 	}
 	httpjson.Write(w, http.StatusOK, ViewOf(o))
-}
-
-func requireUser(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, ok := identity.FromHeader(r.Header)
-		if !ok {
-			problem.Write(w, r, problem.New(problem.CodeUnauthorized, "authentication required"))
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(identity.WithUser(r.Context(), u)))
-	})
 }
