@@ -58,9 +58,10 @@ func TestInventoryReservations(t *testing.T) {
 
 	// Another replica's writes, as Redis sees them: Dapr's redis store keeps the ETag in the
 	// hash field "version", so bumping it makes every CAS that read the old one fail. The
-	// injector bumps the four buckets back to back (a few hundred times) while the buyers
-	// start, so their first CASes conflict and must be re-read and re-applied. (Redis
-	// profile only: other state stores keep their ETags elsewhere.)
+	// injector bumps the four buckets in turn, one every 2ms, for as long as the buyers run
+	// (a fixed burst could finish before the first CAS; a flat-out loop would starve every
+	// CAS, which no real second replica does), so CASes conflict and must be re-read and
+	// re-applied. (Redis profile only: other state stores keep their ETags elsewhere.)
 	injected := 0
 	stopInjecting := make(chan struct{})
 	injectorDone := make(chan struct{})
@@ -69,7 +70,7 @@ func TestInventoryReservations(t *testing.T) {
 		if s.Profile != harness.ProfileDefault {
 			return
 		}
-		for i := range 400 {
+		for i := 0; ; i++ {
 			select {
 			case <-stopInjecting:
 				return
@@ -78,6 +79,7 @@ func TestInventoryReservations(t *testing.T) {
 			if err := s.Redis.HIncrBy(ctx, fmt.Sprintf("inventory||stock:%s:%d", dealID, i%4), "version", 1).Err(); err == nil {
 				injected++
 			}
+			time.Sleep(2 * time.Millisecond)
 		}
 	}()
 
@@ -107,9 +109,14 @@ func TestInventoryReservations(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(stopInjecting)
-	<-injectorDone
-	t.Logf("injected %d foreign bucket writes", injected)
+	// The injector keeps going through the commits and releases below: more CASes, more
+	// chances to collide.
+	stopInjector := sync.OnceFunc(func() {
+		close(stopInjecting)
+		<-injectorDone
+		t.Logf("injected %d foreign bucket writes", injected)
+	})
+	defer stopInjector()
 
 	var reserved []ask
 	units := 0
@@ -246,6 +253,7 @@ func TestInventoryReservations(t *testing.T) {
 	}
 
 	// The engine's metrics are exported.
+	stopInjector()
 	mresp, err := http.Get(s.AdminURL("inventory") + "/metrics")
 	if err != nil {
 		t.Fatal(err)
