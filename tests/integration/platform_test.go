@@ -213,6 +213,7 @@ func TestRateLimits(t *testing.T) {
 			"RATE_LIMIT_IP": "30", "RATE_LIMIT_IP_BURST": "30",
 		},
 	})
+	began := time.Now()
 	user, _ := s.NewUser(t) // 2 requests on the IP budget
 
 	statuses := func(c *harness.Client, method, path string, body any, n int) (ok, limited int, last *harness.Response) {
@@ -242,9 +243,11 @@ func TestRateLimits(t *testing.T) {
 	// Failed logins are cheap and need no other app.
 	anon := s.NewClient()
 	ok, limited, last = statuses(anon, http.MethodPost, "/auth/login", map[string]string{"username": "nobody", "password": "wrong-password"}, 30)
-	// 8 requests of the budget went to the user above; the budget refills by one every 2s.
-	if limited == 0 || ok < 22 || ok > 24 {
-		t.Fatalf("per-ip: %d through, %d limited; want about 22 through and the rest limited", ok, limited)
+	// 8 requests of the budget went to the user above; the budget refills by one every 2s
+	// (30 per minute), so a slow run may see a few more through, never many.
+	refills := int(time.Since(began)/(2*time.Second)) + 1
+	if limited == 0 || ok < 22 || ok > 22+refills {
+		t.Fatalf("per-ip: %d through, %d limited; want 22 (+ at most %d refilled) through and the rest limited", ok, limited, refills)
 	}
 	checkLimited(t, last, "ip")
 
