@@ -20,6 +20,9 @@ type config struct {
 	// StockBuckets is the bucket count of newly created deals; existing deals keep theirs.
 	StockBuckets int           `env:"STOCK_BUCKETS, default=1"`
 	SoldOutTTL   time.Duration `env:"SOLD_OUT_TTL, default=1s"`
+	// HoldRetention is how long settled holds and passed marks are kept for idempotent
+	// replays; keep it well above the order app's IDEMPOTENCY_TTL (at least 48h).
+	HoldRetention time.Duration `env:"HOLD_RETENTION, default=168h"`
 	// StockBatching turns group commit off when false (for comparison only).
 	StockBatching bool `env:"STOCK_BATCHING, default=true"`
 }
@@ -38,6 +41,7 @@ func run(ctx context.Context) error {
 	svc, err := stock.NewService(daprstore.New(daprstate.New(rt.Dapr, cfg.StateStore)), stock.Config{
 		Buckets:         cfg.StockBuckets,
 		SoldOutTTL:      cfg.SoldOutTTL,
+		HoldRetention:   cfg.HoldRetention,
 		DisableBatching: !cfg.StockBatching,
 		Meter:           rt.Telemetry.Meter("github.com/groupbuy/groupbuy/apps/inventory"),
 	})

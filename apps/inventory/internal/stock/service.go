@@ -61,14 +61,31 @@ type Config struct {
 	// BackoffBase and BackoffCap shape the jittered exponential backoff after an ETag
 	// conflict (defaults 2ms and 100ms).
 	BackoffBase, BackoffCap time.Duration
+	// HoldRetention is how long committed and released holds and passed marks stay in a
+	// bucket after their last change (default DefaultHoldRetention; negative: forever). They
+	// are pruned only by a write the bucket gets anyway (see Apply). Replays older than this
+	// are treated as new orders, so it must stay well above the callers' idempotency window;
+	// positive values below MinHoldRetention are refused.
+	HoldRetention time.Duration
 	// Meter records inventory_cas_conflicts_total and inventory_batch_size (default no-op).
 	Meter metric.Meter
 	// Clock tells the time (default time.Now).
 	Clock func() time.Time
 }
 
+// Hold retention bounds (Config.HoldRetention).
+const (
+	DefaultHoldRetention = 7 * 24 * time.Hour
+	// MinHoldRetention is twice the order app's idempotency TTL (24h): a Reserve replayed
+	// after its order's tombstone is pruned would take a second hold.
+	MinHoldRetention = 48 * time.Hour
+)
+
 func (c *Config) defaults() {
 	c.Buckets = min(max(c.Buckets, 1), MaxBuckets)
+	if c.HoldRetention == 0 {
+		c.HoldRetention = DefaultHoldRetention
+	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 256
 	}
@@ -123,6 +140,9 @@ type memo struct {
 // NewService returns a service over store.
 func NewService(store Store, cfg Config) (*Service, error) {
 	cfg.defaults()
+	if cfg.HoldRetention > 0 && cfg.HoldRetention < MinHoldRetention {
+		return nil, fmt.Errorf("stock: hold retention %s is below the minimum %s", cfg.HoldRetention, MinHoldRetention)
+	}
 	s := &Service{store: store, cfg: cfg, now: cfg.Clock, metas: map[string]Meta{}, memos: map[string]*memo{}}
 	var err error
 	s.conflicts, err = cfg.Meter.Int64Counter("inventory_cas_conflicts_total",
@@ -332,9 +352,10 @@ func (s *Service) Release(ctx context.Context, dealID, orderID string) (HoldStat
 	return r.State, r.Err
 }
 
-// find applies a commit or release along the order's probe sequence: passed buckets send it
-// on, the first bucket without a mark either holds the order or proves it holds nothing
-// (a hold further on would have marked this bucket).
+// find applies a commit or release along the order's probe sequence until a bucket holds the
+// order. Passed buckets send it on; a bucket without the order does not end the search,
+// because its mark may have been pruned (Apply) while the hold further on lives. An order
+// found nowhere costs one (write-free) op per bucket.
 func (s *Service) find(ctx context.Context, dealID, orderID string, kind OpKind) (Result, error) {
 	var fields []problem.FieldError
 	fields = checkDealID(fields, dealID)
@@ -350,7 +371,7 @@ func (s *Service) find(ctx context.Context, dealID, orderID string, kind OpKind)
 	home := HomeBucket(orderID, n)
 	for k := range n {
 		r, err := s.exec(ctx, dealID, (home+k)%n, Op{Kind: kind, OrderID: orderID})
-		if err != nil || r.Status != Next {
+		if err != nil || (r.Status != Next && r.Status != Absent) {
 			return r, err
 		}
 	}
@@ -395,7 +416,7 @@ func (s *Service) flush(ctx context.Context, key bucketKey, ops []Op) []Result {
 		case err != nil:
 			return failAll(len(ops), err)
 		}
-		results, changed := Apply(&b, ops, s.now().UTC())
+		results, changed := Apply(&b, ops, s.now().UTC(), s.cfg.HoldRetention)
 		if !changed {
 			s.observe(key, b)
 			return results

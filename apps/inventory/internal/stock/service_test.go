@@ -497,6 +497,74 @@ func TestReserveSpillsAndStaysIdempotent(t *testing.T) {
 	}
 }
 
+// A write to a bucket a retention after its tombstones and marks were made prunes them and
+// keeps the levels exact; an order whose passed mark was pruned is still found further on.
+func TestPruneKeepsLevelsAndFindsSpilledHolds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, stock.Config{Buckets: 4})
+	mustCreate(t, e, "d1", 8) // 2 units per bucket
+	fill := ordersHomedAt("fill", 0, 4, 2)
+	for _, id := range fill {
+		mustReserve(t, e, "d1", id, 1)
+	}
+	spill := ordersHomedAt("spill", 0, 4, 1)[0]
+	mustReserve(t, e, "d1", spill, 2) // marks bucket 0, holds in bucket 1
+	if s, err := e.svc.Commit(ctx, "d1", fill[0]); err != nil || s != stock.StateCommitted {
+		t.Fatalf("Commit(%s) = %q, %v", fill[0], s, err)
+	}
+
+	e.clock.advance(stock.DefaultHoldRetention)
+	// The write to bucket 0 prunes fill[0]'s tombstone and spill's mark.
+	if s, err := e.svc.Release(ctx, "d1", fill[1]); err != nil || s != stock.StateReleased {
+		t.Fatalf("Release(%s) = %q, %v", fill[1], s, err)
+	}
+	b0 := e.store.Buckets("d1")[0]
+	if _, ok := b0.Holds[fill[0]]; ok || len(b0.Passed) != 0 || b0.Archived != 1 {
+		t.Errorf("bucket 0 after the prune = %+v, want %s's hold archived and no marks", b0, fill[0])
+	}
+	if s, err := e.svc.Commit(ctx, "d1", spill); err != nil || s != stock.StateCommitted {
+		t.Fatalf("Commit(%s) after its mark was pruned = %q, %v", spill, s, err)
+	}
+	holds, lv := e.checkStored(t, "d1", 8)
+	if h := holds[spill]; h.State != stock.StateCommitted || h.Qty != 2 {
+		t.Errorf("hold of %s = %+v, want 2 committed", spill, h)
+	}
+	if want := (stock.Levels{DealID: "d1", Stock: 8, Available: 5, Sold: 3}); lv != want {
+		t.Errorf("stored levels %+v, want %+v", lv, want)
+	}
+	if got, err := e.svc.Levels(ctx, "d1"); err != nil || got != lv {
+		t.Errorf("Levels() = %+v, %v, want %+v", got, err, lv)
+	}
+	// Past the retention a settled order is forgotten.
+	if _, err := e.svc.Commit(ctx, "d1", fill[0]); !errors.Is(err, stock.ErrHoldNotFound) {
+		t.Errorf("Commit(%s) after its tombstone was pruned: %v, want ErrHoldNotFound", fill[0], err)
+	}
+}
+
+func TestHoldRetentionBelowMinimumIsRefused(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		retention time.Duration
+		wantErr   bool
+	}{
+		{"default", 0, false},
+		{"forever", -1, false},
+		{"minimum", stock.MinHoldRetention, false},
+		{"within the order app's idempotency TTL", 24 * time.Hour, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := stock.NewService(storetest.NewFake(), stock.Config{HoldRetention: tt.retention})
+			if (err != nil) != tt.wantErr {
+				t.Errorf("NewService(HoldRetention %s) error = %v, want error %t", tt.retention, err, tt.wantErr)
+			}
+		})
+	}
+}
+
 // When no bucket can cover the order, the probe answers sold out without writing marks.
 func TestReserveSoldOutEverywhereWritesNothing(t *testing.T) {
 	t.Parallel()

@@ -30,7 +30,8 @@ const (
 )
 
 // HoldState is where a hold is in its life: reserved, then committed (sold) or released.
-// Committed and released holds stay in the bucket as tombstones so replays stay idempotent.
+// Committed and released holds stay in the bucket as tombstones so replays stay idempotent,
+// until Apply prunes them (see Apply's retention).
 type HoldState string
 
 // Hold states, plus StateAbsent, the answer of a release for an order that holds nothing.
@@ -75,23 +76,28 @@ func (m Meta) InitialBucket(i int) Bucket {
 
 // Bucket is one stored slice of a deal's stock with the holds it accounts for.
 type Bucket struct {
-	DealID    string          `json:"deal_id"`
-	Bucket    int             `json:"bucket"`
-	Stock     int             `json:"stock"`
-	Available int             `json:"available"`
-	Reserved  int             `json:"reserved"`
-	Sold      int             `json:"sold"`
-	Holds     map[string]Hold `json:"holds"`
+	DealID    string `json:"deal_id"`
+	Bucket    int    `json:"bucket"`
+	Stock     int    `json:"stock"`
+	Available int    `json:"available"`
+	Reserved  int    `json:"reserved"`
+	Sold      int    `json:"sold"`
+	// Archived is the part of Sold whose committed holds were pruned: Sold counts the units
+	// of the committed holds plus Archived, so the counter stays exact without the tombstones.
+	Archived int             `json:"archived,omitempty"`
+	Holds    map[string]Hold `json:"holds"`
 	// Passed marks orders that found no room here and moved on along their probe sequence
-	// (see HomeBucket). The mark is permanent, so every attempt of the same order, on any
-	// replica, skips this bucket the same way and the order can never get a second hold here.
+	// (see HomeBucket), so every attempt of the same order, on any replica, skips this bucket
+	// the same way and the order can never get a second hold here. A mark lives until pruned
+	// with the tombstones (see Apply's retention).
 	Passed map[string]time.Time `json:"passed,omitempty"`
 }
 
 // Check verifies the bucket's invariants: counters non-negative and summing to the stock,
-// and the reserved and sold counters equal to the units of the reserved and committed holds.
+// the reserved counter equal to the units of the reserved holds, and the sold counter equal
+// to the units of the committed holds plus the archived units of pruned ones.
 func (b Bucket) Check() error {
-	if b.Available < 0 || b.Reserved < 0 || b.Sold < 0 {
+	if b.Available < 0 || b.Reserved < 0 || b.Sold < 0 || b.Archived < 0 {
 		return fmt.Errorf("stock %s/%d: negative counter in %s", b.DealID, b.Bucket, b.counters())
 	}
 	if b.Available+b.Reserved+b.Sold != b.Stock {
@@ -112,15 +118,15 @@ func (b Bucket) Check() error {
 			return fmt.Errorf("stock %s/%d: order %s in unknown state %q", b.DealID, b.Bucket, id, h.State)
 		}
 	}
-	if reserved != b.Reserved || sold != b.Sold {
-		return fmt.Errorf("stock %s/%d: holds account for reserved %d sold %d, counters say %s",
-			b.DealID, b.Bucket, reserved, sold, b.counters())
+	if reserved != b.Reserved || sold+b.Archived != b.Sold {
+		return fmt.Errorf("stock %s/%d: holds account for reserved %d sold %d (+%d archived), counters say %s",
+			b.DealID, b.Bucket, reserved, sold, b.Archived, b.counters())
 	}
 	return nil
 }
 
 func (b Bucket) counters() string {
-	return fmt.Sprintf("{stock:%d available:%d reserved:%d sold:%d}", b.Stock, b.Available, b.Reserved, b.Sold)
+	return fmt.Sprintf("{stock:%d available:%d reserved:%d sold:%d archived:%d}", b.Stock, b.Available, b.Reserved, b.Sold, b.Archived)
 }
 
 // Levels are a deal's stock counters summed over its buckets.
@@ -209,7 +215,18 @@ var (
 // one result per op and whether b changed (and so needs writing). It is pure: it touches
 // nothing but b, so the batch engine can re-run it on a fresh copy after an ETag conflict.
 // Apply keeps b's invariants (Check) whenever they held before.
-func Apply(b *Bucket, ops []Op, now time.Time) (results []Result, changed bool) {
+//
+// When the ops changed b, Apply also prunes it (after the ops, which see every tombstone):
+// committed and released holds and passed marks whose time is retention or more before now
+// are dropped, the units of committed ones moving to Archived. Pruning rides on a write that
+// happens anyway and never causes one, so an idle bucket keeps its tombstones. Reserved holds
+// are never pruned. Retention zero or negative disables pruning.
+//
+// A pruned order is unknown to the bucket: a replayed Reserve would take a new hold and a
+// commit or release finds nothing, so retention must stay far above how long callers replay
+// (the order app's idempotency TTL). A pruned mark no longer sends the order on, so finding a
+// hold must not stop at the first bucket without the order (Service.find looks on).
+func Apply(b *Bucket, ops []Op, now time.Time, retention time.Duration) (results []Result, changed bool) {
 	if b.Holds == nil {
 		b.Holds = map[string]Hold{}
 	}
@@ -219,7 +236,35 @@ func Apply(b *Bucket, ops []Op, now time.Time) (results []Result, changed bool) 
 		results[i], c = apply(b, op, now)
 		changed = changed || c
 	}
+	if changed && retention > 0 {
+		prune(b, now.Add(-retention))
+	}
 	return results, changed
+}
+
+// prune drops the tombstones and passed marks of b dated at or before cutoff.
+func prune(b *Bucket, cutoff time.Time) {
+	for id, h := range b.Holds {
+		if h.At.After(cutoff) {
+			continue
+		}
+		switch h.State {
+		case StateCommitted:
+			b.Archived += h.Qty
+		case StateReleased:
+		default: // reserved holds stay; an unknown state is left for Check to report
+			continue
+		}
+		delete(b.Holds, id)
+	}
+	for id, at := range b.Passed {
+		if !at.After(cutoff) {
+			delete(b.Passed, id)
+		}
+	}
+	if len(b.Passed) == 0 {
+		b.Passed = nil
+	}
 }
 
 func apply(b *Bucket, op Op, now time.Time) (Result, bool) {

@@ -3,6 +3,7 @@ package stock_test
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -244,7 +245,7 @@ func TestApply(t *testing.T) {
 			t.Parallel()
 			b := tt.before
 
-			got, changed := stock.Apply(&b, tt.ops, t1)
+			got, changed := stock.Apply(&b, tt.ops, t1, stock.DefaultHoldRetention)
 
 			if diff := cmp.Diff(got, tt.want, cmpopts.IgnoreFields(stock.Result{}, "Err")); diff != "" {
 				t.Errorf("results (-got +want):\n%s", diff)
@@ -272,17 +273,163 @@ func withPassed(b stock.Bucket, order string, at time.Time) stock.Bucket {
 	return b
 }
 
-// TestApplyKeepsInvariants applies long random op sequences in random batches and checks the
-// invariants after every batch: counters never negative, available+reserved+sold == stock,
-// and the counters equal to what the holds account for.
+func withArchived(b stock.Bucket, units int) stock.Bucket {
+	b.Archived = units
+	b.Sold += units
+	b.Available -= units
+	return b
+}
+
+// TestApplyPrunes: a write drops the tombstones and passed marks at least retention old,
+// folding committed units into Archived; reserved holds, younger tombstones and buckets that
+// are not written keep everything.
+func TestApplyPrunes(t *testing.T) {
+	t.Parallel()
+	const retention = time.Hour
+	now := t0.Add(retention) // anything dated t0 is exactly retention old
+	young := t0.Add(time.Second)
+	commit := func(order string) stock.Op { return stock.Op{Kind: stock.OpCommit, OrderID: order} }
+	done := func(s stock.HoldState) stock.Result { return stock.Result{Status: stock.Done, State: s} }
+	old := map[string]stock.Hold{
+		"c": held(3, stock.StateCommitted, t0),
+		"r": held(2, stock.StateReleased, t0),
+		"h": held(1, stock.StateReserved, t0),
+	}
+
+	tests := []struct {
+		name        string
+		before      stock.Bucket
+		retention   time.Duration
+		ops         []stock.Op
+		want        []stock.Result
+		wantBucket  stock.Bucket
+		wantChanged bool
+	}{
+		{
+			name:      "a write prunes old tombstones and marks, keeps reserved holds",
+			before:    bucket(old, "p"),
+			retention: retention,
+			ops:       []stock.Op{reserve("o1", 1)},
+			want:      []stock.Result{done(stock.StateReserved)},
+			wantBucket: withArchived(bucket(map[string]stock.Hold{
+				"h": held(1, stock.StateReserved, t0), "o1": held(1, stock.StateReserved, now),
+			}), 3),
+			wantChanged: true,
+		},
+		{
+			name: "tombstones and marks younger than retention stay",
+			before: withPassed(bucket(map[string]stock.Hold{
+				"c": held(3, stock.StateCommitted, young), "r": held(2, stock.StateReleased, young),
+			}), "p", young),
+			retention: retention,
+			ops:       []stock.Op{reserve("o1", 1)},
+			want:      []stock.Result{done(stock.StateReserved)},
+			wantBucket: withPassed(bucket(map[string]stock.Hold{
+				"c": held(3, stock.StateCommitted, young), "r": held(2, stock.StateReleased, young),
+				"o1": held(1, stock.StateReserved, now),
+			}), "p", young),
+			wantChanged: true,
+		},
+		{
+			name:       "no write, no pruning",
+			before:     bucket(old, "p"),
+			retention:  retention,
+			ops:        []stock.Op{reserve("c", 3), commit("c"), reserve("p", 1)},
+			want:       []stock.Result{done(stock.StateCommitted), done(stock.StateCommitted), {Status: stock.Next}},
+			wantBucket: bucket(old, "p"),
+		},
+		{
+			name:        "retention zero disables pruning",
+			before:      bucket(old, "p"),
+			ops:         []stock.Op{reserve("o1", 1)},
+			want:        []stock.Result{done(stock.StateReserved)},
+			wantBucket:  bucket(map[string]stock.Hold{"o1": held(1, stock.StateReserved, now), "c": old["c"], "r": old["r"], "h": old["h"]}, "p"),
+			wantChanged: true,
+		},
+		{
+			name:      "the batch sees a tombstone it prunes",
+			before:    bucket(old),
+			retention: retention,
+			ops:       []stock.Op{commit("h"), reserve("c", 3)},
+			want:      []stock.Result{done(stock.StateCommitted), done(stock.StateCommitted)},
+			wantBucket: withArchived(bucket(map[string]stock.Hold{
+				"h": held(1, stock.StateCommitted, now),
+			}), 3),
+			wantChanged: true,
+		},
+		{
+			name:      "archived units add up over prunes",
+			before:    withArchived(bucket(map[string]stock.Hold{"c": held(3, stock.StateCommitted, t0)}), 4),
+			retention: retention,
+			ops:       []stock.Op{reserve("o1", 1)},
+			want:      []stock.Result{done(stock.StateReserved)},
+			wantBucket: withArchived(bucket(map[string]stock.Hold{
+				"o1": held(1, stock.StateReserved, now),
+			}), 7),
+			wantChanged: true,
+		},
+		{
+			// Why retention must outlast every replay: once pruned, the order is new here.
+			name:      "a pruned order replayed is a new order",
+			before:    withArchived(bucket(nil), 3),
+			retention: retention,
+			ops:       []stock.Op{reserve("c", 3), commit("c")},
+			want:      []stock.Result{done(stock.StateReserved), done(stock.StateCommitted)},
+			wantBucket: withArchived(bucket(map[string]stock.Hold{
+				"c": held(3, stock.StateCommitted, now),
+			}), 3),
+			wantChanged: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := clone(tt.before)
+
+			got, changed := stock.Apply(&b, tt.ops, now, tt.retention)
+
+			if diff := cmp.Diff(got, tt.want); diff != "" {
+				t.Errorf("results (-got +want):\n%s", diff)
+			}
+			if changed != tt.wantChanged {
+				t.Errorf("changed = %t, want %t", changed, tt.wantChanged)
+			}
+			if diff := cmp.Diff(b, tt.wantBucket, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("bucket (-got +want):\n%s", diff)
+			}
+			if err := b.Check(); err != nil {
+				t.Errorf("bucket breaks its invariants: %v", err)
+			}
+		})
+	}
+}
+
+// clone deep-copies b, so a test can compare before and after.
+func clone(b stock.Bucket) stock.Bucket {
+	c := b
+	c.Holds = maps.Clone(b.Holds)
+	c.Passed = maps.Clone(b.Passed)
+	return c
+}
+
+// TestApplyKeepsInvariants applies long random op sequences in random batches, on a clock
+// that advances past the retention so pruning kicks in, and checks after every batch: the
+// invariants (counters never negative, available+reserved+sold == stock, the counters equal
+// to what the holds and archived units account for), that a batch that changed nothing left
+// the bucket as it was, that reserved holds are never pruned, and that only tombstones and
+// marks at least retention old are.
 func TestApplyKeepsInvariants(t *testing.T) {
 	t.Parallel()
+	const retention = 20 * time.Second
 	rng := rand.New(rand.NewPCG(1, 2))
 	kinds := []stock.OpKind{stock.OpReserve, stock.OpReserve, stock.OpCommit, stock.OpRelease, stock.OpProbe}
+	var pruned, archived int
 	for run := range 200 {
 		b := stock.Meta{DealID: "d1", Stock: 1 + rng.IntN(30), Buckets: 1}.InitialBucket(0)
 		placed := map[string]bool{}
+		now := t0
 		for step := range 50 {
+			now = now.Add(time.Duration(rng.IntN(4)) * time.Second)
 			ops := make([]stock.Op, 1+rng.IntN(8))
 			for i := range ops {
 				ops[i] = stock.Op{
@@ -293,13 +440,32 @@ func TestApplyKeepsInvariants(t *testing.T) {
 					Mark:    rng.IntN(4) == 0,
 				}
 			}
-			before := b.Reserved + b.Sold
-			results, changed := stock.Apply(&b, ops, t0.Add(time.Duration(step)*time.Second))
+			before := clone(b)
+			results, changed := stock.Apply(&b, ops, now, retention)
 			if err := b.Check(); err != nil {
 				t.Fatalf("run %d step %d: %v after %+v", run, step, err, ops)
 			}
-			if !changed && b.Reserved+b.Sold != before {
-				t.Fatalf("run %d step %d: counters moved without a change", run, step)
+			if !changed {
+				if diff := cmp.Diff(b, before, cmpopts.EquateEmpty()); diff != "" {
+					t.Fatalf("run %d step %d: bucket changed without a write (-got +want):\n%s", run, step, diff)
+				}
+			}
+			if b.Sold < before.Sold || b.Archived < before.Archived {
+				t.Fatalf("run %d step %d: sold or archived went down: %+v -> %+v", run, step, before, b)
+			}
+			for id, h := range before.Holds {
+				if _, ok := b.Holds[id]; ok {
+					continue
+				}
+				pruned++
+				if h.State == stock.StateReserved || now.Sub(h.At) < retention {
+					t.Fatalf("run %d step %d: pruned %s's hold %+v at %s", run, step, id, h, now)
+				}
+			}
+			for id, at := range before.Passed {
+				if _, ok := b.Passed[id]; !ok && now.Sub(at) < retention {
+					t.Fatalf("run %d step %d: pruned %s's mark of %s at %s", run, step, id, at, now)
+				}
 			}
 			for i, r := range results {
 				op := ops[i]
@@ -311,6 +477,10 @@ func TestApplyKeepsInvariants(t *testing.T) {
 				}
 			}
 		}
+		archived += b.Archived
+	}
+	if pruned == 0 || archived == 0 {
+		t.Errorf("pruned %d holds and archived %d units in all runs: pruning never kicked in", pruned, archived)
 	}
 }
 
@@ -329,6 +499,9 @@ func TestCheck(t *testing.T) {
 		{"negative available", func(b *stock.Bucket) { b.Available, b.Reserved = -1, b.Reserved+b.Available+1 }, true},
 		{"reserved disagrees with the holds", func(b *stock.Bucket) { b.Reserved++; b.Available-- }, true},
 		{"sold disagrees with the holds", func(b *stock.Bucket) { b.Sold--; b.Available++ }, true},
+		{"sold includes archived units", func(b *stock.Bucket) { b.Archived = 4; b.Sold += 4; b.Available -= 4 }, false},
+		{"archived not in sold", func(b *stock.Bucket) { b.Archived = 1 }, true},
+		{"negative archived", func(b *stock.Bucket) { b.Archived = -1; b.Sold--; b.Available++ }, true},
 		{"held and passed", func(b *stock.Bucket) { b.Passed = map[string]time.Time{"a": t0} }, true},
 		{"unknown state", func(b *stock.Bucket) { b.Holds["z"] = held(0, "lost", t0) }, true},
 	}
