@@ -8,6 +8,7 @@ import (
 
 	"github.com/groupbuy/groupbuy/apps/order/internal/httpapi"
 	"github.com/groupbuy/groupbuy/apps/order/internal/order"
+	"github.com/groupbuy/groupbuy/apps/order/internal/order/ordertest"
 	"github.com/groupbuy/groupbuy/pkg/events"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
@@ -24,7 +25,7 @@ func TestPlaceGroupOrderRoute(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
 		t.Fatal(err)
 	}
-	if v.ID != "g-o1" || v.GroupID != "g1" || v.Status != "pending_payment" || !v.PayBy.Equal(t0.Add(5*time.Minute)) {
+	if v.ID != "g-o1" || v.GroupID != "g1" || v.Status != "pending_payment" || !v.PayBy.Equal(ordertest.T0.Add(5*time.Minute)) {
 		t.Errorf("view %+v", v)
 	}
 	// Replay: the same order.
@@ -62,7 +63,7 @@ func TestGroupOutcomeEvents(t *testing.T) {
 			t.Errorf("%s: %d %s, want %s", tt.name, rec.Code, rec.Body, tt.want)
 		}
 	}
-	o, ok := e.store.order("g-o1")
+	o, ok := e.Store.Order("g-o1")
 	if !ok || o.Status != order.StatusCancelled || !o.Settled {
 		t.Errorf("order after the group failed: %+v", o)
 	}

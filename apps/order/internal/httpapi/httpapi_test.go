@@ -17,6 +17,7 @@ import (
 
 	"github.com/groupbuy/groupbuy/apps/order/internal/httpapi"
 	"github.com/groupbuy/groupbuy/apps/order/internal/order"
+	"github.com/groupbuy/groupbuy/apps/order/internal/order/ordertest"
 	"github.com/groupbuy/groupbuy/pkg/identity"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 	"github.com/groupbuy/groupbuy/pkg/server"
@@ -25,12 +26,12 @@ import (
 const binding = "order-expiry"
 
 // newServer returns the real router with the order routes over the real service and fakes.
-func newServer() (*env, http.Handler) {
-	e := newEnv()
+func newServer() (*ordertest.Env, http.Handler) {
+	e := ordertest.NewEnv()
 	log := slog.New(slog.DiscardHandler)
 	r := server.NewRouter(log, func(context.Context) error { return nil })
-	httpapi.Routes(r, e.svc, binding, log)
-	httpapi.GroupRoutes(r, e.svc, log)
+	httpapi.Routes(r, e.Svc, binding, log)
+	httpapi.GroupRoutes(r, e.Svc, log)
 	return e, r
 }
 
@@ -117,7 +118,7 @@ func TestUserRoutesRequireIdentity(t *testing.T) {
 			rec := do(t, h, tt)
 
 			checkProblem(t, rec, http.StatusUnauthorized, problem.CodeUnauthorized)
-			if got := e.stock.callsOf("o1"); len(got) != 0 {
+			if got := e.Stock.CallsOf("o1"); len(got) != 0 {
 				t.Errorf("inventory calls = %v, want none", got)
 			}
 		})
@@ -128,7 +129,7 @@ func TestPlaceOrder(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
-		setup      func(e *env)
+		setup      func(e *ordertest.Env)
 		req        request
 		wantStatus int
 		wantCode   problem.Code // "" for a 201
@@ -169,7 +170,7 @@ func TestPlaceOrder(t *testing.T) {
 		},
 		{
 			name:       "sold out",
-			setup:      func(e *env) { e.stock.set(func(s *fakeStock) { s.soldOut = true }) },
+			setup:      func(e *ordertest.Env) { e.Stock.Set(func(s *ordertest.Stock) { s.SoldOut = true }) },
 			req:        request{http.MethodPost, "/deals/flash/orders", "u1", "k1", `{"quantity":1}`},
 			wantStatus: http.StatusConflict,
 			wantCode:   problem.CodeSoldOut,
@@ -182,8 +183,8 @@ func TestPlaceOrder(t *testing.T) {
 		},
 		{
 			name: "inventory down",
-			setup: func(e *env) {
-				e.stock.set(func(s *fakeStock) { s.reserveErr = problem.New(problem.CodeUnavailable, "down") })
+			setup: func(e *ordertest.Env) {
+				e.Stock.Set(func(s *ordertest.Stock) { s.ReserveErr = problem.New(problem.CodeUnavailable, "down") })
 			},
 			req:        request{http.MethodPost, "/deals/flash/orders", "u1", "k1", `{"quantity":1}`},
 			wantStatus: http.StatusServiceUnavailable,
@@ -225,7 +226,7 @@ func TestPlaceOrder(t *testing.T) {
 			}
 			want := httpapi.View{
 				ID: "o1", UserID: "u1", DealID: "flash", Quantity: 2, UnitPriceCents: 1250, TotalCents: 2500,
-				Status: "pending_payment", PayBy: t0.Add(15 * time.Minute), CreatedAt: t0,
+				Status: "pending_payment", PayBy: ordertest.T0.Add(15 * time.Minute), CreatedAt: ordertest.T0,
 			}
 			if diff := cmp.Diff(got, want); diff != "" {
 				t.Errorf("order mismatch (-got +want):\n%s", diff)
@@ -239,7 +240,7 @@ func TestPlaceOrderReplay(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
-		setup      func(e *env)
+		setup      func(e *ordertest.Env)
 		wantStatus int
 		wantType   string
 		wantStock  []string // inventory calls for o1, by the first request only
@@ -252,15 +253,15 @@ func TestPlaceOrderReplay(t *testing.T) {
 		},
 		{
 			name:       "sold out problem",
-			setup:      func(e *env) { e.stock.set(func(s *fakeStock) { s.soldOut = true }) },
+			setup:      func(e *ordertest.Env) { e.Stock.Set(func(s *ordertest.Stock) { s.SoldOut = true }) },
 			wantStatus: http.StatusConflict,
 			wantType:   problem.ContentType,
 			wantStock:  []string{"reserve", "release"},
 		},
 		{
 			name: "purchase limit problem",
-			setup: func(e *env) {
-				e.deals.deals = map[string]order.Deal{"flash": {ID: "flash", Kind: "flash", PriceCents: 1250, StartsAt: t0.Add(-time.Hour), EndsAt: t0.Add(time.Hour), PerUserLimit: 1}}
+			setup: func(e *ordertest.Env) {
+				e.Deals.SetDeals(map[string]order.Deal{"flash": {ID: "flash", Kind: "flash", PriceCents: 1250, StartsAt: ordertest.T0.Add(-time.Hour), EndsAt: ordertest.T0.Add(time.Hour), PerUserLimit: 1}})
 			},
 			wantStatus: http.StatusConflict,
 			wantType:   problem.ContentType,
@@ -278,8 +279,8 @@ func TestPlaceOrderReplay(t *testing.T) {
 			if first.Code != tt.wantStatus {
 				t.Fatalf("first status = %d, want %d (body %s)", first.Code, tt.wantStatus, first.Body)
 			}
-			e.stock.set(func(s *fakeStock) { s.soldOut = false })
-			e.clock.Advance(time.Second)
+			e.Stock.Set(func(s *ordertest.Stock) { s.SoldOut = false })
+			e.Clock.Advance(time.Second)
 
 			got := do(t, h, req)
 
@@ -294,7 +295,7 @@ func TestPlaceOrderReplay(t *testing.T) {
 			if diff := cmp.Diff(got.Body.String(), first.Body.String()); diff != "" {
 				t.Errorf("replayed body mismatch (-got +want):\n%s", diff)
 			}
-			if diff := cmp.Diff(e.stock.callsOf("o1"), tt.wantStock); diff != "" {
+			if diff := cmp.Diff(e.Stock.CallsOf("o1"), tt.wantStock); diff != "" {
 				t.Errorf("inventory calls mismatch (-got +want):\n%s", diff)
 			}
 
@@ -307,7 +308,7 @@ func TestPlaceOrderReplay(t *testing.T) {
 func TestGetOrderView(t *testing.T) {
 	t.Parallel()
 	public := []string{"id", "user_id", "deal_id", "quantity", "unit_price_cents", "total_cents", "status", "pay_by", "created_at"}
-	started := t0.Add(time.Minute)
+	started := ordertest.T0.Add(time.Minute)
 	tests := []struct {
 		name     string
 		stored   order.Order
@@ -317,7 +318,7 @@ func TestGetOrderView(t *testing.T) {
 			name: "flash order",
 			stored: order.Order{
 				ID: "o7", UserID: "u1", DealID: "flash", Kind: "flash", Quantity: 1, UnitPriceCents: 1250, TotalCents: 1250,
-				Status: order.StatusPending, PayBy: t0.Add(15 * time.Minute), CreatedAt: t0, UpdatedAt: t0.Add(time.Minute),
+				Status: order.StatusPending, PayBy: ordertest.T0.Add(15 * time.Minute), CreatedAt: ordertest.T0, UpdatedAt: ordertest.T0.Add(time.Minute),
 				PaymentStartedAt: &started, Settled: true,
 			},
 			wantKeys: public,
@@ -326,7 +327,7 @@ func TestGetOrderView(t *testing.T) {
 			name: "group order",
 			stored: order.Order{
 				ID: "o7", UserID: "u1", DealID: "group", GroupID: "g1", Kind: "group", Quantity: 1, UnitPriceCents: 700, TotalCents: 700,
-				Status: order.StatusPaid, PayBy: t0.Add(15 * time.Minute), CreatedAt: t0, UpdatedAt: t0,
+				Status: order.StatusPaid, PayBy: ordertest.T0.Add(15 * time.Minute), CreatedAt: ordertest.T0, UpdatedAt: ordertest.T0,
 			},
 			wantKeys: append(slices.Clone(public), "group_id"),
 		},
@@ -335,7 +336,7 @@ func TestGetOrderView(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e, h := newServer()
-			e.store.put(tt.stored)
+			e.Store.Put(tt.stored)
 
 			rec := do(t, h, request{method: http.MethodGet, path: "/orders/o7", user: "u1"})
 
@@ -371,7 +372,7 @@ func TestOrderActions(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
-		setup      func(e *env)
+		setup      func(e *ordertest.Env)
 		req        request
 		wantStatus int
 		wantCode   problem.Code // "" for a 200 order
@@ -385,14 +386,14 @@ func TestOrderActions(t *testing.T) {
 		},
 		{
 			name:       "pay declined",
-			setup:      func(e *env) { e.pay.setMode("declined") },
+			setup:      func(e *ordertest.Env) { e.Pay.SetMode("declined") },
 			req:        request{method: http.MethodPost, path: "/orders/o1/pay", user: "u1", body: `{"payment_token":"tok_declined"}`},
 			wantStatus: http.StatusPaymentRequired,
 			wantCode:   problem.CodePaymentDeclined,
 		},
 		{
 			name:       "pay while the payment app is down",
-			setup:      func(e *env) { e.pay.setMode("unavailable") },
+			setup:      func(e *ordertest.Env) { e.Pay.SetMode("unavailable") },
 			req:        request{method: http.MethodPost, path: "/orders/o1/pay", user: "u1", body: `{"payment_token":"tok_ok"}`},
 			wantStatus: http.StatusServiceUnavailable,
 			wantCode:   problem.CodePaymentUnavailable,
@@ -423,7 +424,7 @@ func TestOrderActions(t *testing.T) {
 		},
 		{
 			name:       "cancel a confirmed order",
-			setup:      func(e *env) { _, _ = e.svc.Pay(context.Background(), order.Caller{ID: "u1"}, "o1", "tok_ok") },
+			setup:      func(e *ordertest.Env) { _, _ = e.Svc.Pay(context.Background(), order.Caller{ID: "u1"}, "o1", "tok_ok") },
 			req:        request{method: http.MethodPost, path: "/orders/o1/cancel", user: "u1"},
 			wantStatus: http.StatusConflict,
 			wantCode:   problem.CodeInvalidState,
@@ -460,7 +461,7 @@ func TestOrderActions(t *testing.T) {
 			if v.Status != tt.wantOrder {
 				t.Errorf("order status = %q, want %q", v.Status, tt.wantOrder)
 			}
-			if stored, _ := e.store.order("o1"); string(stored.Status) != tt.wantOrder {
+			if stored, _ := e.Store.Order("o1"); string(stored.Status) != tt.wantOrder {
 				t.Errorf("stored status = %q, want %q", stored.Status, tt.wantOrder)
 			}
 		})
@@ -472,7 +473,7 @@ func TestListMyOrders(t *testing.T) {
 	e, h := newServer()
 	for _, key := range []string{"k1", "k2", "k3"} {
 		placeOrder(t, h, "u1", key, 1)
-		e.clock.Advance(time.Second)
+		e.Clock.Advance(time.Second)
 	}
 	placeOrder(t, h, "u2", "k1", 1)
 	tests := []struct {
@@ -517,9 +518,9 @@ func TestExpiryBinding(t *testing.T) {
 	t.Parallel()
 	e, h := newServer()
 	placeOrder(t, h, "u1", "k1", 1) // o1, expires
-	e.clock.Advance(10 * time.Minute)
+	e.Clock.Advance(10 * time.Minute)
 	placeOrder(t, h, "u1", "k2", 1) // o2, not yet due
-	e.clock.Advance(5*time.Minute + time.Second)
+	e.Clock.Advance(5*time.Minute + time.Second)
 
 	rec := do(t, h, request{method: http.MethodPost, path: "/" + binding, body: `{}`})
 
@@ -535,11 +536,11 @@ func TestExpiryBinding(t *testing.T) {
 		t.Errorf("stats mismatch (-got +want):\n%s", diff)
 	}
 	for id, status := range map[string]order.Status{"o1": order.StatusCancelled, "o2": order.StatusPending} {
-		if o, _ := e.store.order(id); o.Status != status {
+		if o, _ := e.Store.Order(id); o.Status != status {
 			t.Errorf("%s status = %q, want %q", id, o.Status, status)
 		}
 	}
-	if got, want := e.stock.hold("o1"), "released"; got != want {
+	if got, want := e.Stock.Hold("o1"), "released"; got != want {
 		t.Errorf("o1 hold = %q, want %q", got, want)
 	}
 }

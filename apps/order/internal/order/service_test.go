@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/groupbuy/groupbuy/apps/order/internal/order"
+	"github.com/groupbuy/groupbuy/apps/order/internal/order/ordertest"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
@@ -25,7 +26,7 @@ var render = order.ReplyFor(func(o order.Order) ([]byte, error) { return json.Ma
 // place places an order that must be created and returns it.
 func (e *env) place(t *testing.T, u order.Caller, key, dealID string, qty int) order.Order {
 	t.Helper()
-	reply, err := e.svc.Place(context.Background(), u, order.PlaceRequest{DealID: dealID, Quantity: qty, IdempotencyKey: key}, render)
+	reply, err := e.Svc.Place(context.Background(), u, order.PlaceRequest{DealID: dealID, Quantity: qty, IdempotencyKey: key}, render)
 	if err != nil {
 		t.Fatalf("Place(%s, %s): %v", key, dealID, err)
 	}
@@ -42,7 +43,7 @@ func (e *env) place(t *testing.T, u order.Caller, key, dealID string, qty int) o
 // mustOrder returns the stored order.
 func (e *env) mustOrder(t *testing.T, id string) order.Order {
 	t.Helper()
-	o, ok := e.store.order(id)
+	o, ok := e.Store.Order(id)
 	if !ok {
 		t.Fatalf("order %s is not stored", id)
 	}
@@ -96,16 +97,16 @@ func TestPlace(t *testing.T) {
 			wantOrder: &order.Order{
 				ID: "o1", UserID: "u1", DealID: "flash", Kind: "flash", Quantity: 2,
 				UnitPriceCents: 1250, TotalCents: 2500, Status: order.StatusPending,
-				PayBy: t0.Add(15 * time.Minute), CreatedAt: t0, UpdatedAt: t0,
+				PayBy: ordertest.T0.Add(15 * time.Minute), CreatedAt: ordertest.T0, UpdatedAt: ordertest.T0,
 			},
 			wantIndex:   []order.IndexEntry{{OrderID: "o1", DealID: "flash", Quantity: 2, Status: order.StatusPending}},
-			wantPending: []order.PendingEntry{{OrderID: "o1", UserID: "u1", DealID: "flash", Due: t0.Add(15 * time.Minute)}},
+			wantPending: []order.PendingEntry{{OrderID: "o1", UserID: "u1", DealID: "flash", Due: ordertest.T0.Add(15 * time.Minute)}},
 			wantStock:   []string{"reserve"},
 			wantTopics:  []string{"order.created"},
 		},
 		{
 			name:       "sold out",
-			setup:      func(e *env) { e.stock.set(func(s *fakeStock) { s.soldOut = true }) },
+			setup:      func(e *env) { e.Stock.Set(func(s *ordertest.Stock) { s.SoldOut = true }) },
 			dealID:     "flash",
 			qty:        1,
 			wantStatus: 409,
@@ -167,7 +168,7 @@ func TestPlace(t *testing.T) {
 			ctx := context.Background()
 			req := order.PlaceRequest{DealID: tt.dealID, Quantity: tt.qty, IdempotencyKey: "k1"}
 
-			got, err := e.svc.Place(ctx, alice, req, render)
+			got, err := e.Svc.Place(ctx, alice, req, render)
 			if err != nil {
 				t.Fatalf("Place: %v", err)
 			}
@@ -178,7 +179,7 @@ func TestPlace(t *testing.T) {
 			if code := replyCode(t, got); code != tt.wantCode {
 				t.Errorf("code = %q, want %q", code, tt.wantCode)
 			}
-			stored, ok := e.store.order("o1")
+			stored, ok := e.Store.Order("o1")
 			switch {
 			case tt.wantOrder == nil && ok:
 				t.Errorf("stored order = %+v, want none", stored)
@@ -196,35 +197,35 @@ func TestPlace(t *testing.T) {
 					t.Errorf("reply body mismatch (-got +want):\n%s", diff)
 				}
 			}
-			if diff := cmp.Diff(e.users.of("u1"), tt.wantIndex, cmpopts.EquateEmpty()); diff != "" {
+			if diff := cmp.Diff(e.Users.Of("u1"), tt.wantIndex, cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("user index mismatch (-got +want):\n%s", diff)
 			}
-			if diff := cmp.Diff(e.pending.all(), tt.wantPending, cmpopts.EquateEmpty()); diff != "" {
+			if diff := cmp.Diff(e.Pending.All(), tt.wantPending, cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("pending mismatch (-got +want):\n%s", diff)
 			}
-			if diff := cmp.Diff(e.stock.callsOf("o1"), tt.wantStock); diff != "" {
+			if diff := cmp.Diff(e.Stock.CallsOf("o1"), tt.wantStock); diff != "" {
 				t.Errorf("inventory calls mismatch (-got +want):\n%s", diff)
 			}
-			if diff := cmp.Diff(e.pub.topicsOf("o1"), tt.wantTopics); diff != "" {
+			if diff := cmp.Diff(e.Pub.TopicsOf("o1"), tt.wantTopics); diff != "" {
 				t.Errorf("events mismatch (-got +want):\n%s", diff)
 			}
 
 			// The outcome is stored with the key and replayed as is, with no new side effects.
-			rec, _ := e.idem.record("u1", "k1")
+			rec, _ := e.Idem.Record("u1", "k1")
 			if !rec.Done || rec.Status != got.Status || string(rec.Body) != string(got.Body) {
 				t.Errorf("idempotency record = done %t status %d body %s, want the reply stored", rec.Done, rec.Status, rec.Body)
 			}
-			replay, err := e.svc.Place(ctx, alice, req, render)
+			replay, err := e.Svc.Place(ctx, alice, req, render)
 			if err != nil {
 				t.Fatalf("replay: %v", err)
 			}
 			if diff := cmp.Diff(replay, got); diff != "" {
 				t.Errorf("replayed reply mismatch (-got +want):\n%s", diff)
 			}
-			if diff := cmp.Diff(e.stock.callsOf("o1"), tt.wantStock); diff != "" {
+			if diff := cmp.Diff(e.Stock.CallsOf("o1"), tt.wantStock); diff != "" {
 				t.Errorf("inventory calls after replay mismatch (-got +want):\n%s", diff)
 			}
-			if diff := cmp.Diff(e.pub.topicsOf("o1"), tt.wantTopics); diff != "" {
+			if diff := cmp.Diff(e.Pub.TopicsOf("o1"), tt.wantTopics); diff != "" {
 				t.Errorf("events after replay mismatch (-got +want):\n%s", diff)
 			}
 		})
@@ -248,12 +249,12 @@ func TestPlaceValidation(t *testing.T) {
 			t.Parallel()
 			e := newEnv()
 
-			_, err := e.svc.Place(context.Background(), alice, tt.req, render)
+			_, err := e.Svc.Place(context.Background(), alice, tt.req, render)
 
 			if got, want := errCode(err), problem.CodeValidation; got != want {
 				t.Errorf("error code = %q, want %q (error %v)", got, want, err)
 			}
-			if _, ok := e.idem.record("u1", tt.req.IdempotencyKey); ok {
+			if _, ok := e.Idem.Record("u1", tt.req.IdempotencyKey); ok {
 				t.Error("an idempotency record was written for an invalid request")
 			}
 		})
@@ -312,7 +313,7 @@ func TestPlaceIdempotencyKey(t *testing.T) {
 			name: "owner died: taken over after the lease with the same order id",
 			setup: func(t *testing.T, e *env) {
 				claimKey(t, e, alice, "k1", "flash", 2)
-				e.clock.Advance(testConfig.IdemLease)
+				e.Clock.Advance(ordertest.TestConfig.IdemLease)
 			},
 			caller: alice,
 			req:    order.PlaceRequest{DealID: "flash", Quantity: 2, IdempotencyKey: "k1"},
@@ -325,7 +326,7 @@ func TestPlaceIdempotencyKey(t *testing.T) {
 			e := newEnv()
 			tt.setup(t, e)
 
-			reply, err := e.svc.Place(ctx, tt.caller, tt.req, render)
+			reply, err := e.Svc.Place(ctx, tt.caller, tt.req, render)
 
 			code := errCode(err)
 			if err == nil {
@@ -344,7 +345,7 @@ func TestPlaceIdempotencyKey(t *testing.T) {
 			if o.ID != tt.wantID {
 				t.Errorf("order id = %q, want %q", o.ID, tt.wantID)
 			}
-			if got, want := e.stock.callsOf(tt.wantID), []string{"reserve"}; !cmp.Equal(got, want) {
+			if got, want := e.Stock.CallsOf(tt.wantID), []string{"reserve"}; !cmp.Equal(got, want) {
 				t.Errorf("inventory calls = %v, want %v", got, want)
 			}
 		})
@@ -355,7 +356,7 @@ func TestPlaceIdempotencyKey(t *testing.T) {
 func claimKey(t *testing.T, e *env, u order.Caller, key, dealID string, qty int) {
 	t.Helper()
 	hash := order.RequestHash("place", dealID, itoa(qty))
-	_, claimed, err := e.idem.Begin(context.Background(), u.ID, key, hash, testConfig.IdemLease, func() string { return "o1" })
+	_, claimed, err := e.Idem.Begin(context.Background(), u.ID, key, hash, ordertest.TestConfig.IdemLease, func() string { return "o1" })
 	if err != nil || !claimed {
 		t.Fatalf("claim key: claimed %t, %v", claimed, err)
 	}
@@ -371,8 +372,8 @@ func TestPlaceConcurrentSameKey(t *testing.T) {
 	defer cancel()
 	e := newEnv()
 	entered, release := make(chan struct{}), make(chan struct{})
-	e.stock.set(func(s *fakeStock) {
-		s.onReserve = func() {
+	e.Stock.Set(func(s *ordertest.Stock) {
+		s.OnReserve = func() {
 			close(entered)
 			<-release
 		}
@@ -385,7 +386,7 @@ func TestPlaceConcurrentSameKey(t *testing.T) {
 	}
 	first := make(chan result, 1)
 	go func() {
-		r, err := e.svc.Place(ctx, alice, req, render)
+		r, err := e.Svc.Place(ctx, alice, req, render)
 		first <- result{r, err}
 	}()
 	select {
@@ -394,7 +395,7 @@ func TestPlaceConcurrentSameKey(t *testing.T) {
 		t.Fatal("the first request never reached inventory")
 	}
 
-	_, err := e.svc.Place(ctx, alice, req, render)
+	_, err := e.Svc.Place(ctx, alice, req, render)
 	close(release)
 
 	if got, want := errCode(err), problem.CodeIdempotencyInUse; got != want {
@@ -408,7 +409,7 @@ func TestPlaceConcurrentSameKey(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the first request did not finish")
 	}
-	if got, want := e.stock.callsOf("o1"), []string{"reserve"}; !cmp.Equal(got, want) {
+	if got, want := e.Stock.CallsOf("o1"), []string{"reserve"}; !cmp.Equal(got, want) {
 		t.Errorf("inventory calls = %v, want %v", got, want)
 	}
 }
@@ -427,22 +428,22 @@ func TestPlaceTransientFailureResumes(t *testing.T) {
 	}{
 		{
 			name:       "inventory unavailable",
-			fail:       func(e *env) { e.stock.set(func(s *fakeStock) { s.reserveErr = unavailable }) },
-			heal:       func(e *env) { e.stock.set(func(s *fakeStock) { s.reserveErr = nil }) },
+			fail:       func(e *env) { e.Stock.Set(func(s *ordertest.Stock) { s.ReserveErr = unavailable }) },
+			heal:       func(e *env) { e.Stock.Set(func(s *ordertest.Stock) { s.ReserveErr = nil }) },
 			wantStock:  []string{"reserve", "reserve"},
 			wantTopics: []string{"order.created"},
 		},
 		{
 			name:       "inventory reserved but the answer was lost",
-			fail:       func(e *env) { e.stock.set(func(s *fakeStock) { s.lostReply = unavailable }) },
-			heal:       func(e *env) { e.stock.set(func(s *fakeStock) { s.lostReply = nil }) },
+			fail:       func(e *env) { e.Stock.Set(func(s *ordertest.Stock) { s.LostReply = unavailable }) },
+			heal:       func(e *env) { e.Stock.Set(func(s *ordertest.Stock) { s.LostReply = nil }) },
 			wantStock:  []string{"reserve", "reserve"},
 			wantTopics: []string{"order.created"},
 		},
 		{
 			name:       "catalog outage (not a problem document)",
-			fail:       func(e *env) { e.deals.setErr(errors.New("connection refused")) },
-			heal:       func(e *env) { e.deals.setErr(nil) },
+			fail:       func(e *env) { e.Deals.SetErr(errors.New("connection refused")) },
+			heal:       func(e *env) { e.Deals.SetErr(nil) },
 			wantStock:  []string{"reserve"},
 			wantTopics: []string{"order.created"},
 		},
@@ -451,8 +452,8 @@ func TestPlaceTransientFailureResumes(t *testing.T) {
 			// and must still announce it (the event id is per order and topic, so a
 			// duplicate is dropped by consumers).
 			name:       "publishing failed after the order was stored",
-			fail:       func(e *env) { e.pub.setFailTopic("order.created") },
-			heal:       func(e *env) { e.pub.setFailTopic("") },
+			fail:       func(e *env) { e.Pub.SetFailTopic("order.created") },
+			heal:       func(e *env) { e.Pub.SetFailTopic("") },
 			wantStock:  []string{"reserve"},
 			wantTopics: []string{"order.created"},
 		},
@@ -465,37 +466,37 @@ func TestPlaceTransientFailureResumes(t *testing.T) {
 			req := order.PlaceRequest{DealID: "flash", Quantity: 1, IdempotencyKey: "k1"}
 			tt.fail(e)
 
-			_, err := e.svc.Place(ctx, alice, req, render)
+			_, err := e.Svc.Place(ctx, alice, req, render)
 			if err == nil {
 				t.Fatal("first attempt: error = nil, want the transient failure")
 			}
-			if rec, _ := e.idem.record("u1", "k1"); rec.Done || !rec.LeaseUntil.IsZero() {
+			if rec, _ := e.Idem.Record("u1", "k1"); rec.Done || !rec.LeaseUntil.IsZero() {
 				t.Errorf("after the failure the record is done %t, lease until %v; want not done and the lease ended", rec.Done, rec.LeaseUntil)
 			}
 
 			tt.heal(e)
-			e.clock.Advance(time.Second)
+			e.Clock.Advance(time.Second)
 			got := e.place(t, alice, "k1", "flash", 1)
 
 			if got.ID != "o1" {
 				t.Errorf("resumed order id = %q, want o1", got.ID)
 			}
-			if _, ok := e.store.order("o2"); ok {
+			if _, ok := e.Store.Order("o2"); ok {
 				t.Error("a second order was created")
 			}
-			if diff := cmp.Diff(e.stock.callsOf("o1"), tt.wantStock); diff != "" {
+			if diff := cmp.Diff(e.Stock.CallsOf("o1"), tt.wantStock); diff != "" {
 				t.Errorf("inventory calls mismatch (-got +want):\n%s", diff)
 			}
-			if got, want := e.stock.hold("o1"), "reserved"; got != want {
+			if got, want := e.Stock.Hold("o1"), "reserved"; got != want {
 				t.Errorf("hold = %q, want %q", got, want)
 			}
-			if diff := cmp.Diff(e.pub.topicsOf("o1"), tt.wantTopics); diff != "" {
+			if diff := cmp.Diff(e.Pub.TopicsOf("o1"), tt.wantTopics); diff != "" {
 				t.Errorf("events mismatch (-got +want):\n%s", diff)
 			}
-			if got := len(e.users.of("u1")); got != 1 {
+			if got := len(e.Users.Of("u1")); got != 1 {
 				t.Errorf("user index has %d entries, want 1", got)
 			}
-			if got := len(e.pending.all()); got != 1 {
+			if got := len(e.Pending.All()); got != 1 {
 				t.Errorf("pending has %d entries, want 1", got)
 			}
 		})
@@ -509,14 +510,14 @@ func TestPlaceResumedAfterSweepReleasedHold(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := newEnv()
-	e.stock.set(func(s *fakeStock) { s.lostReply = problem.New(problem.CodeUnavailable, "timeout") })
+	e.Stock.Set(func(s *ordertest.Stock) { s.LostReply = problem.New(problem.CodeUnavailable, "timeout") })
 	req := order.PlaceRequest{DealID: "limited", Quantity: 2, IdempotencyKey: "k1"}
-	if _, err := e.svc.Place(ctx, alice, req, render); err == nil {
+	if _, err := e.Svc.Place(ctx, alice, req, render); err == nil {
 		t.Fatal("first attempt: error = nil, want the lost reply")
 	}
-	e.stock.set(func(s *fakeStock) { s.lostReply = nil })
-	e.clock.Advance(testConfig.PayWindow + time.Second)
-	st, err := e.svc.Sweep(ctx)
+	e.Stock.Set(func(s *ordertest.Stock) { s.LostReply = nil })
+	e.Clock.Advance(ordertest.TestConfig.PayWindow + time.Second)
+	st, err := e.Svc.Sweep(ctx)
 	if err != nil {
 		t.Fatalf("Sweep: %v", err)
 	}
@@ -524,7 +525,7 @@ func TestPlaceResumedAfterSweepReleasedHold(t *testing.T) {
 		t.Fatalf("sweep stats mismatch (-got +want):\n%s", diff)
 	}
 
-	reply, err := e.svc.Place(ctx, alice, req, render)
+	reply, err := e.Svc.Place(ctx, alice, req, render)
 	if err != nil {
 		t.Fatalf("retry: %v", err)
 	}
@@ -532,13 +533,13 @@ func TestPlaceResumedAfterSweepReleasedHold(t *testing.T) {
 	if got, want := replyCode(t, reply), problem.CodeInvalidState; got != want {
 		t.Errorf("retry code = %q, want %q (reply %d %s)", got, want, reply.Status, reply.Body)
 	}
-	if _, ok := e.store.order("o1"); ok {
+	if _, ok := e.Store.Order("o1"); ok {
 		t.Error("an order document was created for a released hold")
 	}
-	if got := e.users.of("u1"); len(got) != 0 {
+	if got := e.Users.Of("u1"); len(got) != 0 {
 		t.Errorf("user index = %+v, want empty", got)
 	}
-	if got := e.pending.all(); len(got) != 0 {
+	if got := e.Pending.All(); len(got) != 0 {
 		t.Errorf("pending = %+v, want empty", got)
 	}
 	// The error says to retry with a new key; that must work within the limit.
@@ -553,14 +554,14 @@ func TestPlaceSoldOutAfterLostReserveReleasesHold(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := newEnv()
-	e.stock.set(func(s *fakeStock) { s.lostReply = problem.New(problem.CodeUnavailable, "timeout") })
+	e.Stock.Set(func(s *ordertest.Stock) { s.LostReply = problem.New(problem.CodeUnavailable, "timeout") })
 	req := order.PlaceRequest{DealID: "flash", Quantity: 1, IdempotencyKey: "k1"}
-	if _, err := e.svc.Place(ctx, alice, req, render); err == nil {
+	if _, err := e.Svc.Place(ctx, alice, req, render); err == nil {
 		t.Fatal("first attempt: error = nil, want the lost reply")
 	}
-	e.stock.set(func(s *fakeStock) { s.lostReply, s.soldOut = nil, true })
+	e.Stock.Set(func(s *ordertest.Stock) { s.LostReply, s.SoldOut = nil, true })
 
-	reply, err := e.svc.Place(ctx, alice, req, render)
+	reply, err := e.Svc.Place(ctx, alice, req, render)
 	if err != nil {
 		t.Fatalf("retry: %v", err)
 	}
@@ -568,10 +569,10 @@ func TestPlaceSoldOutAfterLostReserveReleasesHold(t *testing.T) {
 	if got, want := replyCode(t, reply), problem.CodeSoldOut; got != want {
 		t.Errorf("retry code = %q, want %q", got, want)
 	}
-	if got, want := e.stock.hold("o1"), "released"; got != want {
+	if got, want := e.Stock.Hold("o1"), "released"; got != want {
 		t.Errorf("hold of o1 = %q, want %q (stock leaked)", got, want)
 	}
-	if got := e.users.of("u1"); len(got) != 0 {
+	if got := e.Users.Of("u1"); len(got) != 0 {
 		t.Errorf("user index = %+v, want empty", got)
 	}
 }
@@ -581,35 +582,35 @@ func TestPlaceSoldOutReleaseFailureLeavesItToTheSweep(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := newEnv()
-	e.stock.set(func(s *fakeStock) {
-		s.soldOut = true
-		s.releaseErr = problem.New(problem.CodeUnavailable, "inventory is down")
+	e.Stock.Set(func(s *ordertest.Stock) {
+		s.SoldOut = true
+		s.ReleaseErr = problem.New(problem.CodeUnavailable, "inventory is down")
 	})
 
-	reply, err := e.svc.Place(ctx, alice, order.PlaceRequest{DealID: "flash", Quantity: 1, IdempotencyKey: "k1"}, render)
+	reply, err := e.Svc.Place(ctx, alice, order.PlaceRequest{DealID: "flash", Quantity: 1, IdempotencyKey: "k1"}, render)
 	if err != nil {
 		t.Fatalf("Place: %v", err)
 	}
 	if got, want := replyCode(t, reply), problem.CodeSoldOut; got != want {
 		t.Errorf("code = %q, want %q", got, want)
 	}
-	if got := e.users.of("u1"); len(got) != 0 {
+	if got := e.Users.Of("u1"); len(got) != 0 {
 		t.Errorf("user index = %+v, want empty (the limit must not count a refused order)", got)
 	}
-	if got := len(e.pending.all()); got != 1 {
+	if got := len(e.Pending.All()); got != 1 {
 		t.Fatalf("pending has %d entries, want 1 for the sweep", got)
 	}
 
-	e.stock.set(func(s *fakeStock) { s.releaseErr = nil })
-	e.clock.Advance(testConfig.PayWindow + time.Second)
-	st, err := e.svc.Sweep(ctx)
+	e.Stock.Set(func(s *ordertest.Stock) { s.ReleaseErr = nil })
+	e.Clock.Advance(ordertest.TestConfig.PayWindow + time.Second)
+	st, err := e.Svc.Sweep(ctx)
 	if err != nil {
 		t.Fatalf("Sweep: %v", err)
 	}
 	if diff := cmp.Diff(st, order.SweepStats{Examined: 1, Cleaned: 1}); diff != "" {
 		t.Errorf("sweep stats mismatch (-got +want):\n%s", diff)
 	}
-	if got := e.pending.all(); len(got) != 0 {
+	if got := e.Pending.All(); len(got) != 0 {
 		t.Errorf("pending after the sweep = %+v, want empty", got)
 	}
 }
@@ -621,7 +622,7 @@ func TestPlacePurchaseLimit(t *testing.T) {
 	e := newEnv()
 	place := func(key string, qty int) problem.Code {
 		t.Helper()
-		reply, err := e.svc.Place(ctx, alice, order.PlaceRequest{DealID: "limited", Quantity: qty, IdempotencyKey: key}, render)
+		reply, err := e.Svc.Place(ctx, alice, order.PlaceRequest{DealID: "limited", Quantity: qty, IdempotencyKey: key}, render)
 		if err != nil {
 			t.Fatalf("Place(%s): %v", key, err)
 		}
@@ -634,10 +635,10 @@ func TestPlacePurchaseLimit(t *testing.T) {
 	if got, want := place("k2", 2), problem.CodePurchaseLimit; got != want {
 		t.Errorf("two more: code = %q, want %q", got, want)
 	}
-	if got := e.stock.callsOf("o2"); len(got) != 0 {
+	if got := e.Stock.CallsOf("o2"); len(got) != 0 {
 		t.Errorf("inventory calls for the refused order = %v, want none", got)
 	}
-	if _, err := e.svc.Cancel(ctx, alice, "o1"); err != nil {
+	if _, err := e.Svc.Cancel(ctx, alice, "o1"); err != nil {
 		t.Fatalf("Cancel: %v", err)
 	}
 	if got := place("k3", 2); got != "" {
@@ -647,7 +648,7 @@ func TestPlacePurchaseLimit(t *testing.T) {
 		t.Errorf("one more after that: code = %q, want %q", got, problem.CodePurchaseLimit)
 	}
 	// Another user has a limit of their own.
-	reply, err := e.svc.Place(ctx, bob, order.PlaceRequest{DealID: "limited", Quantity: 2, IdempotencyKey: "k1"}, render)
+	reply, err := e.Svc.Place(ctx, bob, order.PlaceRequest{DealID: "limited", Quantity: 2, IdempotencyKey: "k1"}, render)
 	if err != nil || reply.Status != 201 {
 		t.Errorf("another user = %d %s, %v; want 201", reply.Status, reply.Body, err)
 	}
@@ -682,7 +683,7 @@ func TestPay(t *testing.T) {
 		},
 		{
 			name:       "succeeded despite write conflicts",
-			setup:      func(_ *testing.T, e *env) { e.store.injectConflicts(3) },
+			setup:      func(_ *testing.T, e *env) { e.Store.InjectConflicts(3) },
 			caller:     alice,
 			id:         "o1",
 			token:      "tok_ok",
@@ -693,7 +694,7 @@ func TestPay(t *testing.T) {
 		},
 		{
 			name:       "declined",
-			setup:      func(_ *testing.T, e *env) { e.pay.setMode("declined") },
+			setup:      func(_ *testing.T, e *env) { e.Pay.SetMode("declined") },
 			caller:     alice,
 			id:         "o1",
 			token:      "tok_declined",
@@ -706,7 +707,7 @@ func TestPay(t *testing.T) {
 		{
 			// The outcome is unknown: the marker stays so expiry asks the payment app.
 			name:       "payment app unavailable",
-			setup:      func(_ *testing.T, e *env) { e.pay.setMode("unavailable") },
+			setup:      func(_ *testing.T, e *env) { e.Pay.SetMode("unavailable") },
 			caller:     alice,
 			id:         "o1",
 			token:      "tok_ok",
@@ -747,7 +748,7 @@ func TestPay(t *testing.T) {
 		{
 			name: "paid twice",
 			setup: func(t *testing.T, e *env) {
-				if _, err := e.svc.Pay(context.Background(), alice, "o1", "tok_ok"); err != nil {
+				if _, err := e.Svc.Pay(context.Background(), alice, "o1", "tok_ok"); err != nil {
 					t.Fatalf("first Pay: %v", err)
 				}
 			},
@@ -762,7 +763,7 @@ func TestPay(t *testing.T) {
 		},
 		{
 			name:       "after pay_by",
-			setup:      func(_ *testing.T, e *env) { e.clock.Advance(testConfig.PayWindow + time.Second) },
+			setup:      func(_ *testing.T, e *env) { e.Clock.Advance(ordertest.TestConfig.PayWindow + time.Second) },
 			caller:     alice,
 			id:         "o1",
 			token:      "tok_ok",
@@ -773,7 +774,7 @@ func TestPay(t *testing.T) {
 		},
 		{
 			name:       "at pay_by",
-			setup:      func(_ *testing.T, e *env) { e.clock.Advance(testConfig.PayWindow) },
+			setup:      func(_ *testing.T, e *env) { e.Clock.Advance(ordertest.TestConfig.PayWindow) },
 			caller:     alice,
 			id:         "o1",
 			token:      "tok_ok",
@@ -785,7 +786,7 @@ func TestPay(t *testing.T) {
 		{
 			name: "cancelled",
 			setup: func(t *testing.T, e *env) {
-				if _, err := e.svc.Cancel(context.Background(), alice, "o1"); err != nil {
+				if _, err := e.Svc.Cancel(context.Background(), alice, "o1"); err != nil {
 					t.Fatalf("Cancel: %v", err)
 				}
 			},
@@ -801,11 +802,11 @@ func TestPay(t *testing.T) {
 		{
 			name: "a marker left by an attempt of unknown outcome does not block a retry",
 			setup: func(t *testing.T, e *env) {
-				started := e.clock.Now()
+				started := e.Clock.Now()
 				o := e.mustOrder(t, "o1")
 				o.PaymentStartedAt = &started
-				e.store.put(o)
-				e.clock.Advance(testConfig.PaymentGrace - time.Second)
+				e.Store.Put(o)
+				e.Clock.Advance(ordertest.TestConfig.PaymentGrace - time.Second)
 			},
 			caller:     alice,
 			id:         "o1",
@@ -818,11 +819,11 @@ func TestPay(t *testing.T) {
 		{
 			name: "a stale charge marker is retried",
 			setup: func(t *testing.T, e *env) {
-				started := e.clock.Now()
+				started := e.Clock.Now()
 				o := e.mustOrder(t, "o1")
 				o.PaymentStartedAt = &started
-				e.store.put(o)
-				e.clock.Advance(testConfig.PaymentGrace)
+				e.Store.Put(o)
+				e.Clock.Advance(ordertest.TestConfig.PaymentGrace)
 			},
 			caller:     alice,
 			id:         "o1",
@@ -838,12 +839,12 @@ func TestPay(t *testing.T) {
 			t.Parallel()
 			e := newEnv()
 			e.place(t, alice, "k1", "flash", 2)
-			e.clock.Advance(time.Minute)
+			e.Clock.Advance(time.Minute)
 			if tt.setup != nil {
 				tt.setup(t, e)
 			}
 
-			got, err := e.svc.Pay(context.Background(), tt.caller, tt.id, tt.token)
+			got, err := e.Svc.Pay(context.Background(), tt.caller, tt.id, tt.token)
 
 			if code := errCode(err); code != tt.wantCode {
 				t.Fatalf("code = %q, want %q (error %v)", code, tt.wantCode, err)
@@ -863,19 +864,19 @@ func TestPay(t *testing.T) {
 			if got := stored.PaymentStartedAt != nil; got != tt.wantMarker {
 				t.Errorf("payment marker set = %t, want %t", got, tt.wantMarker)
 			}
-			if diff := cmp.Diff(e.stock.callsOf("o1"), tt.wantStock); diff != "" {
+			if diff := cmp.Diff(e.Stock.CallsOf("o1"), tt.wantStock); diff != "" {
 				t.Errorf("inventory calls mismatch (-got +want):\n%s", diff)
 			}
-			if diff := cmp.Diff(e.pub.topicsOf("o1"), tt.wantTopics); diff != "" {
+			if diff := cmp.Diff(e.Pub.TopicsOf("o1"), tt.wantTopics); diff != "" {
 				t.Errorf("events mismatch (-got +want):\n%s", diff)
 			}
-			if idx := e.users.of("u1"); len(idx) != 1 || idx[0].Status != tt.wantIndex {
+			if idx := e.Users.Of("u1"); len(idx) != 1 || idx[0].Status != tt.wantIndex {
 				t.Errorf("user index = %+v, want one entry with status %q", idx, tt.wantIndex)
 			}
-			if got := len(e.pending.all()) == 1; got != tt.wantPending {
+			if got := len(e.Pending.All()) == 1; got != tt.wantPending {
 				t.Errorf("still pending = %t, want %t", got, tt.wantPending)
 			}
-			if got := e.pay.chargeCount(); got != tt.wantCharges {
+			if got := e.Pay.ChargeCount(); got != tt.wantCharges {
 				t.Errorf("charges = %d, want %d", got, tt.wantCharges)
 			}
 		})
@@ -888,16 +889,16 @@ func TestPayAfterDeclineRetries(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv()
 	e.place(t, alice, "k1", "flash", 1)
-	e.pay.setMode("declined")
-	if _, err := e.svc.Pay(ctx, alice, "o1", "tok_declined"); !errors.Is(err, order.ErrPaymentDeclined) {
+	e.Pay.SetMode("declined")
+	if _, err := e.Svc.Pay(ctx, alice, "o1", "tok_declined"); !errors.Is(err, order.ErrPaymentDeclined) {
 		t.Fatalf("first Pay error = %v, want %v", err, order.ErrPaymentDeclined)
 	}
 	// The payment app records one charge per order: a new token after a decline is a
 	// charge the fake lets succeed.
-	e.pay.record("o1", order.ChargeResult{Status: "succeeded"})
-	e.pay.setMode("succeeded")
+	e.Pay.Record("o1", order.ChargeResult{Status: "succeeded"})
+	e.Pay.SetMode("succeeded")
 
-	got, err := e.svc.Pay(ctx, alice, "o1", "tok_ok")
+	got, err := e.Svc.Pay(ctx, alice, "o1", "tok_ok")
 
 	if err != nil {
 		t.Fatalf("second Pay: %v", err)
@@ -910,10 +911,10 @@ func TestPayAfterDeclineRetries(t *testing.T) {
 func TestCancel(t *testing.T) {
 	t.Parallel()
 	setMarker := func(e *env, age time.Duration) {
-		started := e.clock.Now().Add(-age)
-		o, _ := e.store.order("o1")
+		started := e.Clock.Now().Add(-age)
+		o, _ := e.Store.Order("o1")
 		o.PaymentStartedAt = &started
-		e.store.put(o)
+		e.Store.Put(o)
 	}
 	tests := []struct {
 		name        string
@@ -938,7 +939,7 @@ func TestCancel(t *testing.T) {
 		},
 		{
 			name:       "pending despite write conflicts",
-			setup:      func(_ *testing.T, e *env) { e.store.injectConflicts(5) },
+			setup:      func(_ *testing.T, e *env) { e.Store.InjectConflicts(5) },
 			caller:     alice,
 			wantStatus: order.StatusCancelled,
 			wantStock:  []string{"reserve", "release"},
@@ -949,7 +950,7 @@ func TestCancel(t *testing.T) {
 		{
 			name: "confirmed",
 			setup: func(t *testing.T, e *env) {
-				if _, err := e.svc.Pay(context.Background(), alice, "o1", "tok_ok"); err != nil {
+				if _, err := e.Svc.Pay(context.Background(), alice, "o1", "tok_ok"); err != nil {
 					t.Fatalf("Pay: %v", err)
 				}
 			},
@@ -964,7 +965,7 @@ func TestCancel(t *testing.T) {
 		{
 			name: "cancelled twice",
 			setup: func(t *testing.T, e *env) {
-				if _, err := e.svc.Cancel(context.Background(), alice, "o1"); err != nil {
+				if _, err := e.Svc.Cancel(context.Background(), alice, "o1"); err != nil {
 					t.Fatalf("Cancel: %v", err)
 				}
 			},
@@ -978,7 +979,7 @@ func TestCancel(t *testing.T) {
 		},
 		{
 			name:       "a payment in flight",
-			setup:      func(_ *testing.T, e *env) { setMarker(e, testConfig.PaymentGrace-time.Second) },
+			setup:      func(_ *testing.T, e *env) { setMarker(e, ordertest.TestConfig.PaymentGrace-time.Second) },
 			caller:     alice,
 			wantCode:   problem.CodeInvalidState,
 			wantStatus: order.StatusPending,
@@ -988,7 +989,7 @@ func TestCancel(t *testing.T) {
 		},
 		{
 			name:       "a stale payment marker whose charge never happened",
-			setup:      func(_ *testing.T, e *env) { setMarker(e, testConfig.PaymentGrace) },
+			setup:      func(_ *testing.T, e *env) { setMarker(e, ordertest.TestConfig.PaymentGrace) },
 			caller:     alice,
 			wantStatus: order.StatusCancelled,
 			wantStock:  []string{"reserve", "release"},
@@ -1001,11 +1002,11 @@ func TestCancel(t *testing.T) {
 			// the money for an order that releases its stock.
 			name: "a stale payment marker whose charge went through",
 			setup: func(t *testing.T, e *env) {
-				e.pay.setMode("lost")
-				if _, err := e.svc.Pay(context.Background(), alice, "o1", "tok_ok"); !errors.Is(err, order.ErrPaymentDown) {
+				e.Pay.SetMode("lost")
+				if _, err := e.Svc.Pay(context.Background(), alice, "o1", "tok_ok"); !errors.Is(err, order.ErrPaymentDown) {
 					t.Fatalf("Pay error = %v, want %v", err, order.ErrPaymentDown)
 				}
-				e.clock.Advance(testConfig.PaymentGrace)
+				e.Clock.Advance(ordertest.TestConfig.PaymentGrace)
 			},
 			caller:     alice,
 			wantCode:   problem.CodeInvalidState,
@@ -1030,12 +1031,12 @@ func TestCancel(t *testing.T) {
 			t.Parallel()
 			e := newEnv()
 			e.place(t, alice, "k1", "flash", 2)
-			e.clock.Advance(time.Minute)
+			e.Clock.Advance(time.Minute)
 			if tt.setup != nil {
 				tt.setup(t, e)
 			}
 
-			got, err := e.svc.Cancel(context.Background(), tt.caller, "o1")
+			got, err := e.Svc.Cancel(context.Background(), tt.caller, "o1")
 
 			if code := errCode(err); code != tt.wantCode {
 				t.Fatalf("code = %q, want %q (error %v)", code, tt.wantCode, err)
@@ -1052,19 +1053,19 @@ func TestCancel(t *testing.T) {
 			if stored.Status != tt.wantStatus {
 				t.Errorf("stored status = %q, want %q", stored.Status, tt.wantStatus)
 			}
-			if diff := cmp.Diff(e.stock.callsOf("o1"), tt.wantStock); diff != "" {
+			if diff := cmp.Diff(e.Stock.CallsOf("o1"), tt.wantStock); diff != "" {
 				t.Errorf("inventory calls mismatch (-got +want):\n%s", diff)
 			}
-			if diff := cmp.Diff(e.pub.topicsOf("o1"), tt.wantTopics); diff != "" {
+			if diff := cmp.Diff(e.Pub.TopicsOf("o1"), tt.wantTopics); diff != "" {
 				t.Errorf("events mismatch (-got +want):\n%s", diff)
 			}
-			if idx := e.users.of("u1"); len(idx) != 1 || idx[0].Status != tt.wantIndex {
+			if idx := e.Users.Of("u1"); len(idx) != 1 || idx[0].Status != tt.wantIndex {
 				t.Errorf("user index = %+v, want one entry with status %q", idx, tt.wantIndex)
 			}
-			if got := len(e.pending.all()) == 1; got != tt.wantPending {
+			if got := len(e.Pending.All()) == 1; got != tt.wantPending {
 				t.Errorf("still pending = %t, want %t", got, tt.wantPending)
 			}
-			if diff := cmp.Diff(e.store.transitionsOf("o1"), tt.wantCAS); diff != "" {
+			if diff := cmp.Diff(e.Store.TransitionsOf("o1"), tt.wantCAS); diff != "" {
 				t.Errorf("status transitions mismatch (-got +want):\n%s", diff)
 			}
 		})
@@ -1089,7 +1090,7 @@ func TestGet(t *testing.T) {
 			e := newEnv()
 			want := e.place(t, alice, "k1", "flash", 1)
 
-			got, err := e.svc.Get(context.Background(), tt.caller, tt.id)
+			got, err := e.Svc.Get(context.Background(), tt.caller, tt.id)
 
 			if code := errCode(err); code != tt.wantCode {
 				t.Fatalf("code = %q, want %q (error %v)", code, tt.wantCode, err)
@@ -1113,11 +1114,11 @@ func TestList(t *testing.T) {
 	e := newEnv()
 	for _, key := range []string{"k1", "k2", "k3"} {
 		e.place(t, alice, key, "flash", 1)
-		e.clock.Advance(time.Second)
+		e.Clock.Advance(time.Second)
 	}
 	e.place(t, bob, "k1", "flash", 1)
 	// A placement in flight has an index entry but no document yet.
-	if err := e.users.Add(ctx, "u1", order.IndexEntry{OrderID: "o9", DealID: "flash", Quantity: 1, Status: order.StatusPending}, 5); err != nil {
+	if err := e.Users.Add(ctx, "u1", order.IndexEntry{OrderID: "o9", DealID: "flash", Quantity: 1, Status: order.StatusPending}, 5); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -1133,7 +1134,7 @@ func TestList(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 
-			list, err := e.svc.List(ctx, tt.caller)
+			list, err := e.Svc.List(ctx, tt.caller)
 
 			if err != nil {
 				t.Fatalf("List: %v", err)

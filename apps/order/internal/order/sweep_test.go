@@ -11,19 +11,20 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/groupbuy/groupbuy/apps/order/internal/order"
+	"github.com/groupbuy/groupbuy/apps/order/internal/order/ordertest"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
 func TestSweep(t *testing.T) {
 	t.Parallel()
-	payBy := t0.Add(testConfig.PayWindow)
+	payBy := ordertest.T0.Add(ordertest.TestConfig.PayWindow)
 	// lostCharge makes a Pay at the given time whose charge succeeds at the payment app but
 	// whose answer is lost, leaving the order pending with a payment marker.
 	lostCharge := func(t *testing.T, e *env, at time.Time) {
 		t.Helper()
-		e.clock.Set(at)
-		e.pay.setMode("lost")
-		if _, err := e.svc.Pay(context.Background(), alice, "o1", "tok_ok"); !errors.Is(err, order.ErrPaymentDown) {
+		e.Clock.Set(at)
+		e.Pay.SetMode("lost")
+		if _, err := e.Svc.Pay(context.Background(), alice, "o1", "tok_ok"); !errors.Is(err, order.ErrPaymentDown) {
 			t.Fatalf("Pay error = %v, want %v", err, order.ErrPaymentDown)
 		}
 	}
@@ -32,11 +33,11 @@ func TestSweep(t *testing.T) {
 		t.Helper()
 		o := e.mustOrder(t, "o1")
 		fn(&o)
-		e.store.put(o)
+		e.Store.Put(o)
 	}
 	tests := []struct {
 		name        string
-		setup       func(t *testing.T, e *env) // at t0, o1 already placed (2 units of flash)
+		setup       func(t *testing.T, e *env) // at ordertest.T0, o1 already placed (2 units of flash)
 		at          time.Time
 		wantStats   order.SweepStats
 		wantStatus  order.Status // stored status of o1; "" for no document
@@ -81,9 +82,7 @@ func TestSweep(t *testing.T) {
 		{
 			name: "placement crashed between reserve and create",
 			setup: func(t *testing.T, e *env) {
-				e.store.mu.Lock()
-				delete(e.store.docs, "o1")
-				e.store.mu.Unlock()
+				e.Store.Delete("o1")
 			},
 			at:         payBy.Add(time.Second),
 			wantStats:  order.SweepStats{Examined: 1, Cleaned: 1},
@@ -105,9 +104,9 @@ func TestSweep(t *testing.T) {
 		{
 			name: "charge never reached the payment app",
 			setup: func(t *testing.T, e *env) {
-				e.clock.Set(payBy.Add(-time.Minute))
-				e.pay.setMode("unavailable")
-				if _, err := e.svc.Pay(context.Background(), alice, "o1", "tok_ok"); !errors.Is(err, order.ErrPaymentDown) {
+				e.Clock.Set(payBy.Add(-time.Minute))
+				e.Pay.SetMode("unavailable")
+				if _, err := e.Svc.Pay(context.Background(), alice, "o1", "tok_ok"); !errors.Is(err, order.ErrPaymentDown) {
 					t.Fatalf("Pay error = %v, want %v", err, order.ErrPaymentDown)
 				}
 			},
@@ -122,7 +121,7 @@ func TestSweep(t *testing.T) {
 		{
 			name:        "charge in flight within the grace",
 			setup:       func(t *testing.T, e *env) { lostCharge(t, e, payBy.Add(-time.Second)) },
-			at:          payBy.Add(testConfig.PaymentGrace - 2*time.Second),
+			at:          payBy.Add(ordertest.TestConfig.PaymentGrace - 2*time.Second),
 			wantStats:   order.SweepStats{Examined: 1},
 			wantStatus:  order.StatusPending,
 			wantStock:   []string{"reserve"},
@@ -147,7 +146,7 @@ func TestSweep(t *testing.T) {
 		{
 			name: "paid but not confirmed",
 			setup: func(t *testing.T, e *env) {
-				e.pay.record("o1", order.ChargeResult{Status: "succeeded"})
+				e.Pay.Record("o1", order.ChargeResult{Status: "succeeded"})
 				rewrite(t, e, func(o *order.Order) { o.Status, o.Settled = order.StatusPaid, false })
 			},
 			at:         payBy.Add(time.Second),
@@ -161,7 +160,7 @@ func TestSweep(t *testing.T) {
 		{
 			name: "confirmed but not settled",
 			setup: func(t *testing.T, e *env) {
-				e.stock.set(func(s *fakeStock) { s.holds["o1"] = "committed" })
+				e.Stock.SetHold("o1", "committed")
 				rewrite(t, e, func(o *order.Order) { o.Status, o.Settled = order.StatusConfirmed, false })
 			},
 			at:         payBy.Add(time.Second),
@@ -188,7 +187,7 @@ func TestSweep(t *testing.T) {
 		{
 			name: "release fails: counted, left for the next pass",
 			setup: func(t *testing.T, e *env) {
-				e.stock.set(func(s *fakeStock) { s.releaseErr = problem.New(problem.CodeUnavailable, "down") })
+				e.Stock.Set(func(s *ordertest.Stock) { s.ReleaseErr = problem.New(problem.CodeUnavailable, "down") })
 			},
 			at:          payBy.Add(time.Second),
 			wantStats:   order.SweepStats{Examined: 1, Failed: 1},
@@ -203,7 +202,7 @@ func TestSweep(t *testing.T) {
 			name: "payment lookup fails: counted, left for the next pass",
 			setup: func(t *testing.T, e *env) {
 				lostCharge(t, e, payBy.Add(-time.Minute))
-				e.pay.lookupErr = errPaymentDown
+				e.Pay.SetLookupErr(ordertest.ErrPaymentDown)
 			},
 			at:          payBy.Add(time.Second),
 			wantStats:   order.SweepStats{Examined: 1, Failed: 1},
@@ -224,9 +223,9 @@ func TestSweep(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup(t, e)
 			}
-			e.clock.Set(tt.at)
+			e.Clock.Set(tt.at)
 
-			got, err := e.svc.Sweep(ctx)
+			got, err := e.Svc.Sweep(ctx)
 
 			if err != nil {
 				t.Fatalf("Sweep: %v", err)
@@ -234,7 +233,7 @@ func TestSweep(t *testing.T) {
 			if diff := cmp.Diff(got, tt.wantStats); diff != "" {
 				t.Errorf("stats mismatch (-got +want):\n%s", diff)
 			}
-			stored, ok := e.store.order("o1")
+			stored, ok := e.Store.Order("o1")
 			if !ok {
 				stored.Status = ""
 			}
@@ -244,23 +243,23 @@ func TestSweep(t *testing.T) {
 			if ok && !tt.wantPending && !stored.Settled {
 				t.Error("order left the pending set unsettled")
 			}
-			if diff := cmp.Diff(e.stock.callsOf("o1"), tt.wantStock); diff != "" {
+			if diff := cmp.Diff(e.Stock.CallsOf("o1"), tt.wantStock); diff != "" {
 				t.Errorf("inventory calls mismatch (-got +want):\n%s", diff)
 			}
-			if got := e.stock.hold("o1"); got != tt.wantHold {
+			if got := e.Stock.Hold("o1"); got != tt.wantHold {
 				t.Errorf("hold = %q, want %q", got, tt.wantHold)
 			}
-			if diff := cmp.Diff(e.pub.topicsOf("o1"), tt.wantTopics); diff != "" {
+			if diff := cmp.Diff(e.Pub.TopicsOf("o1"), tt.wantTopics); diff != "" {
 				t.Errorf("events mismatch (-got +want):\n%s", diff)
 			}
 			var index order.Status
-			if idx := e.users.of("u1"); len(idx) > 0 {
+			if idx := e.Users.Of("u1"); len(idx) > 0 {
 				index = idx[0].Status
 			}
 			if index != tt.wantIndex {
 				t.Errorf("user index status = %q, want %q", index, tt.wantIndex)
 			}
-			if got := len(e.pending.all()) == 1; got != tt.wantPending {
+			if got := len(e.Pending.All()) == 1; got != tt.wantPending {
 				t.Errorf("still pending = %t, want %t", got, tt.wantPending)
 			}
 		})
@@ -273,14 +272,14 @@ func TestSweepRetriesAfterFailure(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv()
 	e.place(t, alice, "k1", "flash", 1)
-	e.stock.set(func(s *fakeStock) { s.releaseErr = problem.New(problem.CodeUnavailable, "down") })
-	e.clock.Advance(testConfig.PayWindow + time.Second)
-	if st, err := e.svc.Sweep(ctx); err != nil || st.Failed != 1 {
+	e.Stock.Set(func(s *ordertest.Stock) { s.ReleaseErr = problem.New(problem.CodeUnavailable, "down") })
+	e.Clock.Advance(ordertest.TestConfig.PayWindow + time.Second)
+	if st, err := e.Svc.Sweep(ctx); err != nil || st.Failed != 1 {
 		t.Fatalf("first pass = %+v, %v; want one failure", st, err)
 	}
-	e.stock.set(func(s *fakeStock) { s.releaseErr = nil })
+	e.Stock.Set(func(s *ordertest.Stock) { s.ReleaseErr = nil })
 
-	got, err := e.svc.Sweep(ctx)
+	got, err := e.Svc.Sweep(ctx)
 
 	if err != nil {
 		t.Fatalf("second pass: %v", err)
@@ -292,13 +291,13 @@ func TestSweepRetriesAfterFailure(t *testing.T) {
 	if o.Status != order.StatusCancelled || !o.Settled {
 		t.Errorf("order = %s settled %t, want cancelled and settled", o.Status, o.Settled)
 	}
-	if diff := cmp.Diff(e.store.transitionsOf("o1"), []order.Status{order.StatusCancelled}); diff != "" {
+	if diff := cmp.Diff(e.Store.TransitionsOf("o1"), []order.Status{order.StatusCancelled}); diff != "" {
 		t.Errorf("status transitions mismatch (-got +want):\n%s", diff)
 	}
-	if got := e.stock.hold("o1"); got != "released" {
+	if got := e.Stock.Hold("o1"); got != "released" {
 		t.Errorf("hold = %q, want released", got)
 	}
-	if got := e.pending.all(); len(got) != 0 {
+	if got := e.Pending.All(); len(got) != 0 {
 		t.Errorf("pending = %+v, want empty", got)
 	}
 }
@@ -317,15 +316,15 @@ func TestSweepConcurrent(t *testing.T) {
 			var ids []string
 			for i := range orders {
 				u := order.Caller{ID: fmt.Sprintf("user%d", i)}
-				reply, err := e.svc.Place(ctx, u, order.PlaceRequest{DealID: "flash", Quantity: 1, IdempotencyKey: "k"}, render)
+				reply, err := e.Svc.Place(ctx, u, order.PlaceRequest{DealID: "flash", Quantity: 1, IdempotencyKey: "k"}, render)
 				if err != nil || reply.Status != 201 {
 					t.Fatalf("Place %d = %d, %v", i, reply.Status, err)
 				}
 				ids = append(ids, fmt.Sprintf("o%d", i+1))
 			}
 			// Some conflicts on top of the sweepers' own contention.
-			e.store.injectConflicts(orders / 2)
-			e.clock.Advance(testConfig.PayWindow + time.Second)
+			e.Store.InjectConflicts(orders / 2)
+			e.Clock.Advance(ordertest.TestConfig.PayWindow + time.Second)
 
 			stats := make([]order.SweepStats, sweepers)
 			errs := make([]error, sweepers)
@@ -334,7 +333,7 @@ func TestSweepConcurrent(t *testing.T) {
 			for i := range sweepers {
 				wg.Go(func() {
 					<-start
-					stats[i], errs[i] = e.svc.Sweep(ctx)
+					stats[i], errs[i] = e.Svc.Sweep(ctx)
 				})
 			}
 			close(start)
@@ -354,24 +353,24 @@ func TestSweepConcurrent(t *testing.T) {
 				t.Errorf("cancellations reported = %d, want %d (%+v)", cancelled, orders, stats)
 			}
 			for i, id := range ids {
-				if diff := cmp.Diff(e.store.transitionsOf(id), []order.Status{order.StatusCancelled}); diff != "" {
+				if diff := cmp.Diff(e.Store.TransitionsOf(id), []order.Status{order.StatusCancelled}); diff != "" {
 					t.Errorf("%s status transitions mismatch (-got +want):\n%s", id, diff)
 				}
 				o := e.mustOrder(t, id)
 				if o.Status != order.StatusCancelled || !o.Settled {
 					t.Errorf("%s = %s settled %t, want cancelled and settled", id, o.Status, o.Settled)
 				}
-				if got := e.stock.hold(id); got != "released" {
+				if got := e.Stock.Hold(id); got != "released" {
 					t.Errorf("%s hold = %q, want released", id, got)
 				}
-				if idx := e.users.of(fmt.Sprintf("user%d", i)); len(idx) != 1 || idx[0].Status != order.StatusCancelled {
+				if idx := e.Users.Of(fmt.Sprintf("user%d", i)); len(idx) != 1 || idx[0].Status != order.StatusCancelled {
 					t.Errorf("%s index = %+v, want one cancelled entry", id, idx)
 				}
-				if got := e.pub.topicsOf(id); len(got) < 2 || got[0] != "order.created" {
+				if got := e.Pub.TopicsOf(id); len(got) < 2 || got[0] != "order.created" {
 					t.Errorf("%s events = %v, want order.created then order.cancelled (repeats allowed)", id, got)
 				}
 			}
-			if got := e.pending.all(); len(got) != 0 {
+			if got := e.Pending.All(); len(got) != 0 {
 				t.Errorf("pending = %+v, want empty", got)
 			}
 		})
