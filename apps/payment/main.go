@@ -1,6 +1,7 @@
 // Command payment is a simulated payment provider for the other apps (reached only through
-// Dapr service invocation): one charge and at most one refund per order id, stored with
-// first-write creates, plus injectable latency and failures for resiliency tests.
+// Dapr service invocation): at most one succeeded charge and one refund per order id (a
+// declined attempt may be followed by another), stored with ETag writes and first-write
+// creates, plus injectable latency and failures for resiliency tests.
 package main
 
 import (

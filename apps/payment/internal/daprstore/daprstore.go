@@ -2,9 +2,12 @@
 // "charge:<order_id>" and "refund:<order_id>" (the sidecar prefixes them with the app id, so
 // Redis holds "payment||charge:<order_id>").
 //
-// Records are written once with daprstate.Store.Create (first-write): of two concurrent creates
-// for one key exactly one succeeds; the other gets daprstate.ErrExists, re-reads the key and
-// reports the winner's record. Records are never updated or deleted.
+// A charge record changes only through daprstate.Mutate (read, change, write with the ETag
+// read, re-read on conflict): of two concurrent writers over the same version exactly one
+// succeeds and the other re-decides against the winner's record. Refunds are written once
+// with daprstate.Store.Create (first-write): of two concurrent creates exactly one succeeds;
+// the other gets daprstate.ErrExists, re-reads the key and reports the winner's record.
+// Records are never deleted.
 package daprstore
 
 import (
@@ -39,9 +42,22 @@ func (r *Repository) Charge(ctx context.Context, orderID string) (payment.Charge
 	return c, nil
 }
 
-// CreateCharge implements payment.Repository.
-func (r *Repository) CreateCharge(ctx context.Context, c payment.Charge) (payment.Charge, bool, error) {
-	return create(ctx, r.store, ChargeKey(c.OrderID), c, payment.ErrChargeNotFound)
+// chargeAttempts bounds the CAS retries of one charge update. Few writes ever race on one
+// order's record (a decline, then one success that ends every race), so running out means
+// the store misbehaves.
+const chargeAttempts = 10
+
+// UpdateCharge implements payment.Repository.
+func (r *Repository) UpdateCharge(ctx context.Context, orderID string, fn func(c *payment.Charge, found bool) error) (payment.Charge, error) {
+	return daprstate.Mutate(ctx, r.store, ChargeKey(orderID), chargeAttempts, func(c *payment.Charge, found bool) error {
+		read := *c
+		err := fn(c, found)
+		if errors.Is(err, payment.ErrNoChange) {
+			*c = read // Mutate answers c: the stored charge, whatever fn did to it
+			return daprstate.ErrNoChange
+		}
+		return err
+	})
 }
 
 // Refund implements payment.Repository.

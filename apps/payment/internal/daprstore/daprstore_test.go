@@ -44,8 +44,11 @@ func TestKeysAndStoredDocuments(t *testing.T) {
 	ctx := testContext(t)
 	at := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
-	if _, _, err := repo.CreateCharge(ctx, payment.Charge{ChargeID: "ch_1", OrderID: "o1", Status: payment.StatusSucceeded, AmountCents: 1999, CreatedAt: at}); err != nil {
-		t.Fatalf("CreateCharge(): %v", err)
+	if _, err := repo.UpdateCharge(ctx, "o1", func(c *payment.Charge, _ bool) error {
+		*c = payment.Charge{ChargeID: "ch_1", OrderID: "o1", Status: payment.StatusSucceeded, AmountCents: 1999, CreatedAt: at}
+		return nil
+	}); err != nil {
+		t.Fatalf("UpdateCharge(): %v", err)
 	}
 	if _, _, err := repo.CreateRefund(ctx, payment.Refund{RefundID: "re_1", OrderID: "o1", Status: payment.StatusRefunded, AmountCents: 1999, CreatedAt: at}); err != nil {
 		t.Fatalf("CreateRefund(): %v", err)
@@ -90,9 +93,16 @@ func TestOutages(t *testing.T) {
 			call: func(ctx context.Context, r *daprstore.Repository) error { _, err := r.Refund(ctx, "o1"); return err },
 		},
 		{
-			name: "charge create", saveErr: errOutage,
+			name: "charge update read", getErr: errOutage,
 			call: func(ctx context.Context, r *daprstore.Repository) error {
-				_, _, err := r.CreateCharge(ctx, payment.Charge{OrderID: "o1"})
+				_, err := r.UpdateCharge(ctx, "o1", func(c *payment.Charge, _ bool) error { c.OrderID = "o1"; return nil })
+				return err
+			},
+		},
+		{
+			name: "charge update write", saveErr: errOutage,
+			call: func(ctx context.Context, r *daprstore.Repository) error {
+				_, err := r.UpdateCharge(ctx, "o1", func(c *payment.Charge, _ bool) error { c.OrderID = "o1"; return nil })
 				return err
 			},
 		},
@@ -123,20 +133,24 @@ func TestOutages(t *testing.T) {
 	}
 }
 
-// The whole stack (service, adapter, daprstate) over the Redis-like fake. In one replica the
-// calls are serialized, so only the first writes; across replicas the barrier holds every
+// The whole stack (service, adapter, daprstate) over the Redis-like fake, with half the
+// callers declined. In one replica the calls are serialized, so no write is ever lost: a
+// decline may land first, then the one success. Across replicas the barrier holds every
 // caller after its read until all have seen "no charge", so all of them attempt the
-// first-write create and all but one lose it.
+// first-write create and all but one lose it; the losers decide again against the winner.
+// Either way the key ends with one succeeded charge, and only a succeeded charge and
+// at most one decline before it were ever written.
 func TestConcurrentChargesThroughTheStore(t *testing.T) {
 	t.Parallel()
 	const n = paymenttest.Concurrency
 	tests := []struct {
 		name         string
 		replicas     int
-		wantAttempts int
+		minAttempts  int
+		lostAttempts bool
 	}{
-		{name: "in one replica", replicas: 1, wantAttempts: 1},
-		{name: "across replicas", replicas: n, wantAttempts: n},
+		{name: "in one replica", replicas: 1, minAttempts: 1},
+		{name: "across replicas", replicas: n, minAttempts: n, lostAttempts: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,18 +193,23 @@ func TestConcurrentChargesThroughTheStore(t *testing.T) {
 			if err := json.Unmarshal(raw, &stored); err != nil {
 				t.Fatalf("decode stored charge: %v", err)
 			}
+			if stored.Status != payment.StatusSucceeded {
+				t.Fatalf("stored charge %+v, want a succeeded one", stored)
+			}
 			for i := range n {
-				if errs[i] != nil {
+				switch {
+				case errs[i] != nil:
 					t.Errorf("call %d: %v", i, errs[i])
-					continue
-				}
-				if diff := cmp.Diff(results[i], stored); diff != "" {
-					t.Errorf("call %d answered another charge than the stored one (-got +want):\n%s", i, diff)
+				case results[i].Status == payment.StatusDeclined && i%2 == 0:
+				default:
+					if diff := cmp.Diff(results[i], stored); diff != "" {
+						t.Errorf("call %d answered another charge than the stored success (-got +want):\n%s", i, diff)
+					}
 				}
 			}
 			saves, attempts := len(fc.Writes(storeName, "")), fc.SaveCalls()
-			if saves != 1 || attempts != tt.wantAttempts {
-				t.Errorf("writes = %d of %d attempts, want 1 of %d", saves, attempts, tt.wantAttempts)
+			if saves < 1 || saves > 2 || attempts < tt.minAttempts || (!tt.lostAttempts && attempts != saves) {
+				t.Errorf("writes = %d of %d attempts, want 1 or 2 of at least %d (lost attempts allowed: %t)", saves, attempts, tt.minAttempts, tt.lostAttempts)
 			}
 		})
 	}

@@ -161,22 +161,33 @@ func TestCharges(t *testing.T) {
 	}
 }
 
+// A decline is answered and readable, a later attempt with another card replaces it, and the
+// success is final: a replay with the declined token and a read both answer it.
 func TestChargeReplayAndRead(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, payment.Faults{})
 
-	first := e.do(http.MethodPost, "/charges", `{"order_id":"o1","amount_cents":1999,"payment_token":"tok_declined"}`)
-	again := e.do(http.MethodPost, "/charges", `{"order_id":"o1","amount_cents":1999,"payment_token":"tok_ok"}`)
+	declined := e.do(http.MethodPost, "/charges", `{"order_id":"o1","amount_cents":1999,"payment_token":"tok_declined"}`)
+	readDeclined := e.do(http.MethodGet, "/charges/o1", "")
+	paid := e.do(http.MethodPost, "/charges", `{"order_id":"o1","amount_cents":1999,"payment_token":"tok_ok"}`)
+	again := e.do(http.MethodPost, "/charges", `{"order_id":"o1","amount_cents":1999,"payment_token":"tok_declined"}`)
 	read := e.do(http.MethodGet, "/charges/o1", "")
 
-	for name, rec := range map[string]*httptest.ResponseRecorder{"first": first, "again": again, "read": read} {
+	for name, rec := range map[string]*httptest.ResponseRecorder{"declined": declined, "read declined": readDeclined, "paid": paid, "again": again, "read": read} {
 		if rec.Code != http.StatusOK {
 			t.Fatalf("%s: status = %d, want 200 (body %q)", name, rec.Code, rec.Body.String())
 		}
 	}
-	want := decode(t, first)
-	if want["status"] != "declined" {
-		t.Errorf("status = %v, want declined", want["status"])
+	first := decode(t, declined)
+	if first["status"] != "declined" {
+		t.Errorf("first status = %v, want declined", first["status"])
+	}
+	if diff := cmp.Diff(decode(t, readDeclined), first); diff != "" {
+		t.Errorf("read after the decline mismatch (-got +want):\n%s", diff)
+	}
+	want := decode(t, paid)
+	if want["status"] != "succeeded" || want["charge_id"] == first["charge_id"] {
+		t.Errorf("charge after the decline = %v, want a new succeeded charge", want)
 	}
 	if diff := cmp.Diff(decode(t, again), want); diff != "" {
 		t.Errorf("replayed charge mismatch (-got +want):\n%s", diff)

@@ -1,12 +1,17 @@
-// Package payment is a simulated payment provider: it charges and refunds orders, one charge
-// and at most one refund per order id, ever.
+// Package payment is a simulated payment provider: it charges and refunds orders. Per order
+// id there is at most one succeeded charge and at most one refund, ever.
 //
-// Exactly-once comes from the store: each record is written once with a first-write Create on
-// its own key ("charge:<order_id>", "refund:<order_id>"). When two calls for one order race, one
-// Create wins and the loser re-reads and answers with the winner's record, so every caller sees
-// the same result and the store holds one record. An in-process lock per order id (keyLock)
-// only keeps one replica's own concurrent calls from losing creates, which the sidecar would
-// retry and count against the state store's circuit breaker.
+// A charge record per order ("charge:<order_id>") holds the order's latest attempt. A declined
+// attempt is not final: the owner may pay again with another card, and a later attempt
+// replaces the decline. A succeeded charge is final: every later attempt, whatever its token
+// or amount, answers that charge, so a caller retrying after a timeout learns what happened
+// instead of causing a second charge. The record changes only through an optimistic
+// concurrency check (Repository.UpdateCharge), so of two attempts that race over one decline
+// (or over no record) one is stored and the other re-reads and answers it. Refunds are written
+// once with a first-write create on their own key ("refund:<order_id>").
+//
+// An in-process lock per order id (keyLock) keeps one replica's own concurrent calls from
+// losing writes, which the sidecar would retry and count against the state store.
 //
 // Expected business outcomes are 200 answers (a declined card is a charge with status
 // "declined"): Dapr's circuit breaker counts every non-2xx answer as a failure, and a wave of
@@ -15,6 +20,7 @@ package payment
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -129,13 +135,20 @@ func checkOrderID(id string) (problem.FieldError, bool) {
 	return problem.FieldError{}, true
 }
 
-// Repository stores charges and refunds, one of each per order id.
+// ErrNoChange tells Repository.UpdateCharge that the update function decided to keep the
+// stored charge as it is.
+var ErrNoChange = errors.New("payment: no change")
+
+// Repository stores charges and refunds, one record of each per order id.
 type Repository interface {
 	// Charge returns the charge of an order or ErrChargeNotFound.
 	Charge(ctx context.Context, orderID string) (Charge, error)
-	// CreateCharge stores c unless the order has a charge; then it returns the existing one
-	// and created=false.
-	CreateCharge(ctx context.Context, c Charge) (existing Charge, created bool, err error)
+	// UpdateCharge reads the order's charge (found=false when it has none), applies fn and
+	// stores the result only if nobody stored a charge of the order since the read;
+	// otherwise it reads again and re-runs fn. When fn returns ErrNoChange nothing is
+	// written and the stored charge is returned (the zero Charge when there is none); any
+	// other error of fn is returned as is. It returns the charge the store now holds.
+	UpdateCharge(ctx context.Context, orderID string, fn func(c *Charge, found bool) error) (Charge, error)
 	// Refund returns the refund of an order or ErrRefundNotFound.
 	Refund(ctx context.Context, orderID string) (Refund, error)
 	// CreateRefund stores r unless the order has a refund; then it returns the existing one

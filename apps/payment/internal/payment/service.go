@@ -55,9 +55,11 @@ func NewService(repo Repository, faults Faults, meter metric.Meter) (*Service, e
 	}, nil
 }
 
-// Charge charges an order once. The first result for an order id is stored and returned for
-// every later call, whatever token or amount that call carries: a caller retrying after a
-// timeout must learn what happened, not cause a second charge.
+// Charge makes an attempt to charge an order. A succeeded charge is final: it is stored once
+// and returned for every later attempt, whatever token or amount that attempt carries, so a
+// caller retrying after a timeout learns what happened instead of causing a second charge. A
+// declined attempt is not final: it is recorded (so a look-up tells "declined" from "never
+// tried") and a later attempt with another token may still succeed.
 func (s *Service) Charge(ctx context.Context, in ChargeRequest) (Charge, error) {
 	if err := s.inject(ctx, "charge"); err != nil {
 		return Charge{}, err
@@ -65,38 +67,40 @@ func (s *Service) Charge(ctx context.Context, in ChargeRequest) (Charge, error) 
 	if err := in.Validate(); err != nil {
 		return Charge{}, err
 	}
-	// Read first, one call per order at a time, so a replay or a concurrent call in this
-	// replica costs one read and never a failing first-write (see keyLock).
+	// One call per order at a time in this replica, so a replay or a concurrent call costs
+	// one read and never a failing write (see keyLock).
 	unlock, err := s.locks.lock(ctx, "charge:"+in.OrderID)
 	if err != nil {
 		return Charge{}, fmt.Errorf("charge order %s: %w", in.OrderID, err)
 	}
 	defer unlock()
-	existing, err := s.repo.Charge(ctx, in.OrderID)
-	switch {
-	case err == nil:
-		s.countCharge(ctx, existing.Status, true)
-		return existing, nil
-	case !errors.Is(err, ErrChargeNotFound):
-		return Charge{}, fmt.Errorf("charge order %s: %w", in.OrderID, err)
-	}
-	c := Charge{
-		ChargeID:    "ch_" + s.newID(),
-		OrderID:     in.OrderID,
-		Status:      StatusSucceeded,
-		AmountCents: in.AmountCents,
-		CreatedAt:   s.now().UTC().Truncate(time.Millisecond),
-	}
+	status := StatusSucceeded
 	if in.PaymentToken == TokenDeclined {
-		c.Status = StatusDeclined
+		status = StatusDeclined
 	}
-	// A call in another replica may have stored its charge since the read: then the store
-	// keeps the winner's record and so does every answer.
-	stored, created, err := s.repo.CreateCharge(ctx, c)
+	var replayed bool
+	// fn runs again after a conflict: a call in another replica stored its attempt since the
+	// read, and this attempt is decided against that one.
+	stored, err := s.repo.UpdateCharge(ctx, in.OrderID, func(c *Charge, found bool) error {
+		// A decline over a decline changes nothing the caller or a look-up could tell apart,
+		// so it writes nothing and answers the recorded one.
+		replayed = found && (c.Status == StatusSucceeded || status == StatusDeclined)
+		if replayed {
+			return ErrNoChange
+		}
+		*c = Charge{
+			ChargeID:    "ch_" + s.newID(),
+			OrderID:     in.OrderID,
+			Status:      status,
+			AmountCents: in.AmountCents,
+			CreatedAt:   s.now().UTC().Truncate(time.Millisecond),
+		}
+		return nil
+	})
 	if err != nil {
 		return Charge{}, fmt.Errorf("charge order %s: %w", in.OrderID, err)
 	}
-	s.countCharge(ctx, stored.Status, !created)
+	s.countCharge(ctx, stored.Status, replayed)
 	return stored, nil
 }
 
@@ -134,8 +138,8 @@ func (s *Service) Refund(ctx context.Context, in RefundRequest) (Refund, error) 
 	case !errors.Is(err, ErrRefundNotFound):
 		return Refund{}, fmt.Errorf("refund order %s: %w", in.OrderID, err)
 	}
-	// Charges are written once and never change, so a succeeded charge read here is still
-	// the order's charge when the refund is stored.
+	// A succeeded charge is final (Charge never replaces it), so a succeeded charge read here
+	// is still the order's charge when the refund is stored.
 	charge, err := s.repo.Charge(ctx, in.OrderID)
 	switch {
 	case errors.Is(err, ErrChargeNotFound):

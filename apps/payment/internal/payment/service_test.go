@@ -130,43 +130,56 @@ func TestCharge(t *testing.T) {
 	earlier := payment.Charge{ChargeID: "ch_earlier", OrderID: "o1", Status: payment.StatusDeclined, AmountCents: 500, CreatedAt: t0}
 	earlierOK := payment.Charge{ChargeID: "ch_earlier", OrderID: "o1", Status: payment.StatusSucceeded, AmountCents: 500, CreatedAt: t0}
 	tests := []struct {
-		name        string
-		seed        *payment.Charge
-		outage      bool
-		in          payment.ChargeRequest
-		want        payment.Charge
-		wantCode    problem.Code
-		wantFields  []problem.FieldError
-		wantCreates int
+		name       string
+		seed       *payment.Charge
+		outage     bool
+		in         payment.ChargeRequest
+		want       payment.Charge
+		wantCode   problem.Code
+		wantFields []problem.FieldError
+		wantWrites int
 	}{
 		{
-			name:        "tok_ok succeeds",
-			in:          payment.ChargeRequest{OrderID: "o1", AmountCents: 1999, PaymentToken: "tok_ok"},
-			want:        payment.Charge{ChargeID: "ch_1", OrderID: "o1", Status: payment.StatusSucceeded, AmountCents: 1999, CreatedAt: t1},
-			wantCreates: 1,
+			name:       "tok_ok succeeds",
+			in:         payment.ChargeRequest{OrderID: "o1", AmountCents: 1999, PaymentToken: "tok_ok"},
+			want:       payment.Charge{ChargeID: "ch_1", OrderID: "o1", Status: payment.StatusSucceeded, AmountCents: 1999, CreatedAt: t1},
+			wantWrites: 1,
 		},
 		{
-			name:        "any other token succeeds",
-			in:          payment.ChargeRequest{OrderID: "o1", AmountCents: 1999, PaymentToken: "tok_visa_4242"},
-			want:        payment.Charge{ChargeID: "ch_1", OrderID: "o1", Status: payment.StatusSucceeded, AmountCents: 1999, CreatedAt: t1},
-			wantCreates: 1,
+			name:       "any other token succeeds",
+			in:         payment.ChargeRequest{OrderID: "o1", AmountCents: 1999, PaymentToken: "tok_visa_4242"},
+			want:       payment.Charge{ChargeID: "ch_1", OrderID: "o1", Status: payment.StatusSucceeded, AmountCents: 1999, CreatedAt: t1},
+			wantWrites: 1,
 		},
 		{
-			name:        "tok_declined is a declined charge, not an error",
-			in:          payment.ChargeRequest{OrderID: "o1", AmountCents: 1999, PaymentToken: "tok_declined"},
-			want:        payment.Charge{ChargeID: "ch_1", OrderID: "o1", Status: payment.StatusDeclined, AmountCents: 1999, CreatedAt: t1},
-			wantCreates: 1,
+			name:       "tok_declined is a declined charge, not an error",
+			in:         payment.ChargeRequest{OrderID: "o1", AmountCents: 1999, PaymentToken: "tok_declined"},
+			want:       payment.Charge{ChargeID: "ch_1", OrderID: "o1", Status: payment.StatusDeclined, AmountCents: 1999, CreatedAt: t1},
+			wantWrites: 1,
 		},
 		{
-			name: "a later call with another token gets the first (declined) result",
+			name:       "a later call with another token replaces a decline",
+			seed:       &earlier,
+			in:         payment.ChargeRequest{OrderID: "o1", AmountCents: 1999, PaymentToken: "tok_ok"},
+			want:       payment.Charge{ChargeID: "ch_1", OrderID: "o1", Status: payment.StatusSucceeded, AmountCents: 1999, CreatedAt: t1},
+			wantWrites: 1,
+		},
+		{
+			name: "a later decline keeps the earlier decline",
 			seed: &earlier,
-			in:   payment.ChargeRequest{OrderID: "o1", AmountCents: 1999, PaymentToken: "tok_ok"},
+			in:   payment.ChargeRequest{OrderID: "o1", AmountCents: 1999, PaymentToken: "tok_declined"},
 			want: earlier,
 		},
 		{
-			name: "a later call with tok_declined gets the first (succeeded) result",
+			name: "a later call with tok_declined gets the earlier success",
 			seed: &earlierOK,
 			in:   payment.ChargeRequest{OrderID: "o1", AmountCents: 500, PaymentToken: "tok_declined"},
+			want: earlierOK,
+		},
+		{
+			name: "a later call with another amount gets the earlier success",
+			seed: &earlierOK,
+			in:   payment.ChargeRequest{OrderID: "o1", AmountCents: 999, PaymentToken: "tok_ok"},
 			want: earlierOK,
 		},
 		{
@@ -242,8 +255,8 @@ func TestCharge(t *testing.T) {
 			if diff := cmp.Diff(got, tt.want); diff != "" {
 				t.Errorf("Charge() mismatch (-got +want):\n%s", diff)
 			}
-			if got := f.repo.Creates(); got != tt.wantCreates {
-				t.Errorf("records created = %d, want %d", got, tt.wantCreates)
+			if got := f.repo.Writes(); got != tt.wantWrites {
+				t.Errorf("records written = %d, want %d", got, tt.wantWrites)
 			}
 		})
 	}
@@ -254,7 +267,7 @@ func TestChargeIdempotentAcrossCalls(t *testing.T) {
 	f := newFixture(t, payment.Faults{})
 	ctx := testContext(t)
 
-	first, err := f.svc.Charge(ctx, payment.ChargeRequest{OrderID: "o1", AmountCents: 1999, PaymentToken: "tok_declined"})
+	first, err := f.svc.Charge(ctx, payment.ChargeRequest{OrderID: "o1", AmountCents: 1999, PaymentToken: "tok_ok"})
 	if err != nil {
 		t.Fatalf("first Charge(): %v", err)
 	}
@@ -266,16 +279,82 @@ func TestChargeIdempotentAcrossCalls(t *testing.T) {
 	if diff := cmp.Diff(second, first); diff != "" {
 		t.Errorf("second Charge() mismatch (-got +want):\n%s", diff)
 	}
-	if first.Status != payment.StatusDeclined {
-		t.Errorf("status = %q, want %q", first.Status, payment.StatusDeclined)
+	if first.Status != payment.StatusSucceeded {
+		t.Errorf("status = %q, want %q", first.Status, payment.StatusSucceeded)
 	}
-	if got := f.repo.Creates(); got != 1 {
-		t.Errorf("records created = %d, want 1", got)
+	if got := f.repo.Writes(); got != 1 {
+		t.Errorf("records written = %d, want 1", got)
 	}
 }
 
-// Concurrent calls for one order in one replica are serialized: one create, and every other
-// call reads the winner's record without attempting a (failing) create.
+// Loss window 6 (issue 8): a declined attempt is not the order's final charge. The owner may
+// pay again with another card; only a succeeded charge is final, and every later attempt,
+// whatever its token, answers that one charge.
+func TestDeclinedPaymentDoesNotBlockLaterAttempts(t *testing.T) {
+	t.Parallel()
+	declined := func(id string) payment.Charge {
+		return payment.Charge{ChargeID: id, OrderID: "o1", Status: payment.StatusDeclined, AmountCents: 1999, CreatedAt: t1}
+	}
+	succeeded := func(id string) payment.Charge {
+		return payment.Charge{ChargeID: id, OrderID: "o1", Status: payment.StatusSucceeded, AmountCents: 1999, CreatedAt: t1}
+	}
+	tests := []struct {
+		name       string
+		tokens     []string         // attempts, in order
+		want       []payment.Charge // answer of each attempt
+		wantStored payment.Charge
+	}{
+		{
+			name:       "declined, then another card succeeds",
+			tokens:     []string{"tok_declined", "tok_ok"},
+			want:       []payment.Charge{declined("ch_1"), succeeded("ch_2")},
+			wantStored: succeeded("ch_2"),
+		},
+		{
+			name:       "declined twice, then a success",
+			tokens:     []string{"tok_declined", "tok_declined", "tok_ok"},
+			want:       []payment.Charge{declined("ch_1"), declined("ch_1"), succeeded("ch_2")},
+			wantStored: succeeded("ch_2"),
+		},
+		{
+			name:       "a success is final: later attempts get it, whatever the token",
+			tokens:     []string{"tok_declined", "tok_ok", "tok_declined", "tok_visa"},
+			want:       []payment.Charge{declined("ch_1"), succeeded("ch_2"), succeeded("ch_2"), succeeded("ch_2")},
+			wantStored: succeeded("ch_2"),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, payment.Faults{})
+			ctx := testContext(t)
+
+			var got []payment.Charge
+			for _, tok := range tt.tokens {
+				c, err := f.svc.Charge(ctx, payment.ChargeRequest{OrderID: "o1", AmountCents: 1999, PaymentToken: tok})
+				if err != nil {
+					t.Fatalf("Charge(%s): %v", tok, err)
+				}
+				got = append(got, c)
+			}
+
+			if diff := cmp.Diff(got, tt.want); diff != "" {
+				t.Errorf("answers mismatch (-got +want):\n%s", diff)
+			}
+			stored, err := f.svc.GetCharge(ctx, "o1")
+			if err != nil {
+				t.Fatalf("GetCharge(): %v", err)
+			}
+			if diff := cmp.Diff(stored, tt.wantStored); diff != "" {
+				t.Errorf("stored charge mismatch (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
+// Concurrent calls for one order in one replica are serialized: no write is ever lost to
+// another, at most two land (a decline, then the success that ends it), and every call that
+// succeeded answers the one stored charge.
 func TestConcurrentChargesInOneReplica(t *testing.T) {
 	t.Parallel()
 	const n = paymenttest.Concurrency
@@ -290,19 +369,18 @@ func TestConcurrentChargesInOneReplica(t *testing.T) {
 	if err != nil {
 		t.Fatalf("stored charge: %v", err)
 	}
-	checkAnswers(t, results, errs, stored)
-	if got := f.repo.CreateCalls(); got != 1 {
-		t.Errorf("create calls = %d, want 1", got)
+	checkOneSuccess(t, results, errs, stored)
+	if writes, calls := f.repo.Writes(), f.repo.WriteCalls(); calls != writes || writes > 2 {
+		t.Errorf("writes = %d of %d attempts, want every attempt stored and at most 2", writes, calls)
 	}
-	want := map[string]int64{"replayed=false,status=" + stored.Status: 1, "replayed=true,status=" + stored.Status: n - 1}
-	if diff := cmp.Diff(f.counts(t, "payment_charges_total"), want); diff != "" {
-		t.Errorf("charge counter mismatch (-got +want):\n%s", diff)
+	if got := f.counts(t, "payment_charges_total")["replayed=false,status=succeeded"]; got != 1 {
+		t.Errorf("new succeeded charges counted = %d, want 1", got)
 	}
 }
 
 // Replicas do not share the lock. Each caller runs in its own replica and the barrier holds
-// every one until all have read "no charge yet", so all of them create: the store must keep
-// exactly one record and every caller must answer it.
+// every one until all have read "no charge yet", so all of them write: the store must end with
+// one succeeded charge and every caller that succeeded must answer it.
 func TestConcurrentChargesAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	const n = paymenttest.Concurrency
@@ -323,12 +401,32 @@ func TestConcurrentChargesAcrossReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatalf("stored charge: %v", err)
 	}
-	checkAnswers(t, results, errs, stored)
-	if got := repo.CreateCalls(); got != n {
-		t.Errorf("create calls = %d, want %d (the barrier should force every caller to create)", got, n)
+	checkOneSuccess(t, results, errs, stored)
+	if got := repo.WriteCalls(); got < n {
+		t.Errorf("write calls = %d, want at least %d (the barrier should force every caller to write)", got, n)
 	}
-	if got := repo.Creates(); got != 1 {
-		t.Errorf("records created = %d, want 1", got)
+	if got := repo.Writes(); got > 2 {
+		t.Errorf("records written = %d, want at most 2 (a decline, then the success)", got)
+	}
+}
+
+// checkOneSuccess checks the answers of concurrent attempts with mixed tokens: the order's
+// stored charge succeeded, and every answer is either that charge or a decline.
+func checkOneSuccess(t *testing.T, results []payment.Charge, errs []error, stored payment.Charge) {
+	t.Helper()
+	if stored.Status != payment.StatusSucceeded {
+		t.Fatalf("stored charge %+v, want a succeeded one", stored)
+	}
+	for i := range results {
+		switch {
+		case errs[i] != nil:
+			t.Errorf("call %d: %v", i, errs[i])
+		case results[i].Status == payment.StatusDeclined && tokenFor(i) == payment.TokenDeclined:
+		default:
+			if diff := cmp.Diff(results[i], stored); diff != "" {
+				t.Errorf("call %d answered another charge than the stored success (-got +want):\n%s", i, diff)
+			}
+		}
 	}
 }
 
@@ -375,22 +473,22 @@ func TestRefund(t *testing.T) {
 	declined := payment.Charge{ChargeID: "ch_9", OrderID: "o1", Status: payment.StatusDeclined, AmountCents: 4200, CreatedAt: t0}
 	earlier := payment.Refund{RefundID: "re_earlier", OrderID: "o1", Status: payment.StatusRefunded, AmountCents: 4200, CreatedAt: t0}
 	tests := []struct {
-		name        string
-		charge      *payment.Charge
-		refund      *payment.Refund
-		outage      bool
-		in          payment.RefundRequest
-		want        payment.Refund
-		wantCode    problem.Code
-		wantFields  []problem.FieldError
-		wantCreates int
+		name       string
+		charge     *payment.Charge
+		refund     *payment.Refund
+		outage     bool
+		in         payment.RefundRequest
+		want       payment.Refund
+		wantCode   problem.Code
+		wantFields []problem.FieldError
+		wantWrites int
 	}{
 		{
-			name:        "succeeded charge is refunded in full",
-			charge:      &succeeded,
-			in:          payment.RefundRequest{OrderID: "o1"},
-			want:        payment.Refund{RefundID: "re_1", OrderID: "o1", Status: payment.StatusRefunded, AmountCents: 4200, CreatedAt: t1},
-			wantCreates: 1,
+			name:       "succeeded charge is refunded in full",
+			charge:     &succeeded,
+			in:         payment.RefundRequest{OrderID: "o1"},
+			want:       payment.Refund{RefundID: "re_1", OrderID: "o1", Status: payment.StatusRefunded, AmountCents: 4200, CreatedAt: t1},
+			wantWrites: 1,
 		},
 		{
 			name:   "a second refund returns the first",
@@ -453,8 +551,8 @@ func TestRefund(t *testing.T) {
 			if diff := cmp.Diff(got, tt.want); diff != "" {
 				t.Errorf("Refund() mismatch (-got +want):\n%s", diff)
 			}
-			if got := f.repo.Creates(); got != tt.wantCreates {
-				t.Errorf("records created = %d, want %d", got, tt.wantCreates)
+			if got := f.repo.Writes(); got != tt.wantWrites {
+				t.Errorf("records written = %d, want %d", got, tt.wantWrites)
 			}
 		})
 	}
@@ -464,12 +562,12 @@ func TestConcurrentRefunds(t *testing.T) {
 	t.Parallel()
 	const n = paymenttest.Concurrency
 	tests := []struct {
-		name            string
-		replicas        int
-		wantCreateCalls int
+		name           string
+		replicas       int
+		wantWriteCalls int
 	}{
-		{name: "in one replica", replicas: 1, wantCreateCalls: 1},
-		{name: "across replicas", replicas: n, wantCreateCalls: n},
+		{name: "in one replica", replicas: 1, wantWriteCalls: 1},
+		{name: "across replicas", replicas: n, wantWriteCalls: n},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -499,8 +597,8 @@ func TestConcurrentRefunds(t *testing.T) {
 			if _, refunds := repo.Len(); refunds != 1 {
 				t.Errorf("refunds stored = %d, want 1", refunds)
 			}
-			if got := repo.CreateCalls(); got != tt.wantCreateCalls {
-				t.Errorf("create calls = %d, want %d", got, tt.wantCreateCalls)
+			if got := repo.WriteCalls(); got != tt.wantWriteCalls {
+				t.Errorf("write calls = %d, want %d", got, tt.wantWriteCalls)
 			}
 		})
 	}

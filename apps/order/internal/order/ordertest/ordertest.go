@@ -579,10 +579,14 @@ func (s *Stock) CallsOf(orderID string) []string {
 	return out
 }
 
-// Payments is order.Payments with the payment app's semantics: a charge is idempotent
-// per order (the first recorded result is returned again), Lookup returns the recorded charge.
-// SetMode decides new charges: "succeeded", "declined", "unavailable" (nothing recorded, error),
-// or "lost" (the charge succeeds and is recorded, but the caller gets an error).
+// Payments is order.Payments with the payment app's semantics: the token decides a charge
+// ("tok_declined" is declined, any other token succeeds); a succeeded charge is final and
+// returned again for every later call, whatever its token, while a decline is not and a later
+// call may succeed; Lookup returns the order's recorded charge (the latest attempt).
+// SetMode injects what the payment app cannot be asked for with a token: "succeeded" (the
+// default: the token decides), "declined" (every card is declined), "unavailable" (nothing
+// recorded, error), or "lost" (the charge succeeds and is recorded, but the caller gets an
+// error).
 //
 // Refund is idempotent per order like the payment app's: the first refund is recorded and
 // every later call returns it; SetRefundErr fails it (an outage) until cleared. refundCalls
@@ -608,22 +612,24 @@ var _ order.Payments = (*Payments)(nil)
 // ErrPaymentDown is the payment app's outage, as its client reports it.
 var ErrPaymentDown = problem.New(problem.CodePaymentUnavailable, "payment app unavailable")
 
-func (p *Payments) Charge(_ context.Context, orderID string, _ int64, _ string) (order.ChargeResult, error) {
+func (p *Payments) Charge(_ context.Context, orderID string, _ int64, token string) (order.ChargeResult, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.calls = append(p.calls, orderID)
-	if res, ok := p.charges[orderID]; ok && p.mode != "unavailable" {
+	if p.mode == "unavailable" {
+		return order.ChargeResult{}, ErrPaymentDown
+	}
+	if res, ok := p.charges[orderID]; ok && res.Status == "succeeded" {
 		return res, nil
 	}
-	switch p.mode {
-	case "unavailable":
-		return order.ChargeResult{}, ErrPaymentDown
-	case "lost":
-		p.charges[orderID] = order.ChargeResult{Status: "succeeded"}
+	res := order.ChargeResult{Status: "succeeded"}
+	if p.mode == "declined" || token == "tok_declined" {
+		res.Status = "declined"
+	}
+	p.charges[orderID] = res
+	if p.mode == "lost" {
 		return order.ChargeResult{}, ErrPaymentDown
 	}
-	res := order.ChargeResult{Status: p.mode}
-	p.charges[orderID] = res
 	return res, nil
 }
 
