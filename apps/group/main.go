@@ -53,15 +53,16 @@ func run(ctx context.Context) error {
 	}
 	state := daprstate.New(rt.Dapr, cfg.StateStore)
 	actors := dapractor.New(cfg.Dapr)
+	groups := daprstore.NewGroups(state, actors)
 	host := actorhost.New(actorhost.Config{
 		ReserveTimeout: cfg.ReserveTimeout,
 		ReminderPeriod: cfg.ReminderPeriod,
 		IdleTimeout:    cfg.ActorIdle,
 		DrainTimeout:   cfg.ActorDrain,
-	}, actors, actors, clients.NewPublisher(rt.Dapr, cfg.PubSub), rt.Log, nil)
+	}, groups, actors, clients.NewPublisher(rt.Dapr, cfg.PubSub), rt.Log, nil)
 	svc := group.NewService(group.Config{IdemLease: cfg.IdemLease, IndexRetention: cfg.IndexRetention}, group.Deps{
 		Actors: actors,
-		States: actors,
+		States: groups,
 		Orders: clients.NewOrders(rt.Invoker, cfg.OrderAppID),
 		Deals:  clients.NewCatalog(rt.Invoker, cfg.CatalogAppID),
 		Idem:   daprstore.NewIdempotency(state, cfg.IdemTTL),

@@ -61,11 +61,12 @@ type storedOrder struct {
 	Settled bool   `json:"settled"`
 }
 
-// actorState reads a group's actor state straight from Redis: Dapr keeps actor state under
-// "<app>||<actor type>||<actor id>||<key>", value in the hash field "data".
+// actorState reads GroupActor's state straight from the store: the group app keeps it under
+// its own key "group:<id>" (written with the ETag the actor's turn read, not through Dapr's
+// actor state API, which has no ETag), so Redis holds "group||group:<id>".
 func actorState(ctx context.Context, s *harness.Stack, groupID string) (storedGroup, bool, error) {
 	var g storedGroup
-	found, err := s.State(ctx, "group", "GroupActor||"+groupID+"||group", &g)
+	found, err := s.State(ctx, "group", "group:"+groupID, &g)
 	return g, found, err
 }
 

@@ -8,10 +8,19 @@
 //	DELETE /actors/GroupActor/{id}                       deactivation
 //
 // Every call comes from the sidecar, which makes calls to one actor id turn-based. A turn loads
-// the group's state (the sidecar's actor state API), applies one transition of package group,
-// saves the state explicitly when it changed (reminder callbacks do not flush state, and this
-// host keeps no state in memory between turns), publishes the outbox, and keeps the durable
-// "deadline" reminder registered exactly while the group is undecided or its outbox unsent.
+// the group's state, applies one transition of package group, saves the state explicitly when
+// it changed (this host keeps no state in memory between turns), publishes the outbox, and
+// keeps the durable "deadline" reminder registered exactly while the group is undecided or its
+// outbox unsent.
+//
+// Turn-based is not enough on its own: after a rebalance (a host died or was drained past
+// its drain timeout, or a call timed out on the sidecar's side) the old host may still be
+// running a turn while the new host runs the next one. So every save names the version of the
+// state its turn read and fails with ErrStale when another turn saved since. Dapr's actor
+// state API has no such check (its transactions take no ETag), so the state lives in the
+// group app's own keys of the plain state API, written with the ETag the turn read
+// (apps/group/internal/daprstore). A stale turn stops before it publishes anything and
+// answers non-200, so the sidecar retries the call on the actor's current host.
 //
 // Wire contract of method calls: daprd 1.16 passes an actor's answer through only when it is
 // a 200 (pkg/actors/targets/app: any other status becomes an opaque "error from actor
@@ -67,10 +76,18 @@ type Reply struct {
 	Problem *problem.Document `json:"problem,omitempty"`
 }
 
-// State is the actor's state in the sidecar's actor state store.
+// ErrStale is a save over a version of the state that is no longer the stored one: another
+// turn (on another host, after a rebalance) saved the group since this turn read it.
+var ErrStale = errors.New("actor state: saved by another turn since it was read")
+
+// State is the actor's state, saved with an optimistic concurrency check.
 type State interface {
-	Load(ctx context.Context, id string) (g group.Group, found bool, err error)
-	Save(ctx context.Context, id string, g group.Group) error
+	// Get returns the group and the version it was read at; found=false (version "") when
+	// the group has no state.
+	Get(ctx context.Context, id string) (g group.Group, version string, found bool, err error)
+	// Save stores g if the stored state is still at version ("" for a group with no state
+	// yet) and returns the version of the state it stored; ErrStale otherwise.
+	Save(ctx context.Context, id string, g group.Group, version string) (string, error)
 }
 
 // Reminders registers and deletes the actor's durable reminders (held by the scheduler).
@@ -305,7 +322,7 @@ type Op func(g *group.Group, now time.Time) error
 func (h *Host) Turn(ctx context.Context, id string, op Op) (group.Group, error) {
 	unlock := h.lock(id)
 	defer unlock()
-	g, found, err := h.state.Load(ctx, id)
+	g, version, found, err := h.state.Get(ctx, id)
 	if err != nil {
 		return group.Group{}, err
 	}
@@ -321,19 +338,32 @@ func (h *Host) Turn(ctx context.Context, id string, op Op) (group.Group, error) 
 		return g, opErr // a call for a group that was never opened: nothing to keep
 	}
 	if fingerprint(g, true) != before {
-		if err := h.state.Save(ctx, id, g); err != nil {
-			return group.Group{}, err
+		// A stale turn ends here, before anything of it is announced: its outcome was
+		// decided on a state that no longer exists.
+		if version, err = h.state.Save(ctx, id, g, version); err != nil {
+			return group.Group{}, h.stale(ctx, id, err)
 		}
 	}
-	if err := h.settle(ctx, &g); err != nil {
+	if err := h.settle(ctx, &g, version); err != nil {
 		return group.Group{}, err
 	}
 	return g, opErr
 }
 
+// stale logs a save that lost to another turn and returns err.
+func (h *Host) stale(ctx context.Context, id string, err error) error {
+	if errors.Is(err, ErrStale) {
+		h.log.WarnContext(ctx, "actor_turn_stale", slog.String("group_id", id), slog.String("error", err.Error()))
+	}
+	return err
+}
+
 // settle publishes the outbox and keeps the reminder registered exactly while it is needed,
-// saving the state when either changes it.
-func (h *Host) settle(ctx context.Context, g *group.Group) error {
+// saving the state (over version, the one the turn saved or read) when either changes it.
+// Events published before a save that turns out stale are not lost or doubled in effect:
+// the turn that saved since read them in the outbox and publishes them again under the same
+// event ids, which consumers deduplicate.
+func (h *Host) settle(ctx context.Context, g *group.Group, version string) error {
 	before := fingerprint(*g, true)
 	var errs []error
 	// Registered before the outbox goes out: once anyone hears of the group, its deadline
@@ -368,8 +398,8 @@ func (h *Host) settle(ctx context.Context, g *group.Group) error {
 		}
 	}
 	if fingerprint(*g, true) != before {
-		if err := h.state.Save(ctx, g.ID, *g); err != nil {
-			errs = append(errs, err)
+		if _, err := h.state.Save(ctx, g.ID, *g, version); err != nil {
+			errs = append(errs, h.stale(ctx, g.ID, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -17,48 +17,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/groupbuy/groupbuy/apps/group/internal/actorhost"
+	"github.com/groupbuy/groupbuy/apps/group/internal/actorhost/statetest"
 	"github.com/groupbuy/groupbuy/apps/group/internal/group"
 	"github.com/groupbuy/groupbuy/pkg/events"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
 var t0 = time.Date(2030, 1, 2, 10, 0, 0, 0, time.UTC)
-
-// fakeState is the sidecar's actor state: JSON per actor id, as saved.
-type fakeState struct {
-	mu      sync.Mutex
-	docs    map[string][]byte
-	saves   int
-	loadErr error
-}
-
-func (s *fakeState) Load(_ context.Context, id string) (group.Group, bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.loadErr != nil {
-		return group.Group{}, false, s.loadErr
-	}
-	raw, ok := s.docs[id]
-	if !ok {
-		return group.Group{}, false, nil
-	}
-	var g group.Group
-	return g, true, json.Unmarshal(raw, &g)
-}
-
-func (s *fakeState) Save(_ context.Context, id string, g group.Group) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	raw, err := json.Marshal(g)
-	s.docs[id] = raw
-	s.saves++
-	return err
-}
-
-func (s *fakeState) group(id string) group.Group {
-	g, _, _ := s.Load(context.Background(), id)
-	return g
-}
 
 type reminder struct {
 	Due    time.Time
@@ -144,14 +109,14 @@ func (c *clock) Set(t time.Time) {
 
 type env struct {
 	h     http.Handler
-	state *fakeState
+	state *statetest.Memory
 	rem   *fakeReminders
 	pub   *fakePub
 	clock *clock
 }
 
 func newEnv() *env {
-	e := &env{state: &fakeState{docs: map[string][]byte{}}, rem: &fakeReminders{regs: map[string]reminder{}}, pub: &fakePub{}, clock: &clock{now: t0}}
+	e := &env{state: statetest.NewMemory(), rem: &fakeReminders{regs: map[string]reminder{}}, pub: &fakePub{}, clock: &clock{now: t0}}
 	host := actorhost.New(actorhost.Config{ReserveTimeout: 30 * time.Second, ReminderPeriod: 30 * time.Second, IdleTimeout: time.Hour, DrainTimeout: 30 * time.Second},
 		e.state, e.rem, e.pub, slog.New(slog.DiscardHandler), e.clock.Now)
 	r := chi.NewRouter()
@@ -217,7 +182,7 @@ func TestOpenRegistersReminderAndAnnounces(t *testing.T) {
 	if rem, ok := e.rem.get("g1"); !ok || !rem.Due.Equal(t0.Add(time.Minute)) || rem.Period != 30*time.Second {
 		t.Errorf("reminder %+v registered=%v, want due at expires_at", rem, ok)
 	}
-	g := e.state.group("g1")
+	g := e.state.Group("g1")
 	if !g.ReminderSet || !g.Opened || len(g.Outbox) != 0 {
 		t.Errorf("state %+v", g)
 	}
@@ -247,7 +212,7 @@ func TestBusinessErrorsAre200s(t *testing.T) {
 func TestStateOutageIsNot200(t *testing.T) {
 	t.Parallel()
 	e := newEnv()
-	e.state.loadErr = errors.New("redis down")
+	e.state.FailGet(errors.New("redis down"))
 	if _, code := e.call(t, "g1", "Get", nil); code == http.StatusOK {
 		t.Errorf("state outage answered 200")
 	}
@@ -266,7 +231,7 @@ func TestDeadline(t *testing.T) {
 	if code := e.remind(t, "g1"); code == http.StatusOK {
 		t.Errorf("reminder answered 200 with the broker down")
 	}
-	g := e.state.group("g1")
+	g := e.state.Group("g1")
 	if g.Status != group.StatusFailed || len(g.Outbox) != 1 || !g.ReminderSet {
 		t.Fatalf("after a firing whose publish failed: %+v (want failed, outbox kept, reminder kept)", g)
 	}
@@ -276,7 +241,7 @@ func TestDeadline(t *testing.T) {
 	if code := e.remind(t, "g1"); code != http.StatusOK {
 		t.Fatalf("second firing: %d", code)
 	}
-	g = e.state.group("g1")
+	g = e.state.Group("g1")
 	if len(g.Outbox) != 0 || g.ReminderSet || !g.DeadlineFiredAt.Equal(t0.Add(time.Minute+40*time.Millisecond)) {
 		t.Errorf("after the second firing: %+v", g)
 	}
@@ -353,7 +318,150 @@ func TestConcurrentJoinsNeverOverfill(t *testing.T) {
 	if counts[""] != 4 || counts[problem.CodeGroupFull] != 36 {
 		t.Errorf("answers %v, want 4 seats and 36 group-full", counts)
 	}
-	if n := len(e.state.group("g1").Seats); n != 5 {
+	if n := len(e.state.Group("g1").Seats); n != 5 {
 		t.Errorf("%d seats stored, want 5", n)
+	}
+}
+
+// pausedState is one host's view of a state store shared by two hosts (an actor moved to a
+// new host while the old one still runs a turn). pauseGet, when set, is called after each
+// Get, before it returns.
+type pausedState struct {
+	*statetest.Memory
+	pauseGet func()
+}
+
+func (s *pausedState) Get(ctx context.Context, id string) (group.Group, string, bool, error) {
+	g, version, found, err := s.Memory.Get(ctx, id)
+	if s.pauseGet != nil {
+		s.pauseGet()
+	}
+	return g, version, found, err
+}
+
+// serve sends a method call or reminder firing to h and returns the status (usable from any
+// goroutine: it never fails the test).
+func serve(h http.Handler, path, body string) int {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPut, "/actors/GroupActor/g1/method/"+path, strings.NewReader(body)))
+	return rec.Code
+}
+
+// Loss window 7 (issue 8): after a rebalance the old host may still be running a turn it
+// started on state the new host has since changed. Both turns read the same version; the
+// second save must fail and its outcome must not be published or overwrite the first.
+func TestStaleTurnAfterRebalanceCannotOverwriteOrPublish(t *testing.T) {
+	t.Parallel()
+	e := newEnv() // the new host, after the rebalance
+	e.openGroup(t, 2)
+	e.call(t, "g1", "Join", group.SeatArgs{UserID: "u2", OrderID: "o2"})
+	e.call(t, "g1", "SeatConfirmed", group.SeatArgs{UserID: "u2", OrderID: "o2"})
+	e.call(t, "g1", "MemberPaid", group.PaidArgs{OrderID: "o1", UserID: "u1", PaidAt: t0})
+
+	// The old host runs the last member's payment (which would make the group succeed) and
+	// stalls right after reading the state.
+	loaded, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	oldState := &pausedState{Memory: e.state, pauseGet: func() {
+		once.Do(func() { close(loaded); <-resume })
+	}}
+	oldClock := &clock{now: t0.Add(30 * time.Second)}
+	oldHost := actorhost.New(actorhost.Config{ReserveTimeout: 30 * time.Second, ReminderPeriod: 30 * time.Second, IdleTimeout: time.Hour, DrainTimeout: 30 * time.Second},
+		oldState, e.rem, e.pub, slog.New(slog.DiscardHandler), oldClock.Now)
+	oldRouter := chi.NewRouter()
+	oldHost.Routes(oldRouter)
+	paidBody, _ := json.Marshal(group.PaidArgs{OrderID: "o2", UserID: "u2", PaidAt: t0.Add(30 * time.Second)})
+	oldCode := make(chan int, 1)
+	go func() { oldCode <- serve(oldRouter, "MemberPaid", string(paidBody)) }()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	select {
+	case <-loaded:
+	case <-ctx.Done():
+		t.Fatal("the old host's turn never read the state")
+	}
+
+	// Meanwhile the new host handles the deadline: the group fails.
+	e.clock.Set(t0.Add(time.Minute + time.Second))
+	if code := e.remind(t, "g1"); code != http.StatusOK {
+		t.Fatalf("deadline firing on the new host: %d", code)
+	}
+	close(resume)
+	var code int
+	select {
+	case code = <-oldCode:
+	case <-ctx.Done():
+		t.Fatal("the old host's turn never ended")
+	}
+
+	if code == http.StatusOK {
+		t.Errorf("stale turn answered 200; want a failure the sidecar retries on the new host")
+	}
+	if g := e.state.Group("g1"); g.Status != group.StatusFailed || g.Seats[1].Paid {
+		t.Errorf("stored group %+v: the stale turn overwrote the new host's outcome", g)
+	}
+	if diff := cmp.Diff(e.pub.ids(), []string{"g1:group.opened", "g1:group.joined:o2", "g1:group.failed"}); diff != "" {
+		t.Errorf("published (-got +want):\n%s", diff)
+	}
+}
+
+// hookedState runs afterSave once, after the first save that lands.
+type hookedState struct {
+	*statetest.Memory
+	once      sync.Once
+	afterSave func()
+}
+
+func (s *hookedState) Save(ctx context.Context, id string, g group.Group, version string) (string, error) {
+	v, err := s.Memory.Save(ctx, id, g, version)
+	if err == nil {
+		s.once.Do(s.afterSave)
+	}
+	return v, err
+}
+
+// The other interleaving: the old host saves the outcome, the new host's turn runs right after
+// that save, and the old host's closing save (outbox sent, reminder dropped) is stale. The new
+// host's state stays; the outcome, already durable, is announced under its one event id.
+func TestStaleClosingSaveKeepsTheNewerState(t *testing.T) {
+	t.Parallel()
+	e := newEnv() // the new host
+	e.openGroup(t, 2)
+	e.call(t, "g1", "Join", group.SeatArgs{UserID: "u2", OrderID: "o2"})
+	e.call(t, "g1", "SeatConfirmed", group.SeatArgs{UserID: "u2", OrderID: "o2"})
+	e.call(t, "g1", "MemberPaid", group.PaidArgs{OrderID: "o1", UserID: "u1", PaidAt: t0})
+
+	var newCode int
+	oldState := &hookedState{Memory: e.state, afterSave: func() {
+		// The deadline fires on the new host between the old host's two saves.
+		e.clock.Set(t0.Add(time.Minute + time.Second))
+		newCode = e.remind(t, "g1")
+	}}
+	oldClock := &clock{now: t0.Add(30 * time.Second)}
+	oldHost := actorhost.New(actorhost.Config{ReserveTimeout: 30 * time.Second, ReminderPeriod: 30 * time.Second, IdleTimeout: time.Hour, DrainTimeout: 30 * time.Second},
+		oldState, e.rem, e.pub, slog.New(slog.DiscardHandler), oldClock.Now)
+	oldRouter := chi.NewRouter()
+	oldHost.Routes(oldRouter)
+	paidBody, _ := json.Marshal(group.PaidArgs{OrderID: "o2", UserID: "u2", PaidAt: t0.Add(30 * time.Second)})
+
+	oldCode := serve(oldRouter, "MemberPaid", string(paidBody))
+
+	if newCode != http.StatusOK {
+		t.Errorf("deadline firing on the new host: %d", newCode)
+	}
+	if oldCode == http.StatusOK {
+		t.Errorf("the old host's turn answered 200 although its closing save was stale")
+	}
+	g := e.state.Group("g1")
+	if g.Status != group.StatusSucceeded || g.DeadlineFiredAt == nil || len(g.Outbox) != 0 || g.ReminderSet {
+		t.Errorf("stored group %+v, want the new host's: succeeded, deadline handled, outbox sent, reminder dropped", g)
+	}
+	for _, id := range e.pub.ids() {
+		if id == "g1:group.failed" {
+			t.Errorf("published %v: a group that succeeded announced a failure", e.pub.ids())
+		}
+	}
+	if _, ok := e.rem.get("g1"); ok {
+		t.Errorf("reminder of a decided group still registered")
 	}
 }

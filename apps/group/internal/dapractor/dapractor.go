@@ -1,15 +1,16 @@
 // Package dapractor speaks the sidecar's actor HTTP API for GroupActor:
 //
 //	POST   /v1.0/actors/GroupActor/{id}/method/{method}     call a method (group.Actors)
-//	GET    /v1.0/actors/GroupActor/{id}/state/group         read the state (group.States)
-//	POST   /v1.0/actors/GroupActor/{id}/state               save it in a transaction
+//	GET    /v1.0/actors/GroupActor/{id}/state/group         read legacy actor state
 //	POST   /v1.0/actors/GroupActor/{id}/reminders/deadline  register the durable reminder
 //	DELETE /v1.0/actors/GroupActor/{id}/reminders/deadline  delete it
 //
-// The state lives under one key, "group": with Redis that is the hash
-// "group||GroupActor||<id>||group", value in field "data". Saving requires the actor to be
-// active on this sidecar, i.e. happens inside a turn; reading does not (listings read without
-// activating anything).
+// A group's state is not actor state any more: the actor state API saves without an ETag, so
+// a stale turn could overwrite a newer one. The state lives in the group app's own key with
+// ETag writes (apps/group/internal/daprstore.Groups). Groups saved by earlier versions under
+// the actor state key "group" (with Redis the hash "group||GroupActor||<id>||group", value in
+// field "data") are still read here, without activating the actor, until their next save
+// moves them.
 package dapractor
 
 import (
@@ -50,8 +51,6 @@ func New(c sidecar.Config) *Client {
 
 var (
 	_ group.Actors        = (*Client)(nil)
-	_ group.States        = (*Client)(nil)
-	_ actorhost.State     = (*Client)(nil)
 	_ actorhost.Reminders = (*Client)(nil)
 )
 
@@ -164,8 +163,8 @@ func (c *Client) Get(ctx context.Context, id string) (group.Group, error) {
 	return c.invoke(ctx, id, actorhost.MethodGet, nil)
 }
 
-// Load implements group.States and actorhost.State. The sidecar answers 204 for a key that
-// was never written.
+// Load reads a group's legacy actor state (daprstore.LegacyStates). The sidecar answers 204
+// for a key that was never written.
 func (c *Client) Load(ctx context.Context, id string) (group.Group, bool, error) {
 	resp, data, err := c.do(ctx, http.MethodGet, url.PathEscape(id)+"/state/"+StateKey, nil)
 	if err != nil {
@@ -182,19 +181,6 @@ func (c *Client) Load(ctx context.Context, id string) (group.Group, bool, error)
 		return group.Group{}, false, fmt.Errorf("decode state of group %s: %w", id, err)
 	}
 	return g, true, nil
-}
-
-// Save implements actorhost.State.
-func (c *Client) Save(ctx context.Context, id string, g group.Group) error {
-	ops := []map[string]any{{"operation": "upsert", "request": map[string]any{"key": StateKey, "value": g}}}
-	resp, data, err := c.do(ctx, http.MethodPost, url.PathEscape(id)+"/state", ops)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		return failure("save actor state", resp, data)
-	}
-	return nil
 }
 
 // Register implements actorhost.Reminders. The due time is absolute (RFC 3339, which the

@@ -1,6 +1,8 @@
-// Package daprstore keeps the group app's own documents (not actor state) in the Dapr state
-// store:
+// Package daprstore keeps the group app's own documents in the Dapr state store (plain state
+// API, keys prefixed with the app id by the sidecar):
 //
+//	group:<group>              a group's state, written only in GroupActor turns, with the
+//	                           ETag the turn read (Groups)
 //	idem:<user>:<sha256(key)>  Idempotency-Key records of open and join, expiring after 24 h
 //	                           (pkg/idempotency)
 //	dealgroups:<deal>          the groups of a deal, for GET /deals/{id}/groups
@@ -64,7 +66,7 @@ func (r *Idempotency) Abandon(ctx context.Context, userID, key string) error {
 
 // Index implements group.Index: one document per deal, changed by ETag CAS. It is written
 // when a group opens and when decided groups are pruned, not on every join or payment:
-// listings read each group's status from its actor state.
+// listings read each group's status from its state.
 type Index struct{ s *daprstate.Store }
 
 // NewIndex returns the deal index.

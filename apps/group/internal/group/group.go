@@ -13,8 +13,9 @@
 // expires (MemberLeft); a paid seat stays.
 //
 // Events a transition causes go to the state's outbox, saved with the transition, and are
-// published after the save: a final outcome is durable before anyone hears of it, so a group
-// can never announce both "succeeded" and "failed".
+// published after the save: a final outcome is durable before anyone hears of it, and a save
+// over a state another turn has changed since fails (actorhost.ErrStale), so a group can never
+// announce both "succeeded" and "failed".
 package group
 
 import (
