@@ -117,6 +117,73 @@ func TestPaymentDownBreakerOpensAndRecovers(t *testing.T) {
 	}
 }
 
+// TestPayAfterDeclineSucceeds (issue 8, loss window 6): a declined card does not block the
+// order. Paying with tok_declined answers 402; paying again with tok_ok confirms the order,
+// and the payment app's store holds exactly one charge record for it, succeeded, for the
+// full amount, and no refund.
+func TestPayAfterDeclineSucceeds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dealID := newFlashDeal(t, stack, 5)
+	user, _ := stack.NewUser(t)
+	r, err := placeOrder(ctx, user, dealID, 1, "decline-then-pay")
+	if err != nil || r.Status != http.StatusCreated {
+		t.Fatalf("place: %v %v", err, r)
+	}
+	var o orderView
+	if err := r.JSON(&o); err != nil {
+		t.Fatal(err)
+	}
+
+	if r := user.MustDo(t, http.MethodPost, "/orders/"+o.ID+"/pay", map[string]string{"payment_token": "tok_declined"}, http.StatusPaymentRequired, nil); r.Problem().Code != "payment-declined" {
+		t.Fatalf("pay with tok_declined: %s", r.Body)
+	}
+	var declined struct {
+		Status string `json:"status"`
+	}
+	if found, err := stack.State(ctx, "payment", "charge:"+o.ID, &declined); err != nil || !found || declined.Status != "declined" {
+		t.Errorf("charge record after the decline: %+v found=%v err=%v; want declined", declined, found, err)
+	}
+	var paid orderView
+	user.MustDo(t, http.MethodPost, "/orders/"+o.ID+"/pay", map[string]string{"payment_token": "tok_ok"}, http.StatusOK, &paid)
+	if paid.Status != "confirmed" {
+		t.Errorf("status after paying with tok_ok: %q, want confirmed", paid.Status)
+	}
+
+	var charge struct {
+		OrderID     string `json:"order_id"`
+		Status      string `json:"status"`
+		AmountCents int64  `json:"amount_cents"`
+	}
+	found, err := stack.State(ctx, "payment", "charge:"+o.ID, &charge)
+	if err != nil || !found {
+		t.Fatalf("charge record: found=%v err=%v", found, err)
+	}
+	if charge.OrderID != o.ID || charge.Status != "succeeded" || charge.AmountCents != o.TotalCents {
+		t.Errorf("charge %+v, want succeeded for %d", charge, o.TotalCents)
+	}
+	keys, err := stack.StateKeys(ctx, "payment")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var records []string
+	for _, k := range keys {
+		if strings.Contains(k, o.ID) {
+			records = append(records, k)
+		}
+	}
+	if len(records) != 1 || records[0] != "charge:"+o.ID {
+		t.Errorf("payment records for the order: %v, want exactly the one charge", records)
+	}
+	stored, err := storedOrderOf(ctx, stack, o.ID)
+	if err != nil || stored.Status != "confirmed" {
+		t.Errorf("stored order: %+v, %v; want confirmed", stored, err)
+	}
+	if st, _ := stack.Stock(ctx, dealID); st.Sold != 1 || st.Reserved != 0 {
+		t.Errorf("stock after paying: %+v", st)
+	}
+}
+
 // breakerOpen reads the order sidecar's metrics: Dapr exports one dapr_resiliency_cb_state
 // gauge per state, 1 for the current one.
 func breakerOpen(t *testing.T, s *harness.Stack) bool {
