@@ -18,10 +18,16 @@ export TESTCONTAINERS_RYUK_DISABLED=true
 export TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1
 summary=()
 
+# Packages outside tests/ with integration-tagged tests: adapter contract suites run against a
+# real daprd (each starts a stack of its own app through tests/harness) and pkg/devstack.
+contract_pkgs() {
+  grep -rl --include='*_test.go' '^//go:build integration' apps pkg | xargs -n1 dirname | sort -u | sed 's|^|./|'
+}
+
 unit() {
   echo "== go vet"
   go vet ./...
-  go vet -tags integration ./tests/...
+  go vet -tags integration ./tests/... $(contract_pkgs)
   echo "== unit tests (-race)"
   local pkgs
   pkgs=$(go list ./... | grep -v '/tests/')
@@ -45,7 +51,8 @@ integration() {
   bash scripts/dapr-install.sh
   echo "== $label tests (infra: $GROUPBUY_TEST_INFRA, profile: ${GROUPBUY_TEST_PROFILE:-default})"
   local args=(-tags integration -count=1 -timeout 40m -v)
-  local pkgs=(./tests/integration/ ./tests/testinfra/ ./pkg/devstack/)
+  local pkgs=(./tests/integration/ ./tests/testinfra/)
+  mapfile -t -O ${#pkgs[@]} pkgs < <(contract_pkgs)
   if [ -n "$run" ]; then
     args+=(-run "$run")
     pkgs=(./tests/integration/)

@@ -1,41 +1,48 @@
 //go:build integration
 
-// The repository contract against a real daprd and its state store. It needs a running sidecar
-// (any app id; keys are written under it, e.g. "payment||charge:contract-…") whose gRPC port is
-// in PAYMENT_TEST_DAPR_GRPC_PORT, and skips otherwise. Run the sidecar without dapr/resiliency.yaml:
-// the contract races 20 creates on one key, and that policy retries every losing first-write and
-// counts it against the state store's circuit breaker, which then opens.
+// The repository contract against a real daprd and its state store. The test starts a stack
+// of the payment app alone (tests/harness: placement, scheduler, the app and its daprd with
+// the run file's components and resiliency, on a Redis DB and RabbitMQ vhost of its own from
+// tests/testinfra) and talks to the app's sidecar as the app does. Keys land under the app id
+// ("payment||charge:contract-…"). scripts/test.sh runs it in the integration stage:
 //
-//	PAYMENT_TEST_DAPR_GRPC_PORT=50104 go test -tags integration -run TestContractOnDaprd ./apps/payment/internal/daprstore/
+//	go test -tags integration -count=1 -run TestContractOnDaprd -v ./apps/payment/internal/daprstore/
 package daprstore_test
 
 import (
-	"os"
-	"strconv"
+	"context"
 	"testing"
+	"time"
 
 	"github.com/groupbuy/groupbuy/apps/payment/internal/daprstore"
 	"github.com/groupbuy/groupbuy/apps/payment/internal/payment"
 	"github.com/groupbuy/groupbuy/apps/payment/internal/payment/paymenttest"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
-	"github.com/groupbuy/groupbuy/pkg/sidecar"
+	"github.com/groupbuy/groupbuy/tests/harness"
 )
 
 func TestContractOnDaprd(t *testing.T) {
-	port, err := strconv.Atoi(os.Getenv("PAYMENT_TEST_DAPR_GRPC_PORT"))
-	if err != nil {
-		t.Skip("PAYMENT_TEST_DAPR_GRPC_PORT is not set: no sidecar to test against")
-	}
-	store := os.Getenv("PAYMENT_TEST_STATE_STORE")
-	if store == "" {
-		store = storeName
-	}
-	client, err := sidecar.NewClient(sidecar.Config{Host: "127.0.0.1", GRPCPort: port})
-	if err != nil {
-		t.Fatalf("dapr client: %v", err)
-	}
-	t.Cleanup(client.Close)
-	repo := daprstore.New(daprstate.New(client, store))
+	s := harness.StartAppsForTest(t, "payment-daprstore", "payment")
+	repo := daprstore.New(daprstate.New(s.SidecarClient(t, "payment"), storeName))
 
-	paymenttest.RunContract(t, func(*testing.T) payment.Repository { return repo })
+	t.Run("contract", func(t *testing.T) {
+		paymenttest.RunContract(t, func(*testing.T) payment.Repository { return repo })
+	})
+
+	// The stack's own Redis DB is fresh, so fixed ids are safe here. The key and document
+	// are the ones the integration suite reads (tests/integration: TestPayAfterDeclineSucceeds).
+	t.Run("stored where the suite reads it", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		want := payment.Charge{ChargeID: "ch_it", OrderID: "it-o1", Status: payment.StatusSucceeded, AmountCents: 1999,
+			CreatedAt: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
+		if _, err := repo.UpdateCharge(ctx, want.OrderID, func(c *payment.Charge, _ bool) error { *c = want; return nil }); err != nil {
+			t.Fatalf("UpdateCharge: %v", err)
+		}
+		var got payment.Charge
+		found, err := s.State(ctx, "payment", "charge:"+want.OrderID, &got)
+		if err != nil || !found || got != want {
+			t.Errorf("payment||charge:%s = %+v (found %t, %v), want %+v", want.OrderID, got, found, err, want)
+		}
+	})
 }
