@@ -341,21 +341,13 @@ func (h *Host) Turn(ctx context.Context, id string, op Op) (group.Group, error) 
 		// A stale turn ends here, before anything of it is announced: its outcome was
 		// decided on a state that no longer exists.
 		if version, err = h.state.Save(ctx, id, g, version); err != nil {
-			return group.Group{}, h.stale(ctx, id, err)
+			return group.Group{}, err
 		}
 	}
 	if err := h.settle(ctx, &g, version); err != nil {
 		return group.Group{}, err
 	}
 	return g, opErr
-}
-
-// stale logs a save that lost to another turn and returns err.
-func (h *Host) stale(ctx context.Context, id string, err error) error {
-	if errors.Is(err, ErrStale) {
-		h.log.WarnContext(ctx, "actor_turn_stale", slog.String("group_id", id), slog.String("error", err.Error()))
-	}
-	return err
 }
 
 // settle publishes the outbox and keeps the reminder registered exactly while it is needed,
@@ -399,7 +391,7 @@ func (h *Host) settle(ctx context.Context, g *group.Group, version string) error
 	}
 	if fingerprint(*g, true) != before {
 		if _, err := h.state.Save(ctx, g.ID, *g, version); err != nil {
-			errs = append(errs, h.stale(ctx, g.ID, err))
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
