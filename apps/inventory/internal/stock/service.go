@@ -75,9 +75,14 @@ type Config struct {
 	// TombstoneRetention is how long a release tombstone (left by the release of an order
 	// that held nothing) stays in its bucket (default DefaultTombstoneRetention, at least
 	// twice FlushTimeout; negative: forever). It must outlive every reserve of that order in
-	// flight when it was written; those land within FlushTimeout (see FlushTimeout), plus the
-	// clock skew between replicas, so positive values below twice FlushTimeout are refused.
-	// Like the other tombstones it is pruned only by a write the bucket gets anyway.
+	// flight when it was written. Such a reserve is applied by its NotAfter, FlushTimeout
+	// after it arrived, and the write carrying it was sent before its batch's context ended,
+	// at most another FlushTimeout; so positive values below twice FlushTimeout are refused,
+	// and what the retention has beyond that is margin for the clock skew between the
+	// replica that wrote the tombstone and the one whose write prunes it. Like the other
+	// tombstones it is pruned only by a write the bucket gets anyway, so a bucket holds at
+	// most the tombstones of the releases of the last TombstoneRetention before its last
+	// write (about 80 bytes each).
 	TombstoneRetention time.Duration
 	// Meter records inventory_cas_conflicts_total and inventory_batch_size (default no-op).
 	Meter metric.Meter
@@ -91,7 +96,8 @@ const (
 	// MinHoldRetention is twice the order app's idempotency TTL (24h): a Reserve replayed
 	// after its order's tombstone is pruned would take a second hold.
 	MinHoldRetention = 48 * time.Hour
-	// DefaultTombstoneRetention leaves FlushTimeout's default 5s ample room for clock skew.
+	// DefaultTombstoneRetention leaves, over twice FlushTimeout's default 5s, 50s for
+	// clock skew.
 	DefaultTombstoneRetention = time.Minute
 )
 
