@@ -23,6 +23,9 @@ type config struct {
 	// HoldRetention is how long settled holds and passed marks are kept for idempotent
 	// replays; keep it well above the order app's IDEMPOTENCY_TTL (at least 48h).
 	HoldRetention time.Duration `env:"HOLD_RETENTION, default=168h"`
+	// ReleaseTombstoneRetention is how long the release of an order that held nothing keeps
+	// a late reserve of it from taking stock; at least twice the 5s flush timeout.
+	ReleaseTombstoneRetention time.Duration `env:"RELEASE_TOMBSTONE_RETENTION, default=1m"`
 	// StockBatching turns group commit off when false (for comparison only).
 	StockBatching bool `env:"STOCK_BATCHING, default=true"`
 }
@@ -39,11 +42,12 @@ func run(ctx context.Context) error {
 		return err
 	}
 	svc, err := stock.NewService(daprstore.New(daprstate.New(rt.Dapr, cfg.StateStore)), stock.Config{
-		Buckets:         cfg.StockBuckets,
-		SoldOutTTL:      cfg.SoldOutTTL,
-		HoldRetention:   cfg.HoldRetention,
-		DisableBatching: !cfg.StockBatching,
-		Meter:           rt.Telemetry.Meter("github.com/groupbuy/groupbuy/apps/inventory"),
+		Buckets:            cfg.StockBuckets,
+		SoldOutTTL:         cfg.SoldOutTTL,
+		HoldRetention:      cfg.HoldRetention,
+		TombstoneRetention: cfg.ReleaseTombstoneRetention,
+		DisableBatching:    !cfg.StockBatching,
+		Meter:              rt.Telemetry.Meter("github.com/groupbuy/groupbuy/apps/inventory"),
 	})
 	if err != nil {
 		return err

@@ -272,10 +272,11 @@ func (s *Supervisor) stopApp(appID string, kill bool) error {
 	return s.stopProcs(procs, kill)
 }
 
-// StartProcess starts one more child (in the apps tier, so Stop ends it before the control
-// plane) and waits for its ready checks. The dev launcher runs `dapr run -f` this way.
-func (s *Supervisor) StartProcess(ctx context.Context, spec ProcessSpec) error {
-	return s.startAll(ctx, tierApps, []ProcessSpec{spec})
+// StartProcess starts more children (in the apps tier, so Stop ends them before the control
+// plane), all before waiting for their ready checks: an app and its sidecar may need each
+// other to become ready. The dev launcher runs `dapr run -f` this way.
+func (s *Supervisor) StartProcess(ctx context.Context, specs ...ProcessSpec) error {
+	return s.startAll(ctx, tierApps, specs)
 }
 
 // EnsureInfra dials the plan's dependencies. With startMissing, each unreachable one on a

@@ -57,6 +57,9 @@ type Stack struct {
 
 	pg *pgDatabase // the stack's database in the postgres profile
 
+	mu       sync.Mutex
+	replicas map[string]int // app id → replicas started (StartReplica)
+
 	cancel context.CancelFunc
 	done   chan error
 }

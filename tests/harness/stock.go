@@ -5,11 +5,14 @@ import (
 	"fmt"
 )
 
-// StockHold is one reservation inside a bucket document.
+// StockHold is one reservation inside a bucket document. A released hold of no units is a
+// release tombstone: the order was released before it held anything.
 type StockHold struct {
 	Qty   int    `json:"qty"`
 	State string `json:"state"`
 }
+
+func (h StockHold) tombstone() bool { return h.Qty == 0 && h.State == "released" }
 
 // StockBucket is a bucket document of inventory as stored.
 type StockBucket struct {
@@ -61,10 +64,14 @@ func (s *Stack) Stock(ctx context.Context, dealID string) (StockTotals, error) {
 		t.Reserved += b.Reserved
 		t.Sold += b.Sold
 		for id, h := range b.Holds {
-			if _, dup := t.Holds[id]; dup {
+			prev, dup := t.Holds[id]
+			switch {
+			case !dup || prev.tombstone():
+				t.Holds[id] = h
+			case h.tombstone(): // a tombstone may sit before the order's hold (pruned marks)
+			default:
 				return StockTotals{}, fmt.Errorf("order %s holds stock in two buckets", id)
 			}
-			t.Holds[id] = h
 		}
 	}
 	if t.Stock != meta.Stock {

@@ -206,8 +206,10 @@ func TestInventoryReservations(t *testing.T) {
 			{"/reservations/" + c + "/release", 409, `"conflict"`},
 			{"/reservations/" + r + "/release", 200, `"released"`},
 			{"/reservations/" + r + "/commit", 409, `"conflict"`},
-			{"/reservations/never-" + dealID + "/release", 200, `"absent"`},
 			{"/reservations/never-" + dealID + "/commit", 404, `"not-found"`},
+			{"/reservations/never-" + dealID + "/release", 200, `"absent"`},
+			// The release left a tombstone: the order can no longer hold or sell stock.
+			{"/reservations/never-" + dealID + "/commit", 409, `"conflict"`},
 		}
 		for _, tt := range tests {
 			resp, err := call(tt.path, map[string]string{"deal_id": dealID})
@@ -275,5 +277,109 @@ func TestInventoryReservations(t *testing.T) {
 	}
 	if injected > 0 && conflicts <= 0 {
 		t.Errorf("inventory_cas_conflicts_total = %v after %d foreign writes, want conflicts counted", conflicts, injected)
+	}
+}
+
+// TestLeakedHoldTwoInventoryReplicas is loss window 1 of issue 8 on two real inventory
+// replicas, each with its own daprd, on one deal. R1's Reserve(o1) has read the bucket and
+// its write is on its way to Redis (held there by a gate in front of Redis) when R2 is asked
+// to release o1, which holds nothing yet, as the order app's undoPlacement does after its
+// timed-out call was retried and answered sold out. Then R1's write lands. The stock must not
+// stay held for o1: Redis must show available+reserved+sold == stock, no reserved hold of o1,
+// and the unit must still sell.
+func TestLeakedHoldTwoInventoryReplicas(t *testing.T) {
+	if p, err := harness.Profile(); err != nil || p != harness.ProfileDefault {
+		t.Skipf("profile %q: the gate holds a Redis command, so this needs the Redis state store", p)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	gate, err := harness.StartRedisGate(infra.RedisAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gate.Close() }) // after the stack's cleanup: its sidecars use the gate
+	s := harness.StartForTest(t, infra, harness.Options{
+		Name:       "leaked-hold",
+		Apps:       []string{"inventory"},
+		Components: map[string]map[string]string{"statestore": {"redisHost": gate.Addr()}},
+	})
+	r1, err := s.StartReplica(ctx, "inventory", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appToken, daprToken := s.Sup.Tokens()
+	hc := &http.Client{Timeout: 30 * time.Second}
+	// R2 is called through its sidecar, as the order app calls inventory. R1 is called on its
+	// app port: its daprd would give up after the resiliency timeout, and the test must see
+	// R1's flush end before it reads the store (the handler answers when its batch did).
+	viaR2 := &harness.Client{Base: s.App("inventory").DaprHTTPURL() + "/v1.0/invoke/inventory/method", HC: hc}
+	r2hdr := map[string]string{"dapr-api-token": daprToken}
+	atR1 := &harness.Client{Base: r1.AppURL(), HC: hc}
+	r1hdr := map[string]string{"dapr-api-token": appToken}
+
+	dealID := fmt.Sprintf("leaked-hold-%d", time.Now().UnixNano())
+	if resp, err := viaR2.Do(ctx, http.MethodPut, "/stock/"+dealID, map[string]int{"stock": 1}, r2hdr); err != nil || resp.Status != http.StatusOK {
+		t.Fatalf("create stock: %v %+v", err, resp)
+	}
+	until := time.Now().Add(15 * time.Minute).UTC().Format(time.RFC3339)
+	reserve := func(order string) map[string]any {
+		return map[string]any{"deal_id": dealID, "order_id": order, "quantity": 1, "until": until}
+	}
+	o1 := "o1-" + dealID
+
+	held, release := gate.Hold(harness.StateWrite("inventory", "stock:"+dealID+":0"))
+	defer release()
+	type answer struct {
+		resp *harness.Response
+		err  error
+	}
+	late := make(chan answer, 1)
+	go func() {
+		resp, err := atR1.Do(ctx, http.MethodPost, "/reservations", reserve(o1), r1hdr)
+		late <- answer{resp, err}
+	}()
+	select {
+	case <-held:
+	case <-ctx.Done():
+		t.Fatal("R1's bucket write never reached Redis")
+	}
+
+	resp, err := viaR2.Do(ctx, http.MethodPost, "/reservations/"+o1+"/release", map[string]string{"deal_id": dealID}, r2hdr)
+	if err != nil || resp.Status != http.StatusOK || !strings.Contains(string(resp.Body), `"absent"`) {
+		t.Fatalf("R2 release of %s: %v %+v, want 200 absent", o1, err, resp)
+	}
+	release() // R1's write lands now
+	var a answer
+	select {
+	case a = <-late:
+	case <-ctx.Done():
+		t.Fatal("R1's reserve never answered")
+	}
+	if a.err != nil {
+		t.Fatalf("R1 reserve: %v", a.err)
+	}
+	t.Logf("R1's late reserve answered %d %s", a.resp.Status, a.resp.Body)
+	var ans reserveAnswer
+	if a.resp.Status == http.StatusOK && a.resp.JSON(&ans) == nil && ans == (reserveAnswer{"reserved", "reserved"}) {
+		t.Errorf("R1 reserved %s after R2 released it: a hold nobody will release", o1)
+	}
+
+	st, err := s.Stock(ctx, dealID) // checks available+reserved+sold == stock per bucket and in all
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, ok := st.Holds[o1]; ok && h.State == "reserved" {
+		t.Errorf("Redis: %s holds %+v after its release", o1, h)
+	}
+	if st.Stock != 1 || st.Available != 1 || st.Reserved != 0 || st.Sold != 0 {
+		t.Errorf("Redis: stock %+v, want the unit available", st)
+	}
+	// The unit still sells, on either replica.
+	resp, err = viaR2.Do(ctx, http.MethodPost, "/reservations", reserve("o2-"+dealID), r2hdr)
+	if err != nil {
+		t.Fatalf("reserve of another order after the release: %v", err)
+	}
+	if resp.Status != http.StatusOK || resp.JSON(&ans) != nil || ans != (reserveAnswer{"reserved", "reserved"}) {
+		t.Errorf("reserve of another order after the release: %d %s, want reserved", resp.Status, resp.Body)
 	}
 }

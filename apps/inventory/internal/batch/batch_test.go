@@ -167,3 +167,92 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestLeakedHoldFlushEndsByItsRequestsDeadline: a flush may not run (and write) past the
+// latest deadline of its requests, their callers' own or the batcher's timeout after they
+// were queued. (Issue 8, loss window 1: a CAS retried long after its caller gave up landed
+// after the caller had undone the placement.)
+func TestLeakedHoldFlushEndsByItsRequestsDeadline(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		timeout     time.Duration
+		callerLimit time.Duration // 0: no deadline of its own
+	}{
+		{name: "the caller's deadline", timeout: time.Hour, callerLimit: 50 * time.Millisecond},
+		{name: "the batcher's timeout", timeout: 50 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			type seen struct {
+				deadline time.Time
+				err      error
+			}
+			flushed, answer := make(chan seen, 1), make(chan struct{})
+			b := batch.New(func(ctx context.Context, _ string, ops []int) []string {
+				d, _ := ctx.Deadline()
+				<-ctx.Done() // a CAS that keeps losing until the flush must stop
+				flushed <- seen{d, ctx.Err()}
+				<-answer // so Do cannot get this answer before its deadline
+				return make([]string, len(ops))
+			}, 0, tt.timeout)
+			defer close(answer)
+			ctx, cancel := context.Background(), func() {}
+			if tt.callerLimit > 0 {
+				ctx, cancel = context.WithTimeout(ctx, tt.callerLimit)
+			}
+			defer cancel()
+
+			_, err := b.Do(ctx, "k", 1)
+
+			// Do gives up at the request's deadline: the flush must end by then too.
+			by, wantErr := time.Now(), batch.ErrTimeout
+			if d, ok := ctx.Deadline(); ok {
+				by, wantErr = d, context.DeadlineExceeded
+			}
+			if !errors.Is(err, wantErr) {
+				t.Errorf("Do() error = %v, want %v", err, wantErr)
+			}
+			select {
+			case s := <-flushed:
+				if s.deadline.IsZero() || s.deadline.After(by) {
+					t.Errorf("flush deadline %s, want by %s", s.deadline, by)
+				}
+				if !errors.Is(s.err, context.DeadlineExceeded) {
+					t.Errorf("flush context ended with %v", s.err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the flush did not end")
+			}
+		})
+	}
+}
+
+// A request still queued when its deadline passes is not flushed at all.
+func TestLeakedHoldExpiredQueuedRequestIsSkipped(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	rec.gate = make(chan struct{})
+	b := batch.New(rec.flush, 0, 50*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = b.Do(ctx, "k", 0) })
+	waitFor(t, func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return len(rec.batches["k"]) == 1 })
+	expired := make(chan error, 1)
+	wg.Go(func() { _, err := b.Do(ctx, "k", 1); expired <- err })
+	if err := <-expired; !errors.Is(err, batch.ErrTimeout) {
+		t.Errorf("queued Do() error = %v, want %v", err, batch.ErrTimeout)
+	}
+	rec.gate <- struct{}{} // the first flush ends; request 1 is past its deadline
+	wg.Wait()
+	waitFor(t, func() bool { return b.Active() == 0 })
+
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if got := rec.batches["k"]; len(got) != 1 {
+		t.Errorf("batches %v, want only [[0]]", got)
+	}
+}

@@ -76,8 +76,12 @@ func TestReservationFlow(t *testing.T) {
 		{"release again", "POST", "/reservations/o2/release", `{"deal_id":"d1"}`, 200, `{"state":"released"}`, ""},
 		{"commit a released hold", "POST", "/reservations/o2/commit", `{"deal_id":"d1"}`, 409, "", problem.CodeConflict},
 		{"replay of a released order", "POST", "/reservations", reserveBody("o2", 1), 200, `{"outcome":"reserved","state":"released"}`, ""},
-		{"release without a hold", "POST", "/reservations/o9/release", `{"deal_id":"d1"}`, 200, `{"state":"absent"}`, ""},
 		{"commit without a hold", "POST", "/reservations/o9/commit", `{"deal_id":"d1"}`, 404, "", problem.CodeNotFound},
+		{"release without a hold", "POST", "/reservations/o9/release", `{"deal_id":"d1"}`, 200, `{"state":"absent"}`, ""},
+		{"release without a hold again", "POST", "/reservations/o9/release", `{"deal_id":"d1"}`, 200, `{"state":"absent"}`, ""},
+		// The release left a tombstone: a late reserve of the order cannot hold stock.
+		{"reserve after the release", "POST", "/reservations", reserveBody("o9", 1), 200, `{"outcome":"reserved","state":"released"}`, ""},
+		{"commit after the release", "POST", "/reservations/o9/commit", `{"deal_id":"d1"}`, 409, "", problem.CodeConflict},
 		{"stock came back", "POST", "/reservations", reserveBody("o5", 1), 200, `{"outcome":"reserved","state":"reserved"}`, ""},
 		{"final levels", "GET", "/stock/d1", "", 200, `{"deal_id":"d1","stock":3,"available":0,"reserved":2,"sold":1}`, ""},
 	}

@@ -20,7 +20,8 @@ import (
 var (
 	ErrNotFound = problem.New(problem.CodeNotFound, "no stock record for this deal")
 	ErrConflict = problem.New(problem.CodeConflict, "the deal's stock was already created with another quantity")
-	// ErrBusy means a bucket stayed contended (ETag conflicts) for the whole flush timeout.
+	// ErrBusy means a request could not be applied within FlushTimeout: its bucket stayed
+	// contended (ETag conflicts) or its queue too long.
 	ErrBusy = problem.New(problem.CodeUnavailable, "the deal's stock is too contended, retry")
 	// ErrStale is what a Store returns when a write lost the race: the bucket's ETag changed
 	// since it was read, or the bucket to create already exists. The CAS loop retries it.
@@ -56,7 +57,11 @@ type Config struct {
 	DisableBatching bool
 	// MaxBatch caps the ops of one CAS (default 256).
 	MaxBatch int
-	// FlushTimeout bounds one batch's CAS loop, retries included (default 5s).
+	// FlushTimeout bounds the life of a request in this replica (default 5s): one that is
+	// not applied within it (queued, or its batch's CAS retried after ETag conflicts) fails
+	// with ErrBusy and is never applied later, and no batch writes past the latest deadline
+	// of its requests. This is what bounds how long a reserve can land after its caller gave
+	// up, which release tombstones must outlive (TombstoneRetention).
 	FlushTimeout time.Duration
 	// BackoffBase and BackoffCap shape the jittered exponential backoff after an ETag
 	// conflict (defaults 2ms and 100ms).
@@ -67,6 +72,18 @@ type Config struct {
 	// are treated as new orders, so it must stay well above the callers' idempotency window;
 	// positive values below MinHoldRetention are refused.
 	HoldRetention time.Duration
+	// TombstoneRetention is how long a release tombstone (left by the release of an order
+	// that held nothing) stays in its bucket (default DefaultTombstoneRetention, at least
+	// twice FlushTimeout; negative: forever). It must outlive every reserve of that order in
+	// flight when it was written. Such a reserve is applied by its NotAfter, FlushTimeout
+	// after it arrived, and the write carrying it was sent before its batch's context ended,
+	// at most another FlushTimeout; so positive values below twice FlushTimeout are refused,
+	// and what the retention has beyond that is margin for the clock skew between the
+	// replica that wrote the tombstone and the one whose write prunes it. Like the other
+	// tombstones it is pruned only by a write the bucket gets anyway, so a bucket holds at
+	// most the tombstones of the releases of the last TombstoneRetention before its last
+	// write (about 80 bytes each).
+	TombstoneRetention time.Duration
 	// Meter records inventory_cas_conflicts_total and inventory_batch_size (default no-op).
 	Meter metric.Meter
 	// Clock tells the time (default time.Now).
@@ -79,6 +96,9 @@ const (
 	// MinHoldRetention is twice the order app's idempotency TTL (24h): a Reserve replayed
 	// after its order's tombstone is pruned would take a second hold.
 	MinHoldRetention = 48 * time.Hour
+	// DefaultTombstoneRetention leaves, over twice FlushTimeout's default 5s, 50s for
+	// clock skew.
+	DefaultTombstoneRetention = time.Minute
 )
 
 func (c *Config) defaults() {
@@ -91,6 +111,9 @@ func (c *Config) defaults() {
 	}
 	if c.FlushTimeout <= 0 {
 		c.FlushTimeout = 5 * time.Second
+	}
+	if c.TombstoneRetention == 0 {
+		c.TombstoneRetention = max(DefaultTombstoneRetention, 2*c.FlushTimeout)
 	}
 	if c.BackoffBase <= 0 {
 		c.BackoffBase = 2 * time.Millisecond
@@ -142,6 +165,9 @@ func NewService(store Store, cfg Config) (*Service, error) {
 	cfg.defaults()
 	if cfg.HoldRetention > 0 && cfg.HoldRetention < MinHoldRetention {
 		return nil, fmt.Errorf("stock: hold retention %s is below the minimum %s", cfg.HoldRetention, MinHoldRetention)
+	}
+	if cfg.TombstoneRetention > 0 && cfg.TombstoneRetention < 2*cfg.FlushTimeout {
+		return nil, fmt.Errorf("stock: tombstone retention %s is below twice the flush timeout %s", cfg.TombstoneRetention, cfg.FlushTimeout)
 	}
 	s := &Service{store: store, cfg: cfg, now: cfg.Clock, metas: map[string]Meta{}, memos: map[string]*memo{}}
 	var err error
@@ -250,7 +276,9 @@ type Reservation struct {
 // deal (then the replay reads its hold as usual). A replay on another replica than the one
 // that reserved cannot be told apart from a new order there and is answered sold out: a
 // caller that retried a Reserve whose first answer it lost and now gets sold out should
-// Release the order, in case the lost attempt did reserve.
+// Release the order, in case the lost attempt did reserve or still will (see Release). An
+// order released before it held anything answers reserved with state released while its
+// release tombstone lives: the placement is over.
 func (s *Service) Reserve(ctx context.Context, dealID, orderID string, qty int, until time.Time) (Reservation, error) {
 	res, err := s.reserve(ctx, dealID, orderID, qty, until)
 	if err == nil && res.Outcome == OutcomeReserved {
@@ -328,7 +356,7 @@ func reserved(r Result, err error) (Reservation, error) {
 // Commit turns the order's reserved hold into sold units. Committing a committed hold is a
 // no-op; a released hold is ErrHoldReleased, no hold ErrHoldNotFound.
 func (s *Service) Commit(ctx context.Context, dealID, orderID string) (HoldState, error) {
-	r, err := s.find(ctx, dealID, orderID, OpCommit)
+	r, err := s.find(ctx, dealID, orderID, Op{Kind: OpCommit})
 	if err != nil {
 		return "", err
 	}
@@ -341,8 +369,17 @@ func (s *Service) Commit(ctx context.Context, dealID, orderID string) (HoldState
 // Release returns the order's reserved units to the deal. Releasing a released hold is a
 // no-op and an order without a hold answers StateAbsent; a committed hold is
 // ErrHoldCommitted.
+//
+// An order without a hold may still have a Reserve in flight on another replica: its
+// caller gave up (a timeout), its retry was answered sold out elsewhere, and this release
+// is the caller undoing it. So the release leaves a release tombstone in the first bucket of
+// the order's probe sequence that is neither passed by the order nor spent, which is where
+// that reserve takes its hold if it ever does (it passes or cannot use the buckets before).
+// The tombstone's write moves the bucket's ETag, so the in-flight batch re-applies on a
+// fresh read and finds the order released; one that reads later finds it too. The
+// tombstone lives TombstoneRetention, which outlasts every such reserve (FlushTimeout).
 func (s *Service) Release(ctx context.Context, dealID, orderID string) (HoldState, error) {
-	r, err := s.find(ctx, dealID, orderID, OpRelease)
+	r, err := s.find(ctx, dealID, orderID, Op{Kind: OpRelease, Tombstone: true})
 	if err != nil {
 		return "", err
 	}
@@ -355,8 +392,9 @@ func (s *Service) Release(ctx context.Context, dealID, orderID string) (HoldStat
 // find applies a commit or release along the order's probe sequence until a bucket holds the
 // order. Passed buckets send it on; a bucket without the order does not end the search,
 // because its mark may have been pruned (Apply) while the hold further on lives. An order
-// found nowhere costs one (write-free) op per bucket.
-func (s *Service) find(ctx context.Context, dealID, orderID string, kind OpKind) (Result, error) {
+// found nowhere costs one op per bucket, and with op.Tombstone one write: the tombstone in
+// the first bucket that answers Absent.
+func (s *Service) find(ctx context.Context, dealID, orderID string, op Op) (Result, error) {
 	var fields []problem.FieldError
 	fields = checkDealID(fields, dealID)
 	fields = checkOrderID(fields, orderID)
@@ -369,25 +407,40 @@ func (s *Service) find(ctx context.Context, dealID, orderID string, kind OpKind)
 	}
 	n := m.BucketCount()
 	home := HomeBucket(orderID, n)
+	op.OrderID = orderID
 	for k := range n {
-		r, err := s.exec(ctx, dealID, (home+k)%n, Op{Kind: kind, OrderID: orderID})
+		r, err := s.exec(ctx, dealID, (home+k)%n, op)
 		if err != nil || (r.Status != Next && r.Status != Absent) {
 			return r, err
+		}
+		if r.Status == Absent {
+			// With op.Tombstone, a tombstone stands here now (Apply wrote it unless one did
+			// already): the buckets further on need none, only the search goes on.
+			op.Tombstone = false
 		}
 	}
 	return Result{Status: Absent}, nil
 }
 
 // exec runs op against one bucket: queued into the bucket's next batch, or on its own when
-// batching is off. Failures of the whole batch come back as the error.
+// batching is off. Failures of the whole batch come back as the error. The op gets its
+// deadline here (FlushTimeout from now): the batcher ends its wait and its batch's writes
+// by then, and Apply refuses it afterwards, so it never lands later than that.
 func (s *Service) exec(ctx context.Context, dealID string, i int, op Op) (Result, error) {
 	key := bucketKey{dealID, i}
+	op.NotAfter = s.now().Add(s.cfg.FlushTimeout)
 	var r Result
 	if s.cfg.DisableBatching {
-		r = s.flush(ctx, key, []Op{op})[0]
+		fctx, cancel := context.WithTimeout(ctx, s.cfg.FlushTimeout)
+		r = s.flush(fctx, key, []Op{op})[0]
+		cancel()
 	} else {
 		var err error
-		if r, err = s.batcher.Do(ctx, key, op); err != nil {
+		r, err = s.batcher.Do(ctx, key, op)
+		switch {
+		case errors.Is(err, batch.ErrTimeout):
+			return Result{}, fmt.Errorf("stock %s/%d: %w: %w", dealID, i, err, ErrBusy)
+		case err != nil:
 			return Result{}, fmt.Errorf("stock %s/%d: %w", dealID, i, err)
 		}
 	}
@@ -400,7 +453,7 @@ func (s *Service) exec(ctx context.Context, dealID string, i int, op Op) (Result
 // flush is one batch for one bucket: read the bucket, apply every op in order, write it back
 // with the ETag it was read with. On an ETag conflict (another replica wrote the bucket) the
 // whole batch is re-applied to a fresh read after a jittered exponential backoff, until the
-// flush's context ends.
+// flush's context ends (the latest deadline of its ops) or every op is past its deadline.
 func (s *Service) flush(ctx context.Context, key bucketKey, ops []Op) []Result {
 	s.batchSize.Record(ctx, int64(len(ops)))
 	m, err := s.meta(ctx, key.deal)
@@ -416,7 +469,7 @@ func (s *Service) flush(ctx context.Context, key bucketKey, ops []Op) []Result {
 		case err != nil:
 			return failAll(len(ops), err)
 		}
-		results, changed := Apply(&b, ops, s.now().UTC(), s.cfg.HoldRetention)
+		results, changed := Apply(&b, ops, s.now().UTC(), Retention{Holds: s.cfg.HoldRetention, Tombstones: s.cfg.TombstoneRetention})
 		if !changed {
 			s.observe(key, b)
 			return results

@@ -32,6 +32,11 @@ const (
 // HoldState is where a hold is in its life: reserved, then committed (sold) or released.
 // Committed and released holds stay in the bucket as tombstones so replays stay idempotent,
 // until Apply prunes them (see Apply's retention).
+//
+// A released hold of zero units is a release tombstone: the release of an order that held
+// nothing left it (see Op.Tombstone), so that a reserve of that order still in flight on
+// another replica finds the order released instead of taking a hold nobody will ever
+// release. It only has to outlive those reserves and is pruned much sooner (Retention).
 type HoldState string
 
 // Hold states, plus StateAbsent, the answer of a release for an order that holds nothing.
@@ -42,13 +47,16 @@ const (
 	StateAbsent    HoldState = "absent"
 )
 
-// Hold is the stock one order holds in one bucket.
+// Hold is the stock one order holds in one bucket (Qty 0: a release tombstone).
 type Hold struct {
 	Qty   int       `json:"qty"`
-	Until time.Time `json:"until"`
+	Until time.Time `json:"until,omitzero"` // zero for a tombstone
 	State HoldState `json:"state"`
 	At    time.Time `json:"at"` // time of the last transition
 }
+
+// Tombstone tells whether h is a release tombstone: released, and never held a unit.
+func (h Hold) Tombstone() bool { return h.Qty == 0 && h.State == StateReleased }
 
 // Meta is the stored description of a deal's stock, written once at creation. Its presence
 // means the deal exists; Buckets is fixed for the life of the deal.
@@ -108,6 +116,9 @@ func (b Bucket) Check() error {
 		if _, ok := b.Passed[id]; ok {
 			return fmt.Errorf("stock %s/%d: order %s both holds and passed", b.DealID, b.Bucket, id)
 		}
+		if h.Qty < 0 || (h.Qty == 0 && !h.Tombstone()) {
+			return fmt.Errorf("stock %s/%d: order %s holds %d units %s", b.DealID, b.Bucket, id, h.Qty, h.State)
+		}
 		switch h.State {
 		case StateReserved:
 			reserved += h.Qty
@@ -124,6 +135,11 @@ func (b Bucket) Check() error {
 	}
 	return nil
 }
+
+// spent tells whether every unit of b is sold for good: nothing available, nothing reserved
+// that a release could give back (sold units never return), so no reserve can ever take a
+// hold here again.
+func (b Bucket) spent() bool { return b.Available+b.Reserved == 0 }
 
 func (b Bucket) counters() string {
 	return fmt.Sprintf("{stock:%d available:%d reserved:%d sold:%d archived:%d}", b.Stock, b.Available, b.Reserved, b.Sold, b.Archived)
@@ -164,7 +180,7 @@ const (
 	OpProbe
 	// OpCommit turns the order's reserved hold into sold units.
 	OpCommit
-	// OpRelease returns the order's reserved units to available.
+	// OpRelease returns the order's reserved units to available (see also Op.Tombstone).
 	OpRelease
 )
 
@@ -177,6 +193,14 @@ type Op struct {
 	// Mark (OpReserve) records the order as passed when the bucket cannot cover Qty, so the
 	// walk may go on to the next bucket. Without it the bucket answers NoRoom and stays as is.
 	Mark bool
+	// Tombstone (OpRelease) makes the release of an order unknown here leave a release
+	// tombstone (and answer Absent), unless the bucket is spent: no reserve can ever hold
+	// there, so the answer is Next and the tombstone belongs further along the sequence.
+	Tombstone bool
+	// NotAfter, when set, is the op's deadline: an op applied later fails with ErrBusy and
+	// changes nothing, so a batch retrying its CAS never applies a request past the time
+	// its caller (and the release tombstones written meanwhile) could still account for it.
+	NotAfter time.Time
 }
 
 // Status is how an Op ended in one bucket.
@@ -193,6 +217,7 @@ const (
 	// Room (probe): no hold, no mark, and Qty units would fit.
 	Room
 	// Absent (commit, release): the order never got here, so it holds nothing in this deal.
+	// A release tombstone here answers a release Absent too.
 	Absent
 )
 
@@ -211,54 +236,81 @@ var (
 	ErrHoldCommitted = problem.New(problem.CodeConflict, "the order's hold was committed")
 )
 
+// Retention says how long Apply keeps what finished ops leave in a bucket, counted from
+// their last change. Zero or negative keeps them for good.
+type Retention struct {
+	// Holds covers committed and released holds and passed marks: replays of their orders
+	// find them. It must stay far above how long callers replay (the order app's idempotency
+	// TTL): a pruned order is unknown to the bucket, a replayed Reserve would take a new hold
+	// and a commit or release would find nothing.
+	Holds time.Duration
+	// Tombstones covers release tombstones. One must outlive every reserve of its order that
+	// was in flight when it was written: such a reserve is applied no later than its
+	// NotAfter, so Tombstones must exceed the ops' deadline window plus the clock skew
+	// between replicas and the time a write already sent takes to land.
+	Tombstones time.Duration
+}
+
 // Apply applies ops to b in order, each seeing the effect of the ones before it, and returns
 // one result per op and whether b changed (and so needs writing). It is pure: it touches
 // nothing but b, so the batch engine can re-run it on a fresh copy after an ETag conflict.
-// Apply keeps b's invariants (Check) whenever they held before.
+// Apply keeps b's invariants (Check) whenever they held before. An op past its NotAfter
+// fails with ErrBusy and changes nothing, so re-running a batch after its ops' deadlines
+// writes nothing.
 //
 // When the ops changed b, Apply also prunes it (after the ops, which see every tombstone):
-// committed and released holds and passed marks whose time is retention or more before now
-// are dropped, the units of committed ones moving to Archived. Pruning rides on a write that
-// happens anyway and never causes one, so an idle bucket keeps its tombstones. Reserved holds
-// are never pruned. Retention zero or negative disables pruning.
-//
-// A pruned order is unknown to the bucket: a replayed Reserve would take a new hold and a
-// commit or release finds nothing, so retention must stay far above how long callers replay
-// (the order app's idempotency TTL). A pruned mark no longer sends the order on, so finding a
-// hold must not stop at the first bucket without the order (Service.find looks on).
-func Apply(b *Bucket, ops []Op, now time.Time, retention time.Duration) (results []Result, changed bool) {
+// committed and released holds, release tombstones and passed marks whose time is their
+// retention or more before now are dropped, the units of committed ones moving to Archived.
+// Pruning rides on a write that happens anyway and never causes one, so an idle bucket keeps
+// its tombstones. Reserved holds are never pruned. A pruned mark no longer sends the order
+// on, so finding a hold must not stop at the first bucket without the order (Service.find
+// looks on).
+func Apply(b *Bucket, ops []Op, now time.Time, keep Retention) (results []Result, changed bool) {
 	if b.Holds == nil {
 		b.Holds = map[string]Hold{}
 	}
 	results = make([]Result, len(ops))
 	for i, op := range ops {
+		if !op.NotAfter.IsZero() && now.After(op.NotAfter) {
+			results[i] = Result{Err: fmt.Errorf("order %s: not applied by its deadline %s: %w",
+				op.OrderID, op.NotAfter.Format(time.RFC3339Nano), ErrBusy)}
+			continue
+		}
 		var c bool
 		results[i], c = apply(b, op, now)
 		changed = changed || c
 	}
-	if changed && retention > 0 {
-		prune(b, now.Add(-retention))
+	if changed {
+		prune(b, now, keep)
 	}
 	return results, changed
 }
 
-// prune drops the tombstones and passed marks of b dated at or before cutoff.
-func prune(b *Bucket, cutoff time.Time) {
+// prune drops the tombstones and passed marks of b that keep says have lived long enough.
+func prune(b *Bucket, now time.Time, keep Retention) {
+	expired := func(at time.Time, d time.Duration) bool { return d > 0 && !at.After(now.Add(-d)) }
 	for id, h := range b.Holds {
-		if h.At.After(cutoff) {
-			continue
-		}
-		switch h.State {
-		case StateCommitted:
+		switch {
+		case h.Tombstone():
+			if !expired(h.At, keep.Tombstones) {
+				continue
+			}
+		case h.State == StateCommitted:
+			if !expired(h.At, keep.Holds) {
+				continue
+			}
 			b.Archived += h.Qty
-		case StateReleased:
+		case h.State == StateReleased:
+			if !expired(h.At, keep.Holds) {
+				continue
+			}
 		default: // reserved holds stay; an unknown state is left for Check to report
 			continue
 		}
 		delete(b.Holds, id)
 	}
 	for id, at := range b.Passed {
-		if !at.After(cutoff) {
+		if expired(at, keep.Holds) {
 			delete(b.Passed, id)
 		}
 	}
@@ -300,6 +352,17 @@ func apply(b *Bucket, op Op, now time.Time) (Result, bool) {
 		switch {
 		case passed:
 			return Result{Status: Next}, false
+		case held && h.Tombstone() && op.Kind == OpRelease:
+			// The order never held stock here; the tombstone already guards this bucket.
+			return Result{Status: Absent}, false
+		case !held && op.Tombstone && b.spent():
+			return Result{Status: Next}, false
+		case !held && op.Tombstone:
+			// Where a reserve of this order would hold next: a reserve still in flight
+			// (another replica's batch re-applying after its CAS lost to this write) now
+			// finds the order released.
+			b.Holds[op.OrderID] = Hold{State: StateReleased, At: now}
+			return Result{Status: Absent}, true
 		case !held:
 			return Result{Status: Absent}, false
 		}

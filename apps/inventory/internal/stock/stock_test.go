@@ -245,7 +245,7 @@ func TestApply(t *testing.T) {
 			t.Parallel()
 			b := tt.before
 
-			got, changed := stock.Apply(&b, tt.ops, t1, stock.DefaultHoldRetention)
+			got, changed := stock.Apply(&b, tt.ops, t1, stock.Retention{Holds: stock.DefaultHoldRetention, Tombstones: stock.DefaultTombstoneRetention})
 
 			if diff := cmp.Diff(got, tt.want, cmpopts.IgnoreFields(stock.Result{}, "Err")); diff != "" {
 				t.Errorf("results (-got +want):\n%s", diff)
@@ -386,7 +386,7 @@ func TestApplyPrunes(t *testing.T) {
 			t.Parallel()
 			b := clone(tt.before)
 
-			got, changed := stock.Apply(&b, tt.ops, now, tt.retention)
+			got, changed := stock.Apply(&b, tt.ops, now, stock.Retention{Holds: tt.retention, Tombstones: tt.retention})
 
 			if diff := cmp.Diff(got, tt.want); diff != "" {
 				t.Errorf("results (-got +want):\n%s", diff)
@@ -420,7 +420,7 @@ func clone(b stock.Bucket) stock.Bucket {
 // marks at least retention old are.
 func TestApplyKeepsInvariants(t *testing.T) {
 	t.Parallel()
-	const retention = 20 * time.Second
+	const retention, tombstones = 20 * time.Second, 5 * time.Second
 	rng := rand.New(rand.NewPCG(1, 2))
 	kinds := []stock.OpKind{stock.OpReserve, stock.OpReserve, stock.OpCommit, stock.OpRelease, stock.OpProbe}
 	var pruned, archived int
@@ -433,15 +433,19 @@ func TestApplyKeepsInvariants(t *testing.T) {
 			ops := make([]stock.Op, 1+rng.IntN(8))
 			for i := range ops {
 				ops[i] = stock.Op{
-					Kind:    kinds[rng.IntN(len(kinds))],
-					OrderID: fmt.Sprintf("o%d", rng.IntN(40)),
-					Qty:     1 + rng.IntN(5),
-					Until:   until,
-					Mark:    rng.IntN(4) == 0,
+					Kind:      kinds[rng.IntN(len(kinds))],
+					OrderID:   fmt.Sprintf("o%d", rng.IntN(40)),
+					Qty:       1 + rng.IntN(5),
+					Until:     until,
+					Mark:      rng.IntN(4) == 0,
+					Tombstone: rng.IntN(2) == 0,
+				}
+				if rng.IntN(8) == 0 {
+					ops[i].NotAfter = now.Add(-time.Nanosecond) // came too late: must change nothing
 				}
 			}
 			before := clone(b)
-			results, changed := stock.Apply(&b, ops, now, retention)
+			results, changed := stock.Apply(&b, ops, now, stock.Retention{Holds: retention, Tombstones: tombstones})
 			if err := b.Check(); err != nil {
 				t.Fatalf("run %d step %d: %v after %+v", run, step, err, ops)
 			}
@@ -458,7 +462,11 @@ func TestApplyKeepsInvariants(t *testing.T) {
 					continue
 				}
 				pruned++
-				if h.State == stock.StateReserved || now.Sub(h.At) < retention {
+				keep := retention
+				if h.Tombstone() {
+					keep = tombstones
+				}
+				if h.State == stock.StateReserved || now.Sub(h.At) < keep {
 					t.Fatalf("run %d step %d: pruned %s's hold %+v at %s", run, step, id, h, now)
 				}
 			}
@@ -469,8 +477,14 @@ func TestApplyKeepsInvariants(t *testing.T) {
 			}
 			for i, r := range results {
 				op := ops[i]
+				if expired := !op.NotAfter.IsZero(); expired != (r.Err != nil && r.Status == 0) {
+					t.Fatalf("run %d step %d: %+v (expired %t) answered %+v", run, step, op, expired, r)
+				}
 				if op.Kind == stock.OpReserve && r.Status == stock.Done && r.State == stock.StateReserved && !placed[op.OrderID] {
 					placed[op.OrderID] = true
+				}
+				if h := b.Holds[op.OrderID]; h.Tombstone() {
+					placed[op.OrderID] = true // a tombstone answers like a released hold
 				}
 				if r.Status == stock.Done && !placed[op.OrderID] {
 					t.Fatalf("run %d step %d: %s answered %+v without ever being placed", run, step, op.OrderID, r)
@@ -504,6 +518,9 @@ func TestCheck(t *testing.T) {
 		{"negative archived", func(b *stock.Bucket) { b.Archived = -1; b.Sold--; b.Available++ }, true},
 		{"held and passed", func(b *stock.Bucket) { b.Passed = map[string]time.Time{"a": t0} }, true},
 		{"unknown state", func(b *stock.Bucket) { b.Holds["z"] = held(0, "lost", t0) }, true},
+		{"release tombstone", func(b *stock.Bucket) { b.Holds["z"] = stock.Hold{State: stock.StateReleased, At: t0} }, false},
+		{"reserved hold of no units", func(b *stock.Bucket) { b.Holds["z"] = held(0, stock.StateReserved, t0) }, true},
+		{"negative units", func(b *stock.Bucket) { b.Holds["z"] = held(-1, stock.StateReleased, t0) }, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -566,5 +583,168 @@ func TestHomeBucketSpreads(t *testing.T) {
 	}
 	if got := stock.HomeBucket("anything", 1); got != 0 {
 		t.Errorf("HomeBucket(_, 1) = %d, want 0", got)
+	}
+}
+
+// TestLeakedHoldTombstones: what a release of an order that holds nothing leaves behind, and
+// how later ops of that order see it (loss window 1 of issue 8).
+func TestLeakedHoldTombstones(t *testing.T) {
+	t.Parallel()
+	forget := func(order string) stock.Op { return stock.Op{Kind: stock.OpRelease, OrderID: order, Tombstone: true} }
+	release := func(order string) stock.Op { return stock.Op{Kind: stock.OpRelease, OrderID: order} }
+	commit := func(order string) stock.Op { return stock.Op{Kind: stock.OpCommit, OrderID: order} }
+	probe := func(order string, qty int) stock.Op { return stock.Op{Kind: stock.OpProbe, OrderID: order, Qty: qty} }
+	tomb := func(at time.Time) stock.Hold { return stock.Hold{State: stock.StateReleased, At: at} }
+	done := func(s stock.HoldState) stock.Result { return stock.Result{Status: stock.Done, State: s} }
+	withTomb := func(b stock.Bucket, order string, at time.Time) stock.Bucket {
+		b = clone(b)
+		b.Holds[order] = tomb(at)
+		return b
+	}
+	reserved := map[string]stock.Hold{"x": held(10, stock.StateReserved, t0)} // nothing available
+	sold := map[string]stock.Hold{"x": held(10, stock.StateCommitted, t0)}    // nothing ever again
+
+	tests := []struct {
+		name        string
+		before      stock.Bucket
+		ops         []stock.Op
+		want        []stock.Result
+		wantBucket  stock.Bucket
+		wantChanged bool
+	}{
+		{
+			name:        "a release of an unknown order leaves a tombstone and answers absent",
+			before:      bucket(nil),
+			ops:         []stock.Op{forget("o1")},
+			want:        []stock.Result{{Status: stock.Absent}},
+			wantBucket:  withTomb(bucket(nil), "o1", t1),
+			wantChanged: true,
+		},
+		{
+			name:       "a late reserve finds the order released and takes nothing",
+			before:     withTomb(bucket(nil), "o1", t0),
+			ops:        []stock.Op{reserve("o1", 2), probe("o1", 2), {Kind: stock.OpReserve, OrderID: "o1", Qty: 2, Until: until, Mark: true}},
+			want:       []stock.Result{done(stock.StateReleased), done(stock.StateReleased), done(stock.StateReleased)},
+			wantBucket: withTomb(bucket(nil), "o1", t0),
+		},
+		{
+			name:        "the tombstone lands before a reserve in the same batch",
+			before:      bucket(nil),
+			ops:         []stock.Op{forget("o1"), reserve("o1", 2)},
+			want:        []stock.Result{{Status: stock.Absent}, done(stock.StateReleased)},
+			wantBucket:  withTomb(bucket(nil), "o1", t1),
+			wantChanged: true,
+		},
+		{
+			name:       "releasing again answers absent and writes nothing",
+			before:     withTomb(bucket(nil), "o1", t0),
+			ops:        []stock.Op{forget("o1"), release("o1")},
+			want:       []stock.Result{{Status: stock.Absent}, {Status: stock.Absent}},
+			wantBucket: withTomb(bucket(nil), "o1", t0),
+		},
+		{
+			name:       "a commit of a tombstoned order is refused as released",
+			before:     withTomb(bucket(nil), "o1", t0),
+			ops:        []stock.Op{commit("o1")},
+			want:       []stock.Result{{Status: stock.Done, State: stock.StateReleased, Err: stock.ErrHoldReleased}},
+			wantBucket: withTomb(bucket(nil), "o1", t0),
+		},
+		{
+			name:        "a bucket with nothing available but units reserved can give them back: tombstone",
+			before:      bucket(reserved),
+			ops:         []stock.Op{forget("o1")},
+			want:        []stock.Result{{Status: stock.Absent}},
+			wantBucket:  withTomb(bucket(reserved), "o1", t1),
+			wantChanged: true,
+		},
+		{
+			name:       "a spent bucket can never hold the order: no tombstone, look on",
+			before:     bucket(sold),
+			ops:        []stock.Op{forget("o1")},
+			want:       []stock.Result{{Status: stock.Next}},
+			wantBucket: bucket(sold),
+		},
+		{
+			name:       "a bucket the order passed sends the release on",
+			before:     bucket(nil, "o1"),
+			ops:        []stock.Op{forget("o1")},
+			want:       []stock.Result{{Status: stock.Next}},
+			wantBucket: bucket(nil, "o1"),
+		},
+		{
+			name:        "a held order is released as usual",
+			before:      bucket(map[string]stock.Hold{"o1": held(3, stock.StateReserved, t0)}),
+			ops:         []stock.Op{forget("o1")},
+			want:        []stock.Result{done(stock.StateReleased)},
+			wantBucket:  bucket(map[string]stock.Hold{"o1": held(3, stock.StateReleased, t1)}),
+			wantChanged: true,
+		},
+		{
+			name:   "an op past its deadline fails busy and changes nothing; one at it applies",
+			before: bucket(nil),
+			ops: []stock.Op{
+				{Kind: stock.OpReserve, OrderID: "o1", Qty: 1, Until: until, NotAfter: t1.Add(-time.Nanosecond)},
+				{Kind: stock.OpReserve, OrderID: "o2", Qty: 1, Until: until, NotAfter: t1},
+			},
+			want:        []stock.Result{{Err: stock.ErrBusy}, done(stock.StateReserved)},
+			wantBucket:  bucket(map[string]stock.Hold{"o2": held(1, stock.StateReserved, t1)}),
+			wantChanged: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := clone(tt.before)
+
+			got, changed := stock.Apply(&b, tt.ops, t1, stock.Retention{Holds: stock.DefaultHoldRetention, Tombstones: stock.DefaultTombstoneRetention})
+
+			if diff := cmp.Diff(got, tt.want, cmpopts.IgnoreFields(stock.Result{}, "Err")); diff != "" {
+				t.Errorf("results (-got +want):\n%s", diff)
+			}
+			for i := range min(len(got), len(tt.want)) {
+				if g, w := got[i].Err, tt.want[i].Err; (g == nil) != (w == nil) || (w != nil && !errors.Is(g, w)) {
+					t.Errorf("result %d error = %v, want %v", i, g, w)
+				}
+			}
+			if changed != tt.wantChanged {
+				t.Errorf("changed = %t, want %t", changed, tt.wantChanged)
+			}
+			if diff := cmp.Diff(b, tt.wantBucket, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("bucket (-got +want):\n%s", diff)
+			}
+			if err := b.Check(); err != nil {
+				t.Errorf("bucket breaks its invariants: %v", err)
+			}
+		})
+	}
+}
+
+// TestLeakedHoldTombstonesArePrunedAfterTheirOwnWindow: a release tombstone goes with the
+// first write after Retention.Tombstones, long before the released holds replays need.
+func TestLeakedHoldTombstonesArePrunedAfterTheirOwnWindow(t *testing.T) {
+	t.Parallel()
+	keep := stock.Retention{Holds: time.Hour, Tombstones: time.Minute}
+	before := bucket(map[string]stock.Hold{
+		"old":   {State: stock.StateReleased, At: t0},
+		"young": {State: stock.StateReleased, At: t0.Add(time.Second)},
+		"r":     held(2, stock.StateReleased, t0),
+	})
+	b := clone(before)
+
+	stock.Apply(&b, []stock.Op{reserve("o1", 1)}, t0.Add(time.Minute), keep)
+
+	want := bucket(map[string]stock.Hold{
+		"young": {State: stock.StateReleased, At: t0.Add(time.Second)},
+		"r":     held(2, stock.StateReleased, t0),
+		"o1":    held(1, stock.StateReserved, t0.Add(time.Minute)),
+	})
+	if diff := cmp.Diff(b, want, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("bucket (-got +want):\n%s", diff)
+	}
+	// No write, no pruning: an idle bucket keeps its tombstones.
+	b = clone(before)
+	stock.Apply(&b, []stock.Op{reserve("old", 1)}, t0.Add(time.Hour), keep)
+	if diff := cmp.Diff(b, before, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("bucket changed without a write (-got +want):\n%s", diff)
 	}
 }

@@ -459,7 +459,9 @@ type stockCall struct {
 
 // Stock is order.Stock with inventory's hold semantics: Reserve is idempotent per order
 // (a replay reports the hold's state), Release/Commit of a released/committed hold is a
-// no-op, releasing an order without a hold answers "absent" without error.
+// no-op, releasing an order without a hold answers "absent" without error and leaves a
+// release tombstone: a later Reserve of that order answers "released" (inventory prunes the
+// tombstone after RELEASE_TOMBSTONE_RETENTION; this fake keeps it).
 //
 // SoldOut answers sold out before looking for the order's hold, like inventory's per-replica
 // sold-out cache does. ReserveErr fails Reserve before it does anything; LostReply makes
@@ -538,7 +540,8 @@ func (s *Stock) Release(_ context.Context, dealID, orderID string) error {
 	case "committed":
 		return problem.New(problem.CodeConflict, "the order's hold was committed")
 	case "":
-		return nil // inventory answers "absent" and keeps nothing
+		s.holds[orderID] = "released" // inventory answers "absent" and leaves a tombstone
+		return nil
 	default:
 		s.holds[orderID] = "released"
 		return nil
