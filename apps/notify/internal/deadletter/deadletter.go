@@ -7,9 +7,17 @@
 // "notify-<topic>.dead" exist as soon as notify's sidecar has started, and this package stores
 // what arrives on them, per dead-letter topic, newest first, capped, deduplicated on the
 // CloudEvent id (delivery is at-least-once here too).
+//
+// Replay: once the cause of the failures is fixed, an admin replays a letter (or every pending
+// letter of a topic): its original CloudEvent is published again, as it is, to the original
+// topic. Every consumer deduplicates on the CloudEvent id, so the consumers that had processed
+// the event drop it and the one that had failed gets it again. A replayed letter is kept for
+// audit, marked replayed with the time and a count; a topic replay skips it unless asked, and
+// it becomes pending again if it is dead-lettered again.
 package deadletter
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -20,10 +28,20 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/groupbuy/groupbuy/pkg/events"
 )
 
-// MaxItems caps the list of one topic; the oldest letters fall off.
+// MaxItems caps the list of one topic. Past it, the oldest replayed letter falls off first
+// (its replay is done; it is kept only for audit), then the oldest pending one.
 const MaxItems = 1000
+
+// Letter statuses. A letter is pending from its arrival until it is replayed; a letter that
+// arrives again after a replay (the consumer failed again) is pending again.
+const (
+	StatusPending  = "pending"
+	StatusReplayed = "replayed"
+)
 
 // Letter is one dead-lettered message.
 type Letter struct {
@@ -34,8 +52,33 @@ type Letter struct {
 	ID string `json:"id"`
 	// Data is the original payload as the publisher sent it: the CloudEvent's data (JSON text,
 	// or the decoded string / base64 bytes), or the whole message when it was no CloudEvent.
-	Data       string    `json:"data"`
-	ReceivedAt time.Time `json:"received_at"`
+	Data string `json:"data"`
+	// Event is the original CloudEvent as it was published to the original topic; a replay
+	// publishes it again as it is, so its id (what consumers dedupe on) survives. Empty when
+	// the message was no CloudEvent, and in letters kept before replay existed: such a letter
+	// cannot be replayed.
+	Event      json.RawMessage `json:"event,omitempty"`
+	ReceivedAt time.Time       `json:"received_at"`
+	// Status is StatusPending or StatusReplayed (empty, in letters kept before replay
+	// existed, means pending).
+	Status string `json:"status,omitempty"`
+	// Replays counts the replays of the letter; ReplayedAt is the time of the last one. Both
+	// stay when the letter arrives again, as its audit trail.
+	Replays    int        `json:"replays,omitempty"`
+	ReplayedAt *time.Time `json:"replayed_at,omitempty"`
+}
+
+// Replayed reports whether the letter was replayed since it last arrived.
+func (l Letter) Replayed() bool { return l.Status == StatusReplayed }
+
+// OriginalTopic is the topic the letter's event was first published to, where a replay sends
+// it: its dead-letter topic without events.DeadLetterSuffix.
+func (l Letter) OriginalTopic() (string, error) {
+	topic, ok := strings.CutSuffix(l.Topic, events.DeadLetterSuffix)
+	if !ok || topic == "" {
+		return "", fmt.Errorf("%w: %s is not a dead-letter topic", ErrNotReplayable, l.Topic)
+	}
+	return topic, nil
 }
 
 // List is the stored document of one topic's dead letters, newest first.
@@ -43,17 +86,62 @@ type List struct {
 	Items []Letter `json:"items"`
 }
 
-// Add puts l in front unless a letter with its id is already kept, then trims the list to
-// MaxItems. It reports whether the list changed.
+// Add records the arrival of l and reports whether the list changed:
+//   - a new id goes in front, pending;
+//   - an id that is kept and still pending is a redelivery (at-least-once): no change;
+//   - an id that is kept and was replayed arrived again, so the replay did not cure it: the
+//     letter moves to the front, pending again with the new arrival time, and keeps its
+//     replay history. (A late redelivery of the first dead letter looks the same and makes
+//     the letter pending again too; replaying it again is harmless, consumers dedupe.)
+//
+// The list is then trimmed to MaxItems.
 func (ls *List) Add(l Letter) bool {
-	if slices.ContainsFunc(ls.Items, func(x Letter) bool { return x.ID == l.ID }) {
-		return false
+	l.Status = StatusPending
+	if i := ls.index(l.ID); i >= 0 {
+		old := ls.Items[i]
+		if !old.Replayed() {
+			return false
+		}
+		l.Replays, l.ReplayedAt = old.Replays, old.ReplayedAt
+		ls.Items = slices.Delete(ls.Items, i, i+1)
 	}
 	ls.Items = slices.Insert(ls.Items, 0, l)
-	if len(ls.Items) > MaxItems {
-		ls.Items = ls.Items[:MaxItems]
+	for len(ls.Items) > MaxItems {
+		i := ls.evictee()
+		ls.Items = slices.Delete(ls.Items, i, i+1)
 	}
 	return true
+}
+
+// MarkReplayed records a replay, at at, of the letter id that arrived at receivedAt, and
+// reports whether it did. It does nothing when that arrival is no longer the letter's last
+// (it arrived again while the replay was under way: it must stay pending) or the letter is
+// gone (trimmed).
+func (ls *List) MarkReplayed(id string, receivedAt, at time.Time) bool {
+	i := ls.index(id)
+	if i < 0 || !ls.Items[i].ReceivedAt.Equal(receivedAt) {
+		return false
+	}
+	l := &ls.Items[i]
+	at = at.UTC()
+	l.Status, l.ReplayedAt = StatusReplayed, &at
+	l.Replays++
+	return true
+}
+
+// evictee is the index of the letter to drop when the list is full: the oldest replayed
+// letter, else the oldest.
+func (ls *List) evictee() int {
+	for i, l := range slices.Backward(ls.Items) {
+		if l.Replayed() {
+			return i
+		}
+	}
+	return len(ls.Items) - 1
+}
+
+func (ls *List) index(id string) int {
+	return slices.IndexFunc(ls.Items, func(x Letter) bool { return x.ID == id })
 }
 
 // ErrInvalidTopic marks a topic that cannot name a list (empty, too long, control characters).
@@ -73,7 +161,7 @@ func FromMessage(topic string, msg []byte, now time.Time) (Letter, error) {
 	if err := CheckTopic(topic); err != nil {
 		return Letter{}, err
 	}
-	l := Letter{Topic: topic, ReceivedAt: now.UTC()}
+	l := Letter{Topic: topic, ReceivedAt: now.UTC(), Status: StatusPending}
 	var ce struct {
 		SpecVersion string          `json:"specversion"`
 		ID          string          `json:"id"`
@@ -87,7 +175,7 @@ func FromMessage(topic string, msg []byte, now time.Time) (Letter, error) {
 		l.ID, l.Data = "sha256:"+hex.EncodeToString(sum[:]), string(msg)
 		return l, nil
 	}
-	l.ID = ce.ID
+	l.ID, l.Event = ce.ID, json.RawMessage(bytes.Clone(msg))
 	switch {
 	case ce.DataBase64 != "":
 		b, err := base64.StdEncoding.DecodeString(ce.DataBase64)
@@ -109,53 +197,268 @@ func FromMessage(topic string, msg []byte, now time.Time) (Letter, error) {
 	return l, nil
 }
 
-// Store keeps the lists.
+// Store keeps the lists, one per dead-letter topic.
 type Store interface {
-	// Add puts l into the list of l.Topic (see List.Add); added is false for a duplicate.
-	Add(ctx context.Context, l Letter) (added bool, err error)
+	// Update applies fn to the list of topic (empty when there is none yet) and stores the
+	// result in one atomic write; fn returning ErrNoChange skips the write. fn may run more
+	// than once: after a conflicting write it is applied again to the fresh list.
+	Update(ctx context.Context, topic string, fn func(*List) error) error
 	// List returns the letters of topic, newest first (empty for an unknown topic).
 	List(ctx context.Context, topic string) ([]Letter, error)
 }
 
-// Keeper implements the dead-letter use cases.
-type Keeper struct {
-	store Store
-	now   func() time.Time
+// Publisher publishes a CloudEvent as it is (daprpubsub.Republisher).
+type Publisher interface {
+	// PublishCloudEvent publishes event, a CloudEvent in JSON, to topic keeping its id and
+	// its other attributes.
+	PublishCloudEvent(ctx context.Context, topic string, event []byte) error
 }
 
-// NewKeeper returns a keeper over store; now defaults to time.Now.
-func NewKeeper(store Store, now func() time.Time) *Keeper {
+// Errors of the keeper's use cases.
+var (
+	// ErrNoChange tells Store.Update that fn decided nothing needs writing.
+	ErrNoChange = errors.New("deadletter: no change")
+	// ErrNotFound marks an id no kept letter has.
+	ErrNotFound = errors.New("deadletter: no such letter")
+	// ErrAmbiguous marks an id kept on more than one topic: the caller must name the topic.
+	ErrAmbiguous = errors.New("deadletter: id kept on several topics")
+	// ErrNotReplayable marks a letter without the original CloudEvent (the message was no
+	// CloudEvent, or was kept before replay existed).
+	ErrNotReplayable = errors.New("deadletter: letter cannot be replayed")
+	// ErrPublish marks a replay whose publish failed (sidecar or broker unavailable).
+	ErrPublish = errors.New("deadletter: publish failed")
+)
+
+// KnownTopics are the dead-letter topics notify keeps: "<topic>.dead" of every order and
+// group topic (components/subscriptions-notify.yaml subscribes to each). Listing and replay by
+// id look through these when no topic is named.
+func KnownTopics() []string {
+	var out []string
+	for _, t := range slices.Concat(events.OrderTopics, events.GroupTopics) {
+		out = append(out, t+events.DeadLetterSuffix)
+	}
+	return out
+}
+
+// markTimeout bounds the write that records replays. It runs detached from the request: the
+// events are out, and a caller that went away must not leave them pending (they would only be
+// replayed again, harmlessly, but the audit would be wrong).
+const markTimeout = 5 * time.Second
+
+// Keeper implements the dead-letter use cases.
+type Keeper struct {
+	store  Store
+	pub    Publisher
+	topics []string
+	now    func() time.Time
+}
+
+// NewKeeper returns a keeper over store that replays through pub. topics are the dead-letter
+// topics searched when a call names none (KnownTopics); now defaults to time.Now.
+func NewKeeper(store Store, pub Publisher, topics []string, now func() time.Time) *Keeper {
 	if now == nil {
 		now = time.Now
 	}
-	return &Keeper{store: store, now: now}
+	return &Keeper{store: store, pub: pub, topics: slices.Clone(topics), now: now}
 }
 
-// Keep stores msg, received on the dead-letter topic. It returns the letter and whether it
-// was new.
+// Keep stores msg, received on the dead-letter topic. It returns the letter and whether the
+// list changed (a new letter, or one that arrived again after a replay).
 func (k *Keeper) Keep(ctx context.Context, topic string, msg []byte) (Letter, bool, error) {
 	l, err := FromMessage(topic, msg, k.now())
 	if err != nil {
 		return Letter{}, false, err
 	}
-	added, err := k.store.Add(ctx, l)
+	var added bool
+	err = k.store.Update(ctx, topic, func(ls *List) error {
+		if added = ls.Add(l); !added {
+			return ErrNoChange
+		}
+		return nil
+	})
 	if err != nil {
 		return l, false, fmt.Errorf("keep dead letter %s on %s: %w", l.ID, topic, err)
 	}
 	return l, added, nil
 }
 
-// List returns the dead letters of topic, newest first.
+// List returns the dead letters of topic, newest first; with topic "", those of every known
+// topic, newest first.
 func (k *Keeper) List(ctx context.Context, topic string) ([]Letter, error) {
+	topics, err := k.topicsFor(topic)
+	if err != nil {
+		return nil, err
+	}
+	items := []Letter{}
+	for _, t := range topics {
+		ls, err := k.store.List(ctx, t)
+		if err != nil {
+			return nil, fmt.Errorf("dead letters of %s: %w", t, err)
+		}
+		items = append(items, ls...)
+	}
+	if len(topics) > 1 {
+		slices.SortStableFunc(items, func(a, b Letter) int { return b.ReceivedAt.Compare(a.ReceivedAt) })
+	}
+	return items, nil
+}
+
+// NormalizeTopic turns a topic named by an operator into its dead-letter topic: an original
+// topic ("order.created") gets events.DeadLetterSuffix, a dead-letter topic stays as it is.
+func NormalizeTopic(topic string) string {
+	if topic == "" || strings.HasSuffix(topic, events.DeadLetterSuffix) {
+		return topic
+	}
+	return topic + events.DeadLetterSuffix
+}
+
+func (k *Keeper) topicsFor(topic string) ([]string, error) {
+	if topic == "" {
+		return k.topics, nil
+	}
+	topic = NormalizeTopic(topic)
 	if err := CheckTopic(topic); err != nil {
 		return nil, err
 	}
-	items, err := k.store.List(ctx, topic)
+	return []string{topic}, nil
+}
+
+// Replay publishes the original event of letter id again, to its original topic with its
+// CloudEvent id, and marks the letter replayed. topic, when not empty, names the dead-letter
+// topic to look in (required when the id is kept on several). An explicit replay always
+// publishes, also a letter replayed before.
+//
+// Publish first, mark after: a failure in between leaves the letter pending, so it may be
+// published twice, never lost from view; consumers deduplicate on the event id.
+func (k *Keeper) Replay(ctx context.Context, id, topic string) (Letter, error) {
+	topics, err := k.topicsFor(topic)
 	if err != nil {
-		return nil, fmt.Errorf("dead letters of %s: %w", topic, err)
+		return Letter{}, err
 	}
-	if items == nil {
-		items = []Letter{}
+	var found []Letter
+	for _, t := range topics {
+		ls, err := k.store.List(ctx, t)
+		if err != nil {
+			return Letter{}, fmt.Errorf("dead letters of %s: %w", t, err)
+		}
+		if i := slices.IndexFunc(ls, func(l Letter) bool { return l.ID == id }); i >= 0 {
+			found = append(found, ls[i])
+		}
 	}
-	return items, nil
+	switch len(found) {
+	case 0:
+		return Letter{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	case 1:
+	default:
+		return Letter{}, fmt.Errorf("%w: %s", ErrAmbiguous, id)
+	}
+	l := found[0]
+	if err := k.publish(ctx, l); err != nil {
+		return Letter{}, err
+	}
+	at := k.now()
+	marked, err := k.mark(ctx, l.Topic, map[string]time.Time{l.ID: l.ReceivedAt}, at)
+	if err != nil {
+		return Letter{}, err
+	}
+	if marked == 1 {
+		l.Status, l.Replays = StatusReplayed, l.Replays+1
+		at = at.UTC()
+		l.ReplayedAt = &at
+	}
+	return l, nil
+}
+
+// ReplayResult counts what a replay of a topic did.
+type ReplayResult struct {
+	// Topic is the dead-letter topic replayed.
+	Topic string `json:"topic"`
+	// Replayed letters were published again (and marked replayed).
+	Replayed int `json:"replayed"`
+	// AlreadyReplayed letters were skipped: replayed before and not dead-lettered since.
+	AlreadyReplayed int `json:"already_replayed"`
+	// NotReplayable letters were skipped: they hold no original CloudEvent.
+	NotReplayable int `json:"not_replayable"`
+}
+
+// ReplayTopic replays every pending letter of a dead-letter topic, oldest first, and with
+// includeReplayed also those replayed before. It stops at the first failed publish: what was
+// published up to then is marked replayed, so running it again continues where it stopped.
+// Several replays of a topic at once (two operators, two replicas) may publish a letter twice;
+// consumers deduplicate on the event id.
+func (k *Keeper) ReplayTopic(ctx context.Context, topic string, includeReplayed bool) (ReplayResult, error) {
+	topic = NormalizeTopic(topic)
+	if err := CheckTopic(topic); err != nil {
+		return ReplayResult{}, err
+	}
+	res := ReplayResult{Topic: topic}
+	ls, err := k.store.List(ctx, topic)
+	if err != nil {
+		return res, fmt.Errorf("dead letters of %s: %w", topic, err)
+	}
+	published := map[string]time.Time{}
+	var pubErr error
+	for _, l := range slices.Backward(ls) {
+		switch {
+		case l.Replayed() && !includeReplayed:
+			res.AlreadyReplayed++
+			continue
+		case len(l.Event) == 0:
+			res.NotReplayable++
+			continue
+		}
+		if pubErr = k.publish(ctx, l); pubErr != nil {
+			break
+		}
+		published[l.ID] = l.ReceivedAt
+	}
+	res.Replayed = len(published)
+	if _, err := k.mark(ctx, topic, published, k.now()); err != nil {
+		return res, errors.Join(pubErr, err)
+	}
+	if pubErr != nil {
+		return res, fmt.Errorf("replayed %d letters of %s, then: %w", res.Replayed, topic, pubErr)
+	}
+	return res, nil
+}
+
+func (k *Keeper) publish(ctx context.Context, l Letter) error {
+	if len(l.Event) == 0 {
+		return fmt.Errorf("%w: %s on %s holds no CloudEvent", ErrNotReplayable, l.ID, l.Topic)
+	}
+	to, err := l.OriginalTopic()
+	if err != nil {
+		return err
+	}
+	if err := k.pub.PublishCloudEvent(ctx, to, l.Event); err != nil {
+		return fmt.Errorf("%w: replay %s to %s: %w", ErrPublish, l.ID, to, err)
+	}
+	return nil
+}
+
+// mark records the replay, at at, of the letters of topic in arrivals (id → the arrival that
+// was replayed) in one write, and returns how many it marked.
+func (k *Keeper) mark(ctx context.Context, topic string, arrivals map[string]time.Time, at time.Time) (int, error) {
+	if len(arrivals) == 0 {
+		return 0, nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
+	defer cancel()
+	var marked int
+	err := k.store.Update(ctx, topic, func(ls *List) error {
+		marked = 0
+		for id, received := range arrivals {
+			if ls.MarkReplayed(id, received, at) {
+				marked++
+			}
+		}
+		if marked == 0 {
+			return ErrNoChange
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("mark %d letters of %s replayed: %w", len(arrivals), topic, err)
+	}
+	return marked, nil
 }
