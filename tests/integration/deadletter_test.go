@@ -197,3 +197,82 @@ func TestDeadLetterReplayThroughGatewayOnce(t *testing.T) {
 		t.Errorf("stored inbox: %v, want %s once", got, topic)
 	}
 }
+
+// TestReplayedPoisonComesBackUnderItsID replays a letter no consumer can process (a payload
+// version nobody knows): notify drops it again, daprd dead-letters it again, and the keeper
+// sees it arrive under the same CloudEvent id, so the very letter turns pending again with its
+// replay counted, and no second letter appears. That the id comes back unchanged is what the
+// consumers' dedupe relies on; here it survives two trips through the sidecars.
+func TestReplayedPoisonComesBackUnderItsID(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const topic, deadTopic = events.TopicOrderRefunded, events.TopicOrderRefunded + events.DeadLetterSuffix
+	ceID := harness.UniqueName("poison-")
+	original := fmt.Sprintf(`{"specversion":"1.0","id":%q,"source":"order","type":%q,"topic":%q,"pubsubname":"pubsub","datacontenttype":"application/json","data":{"v":99,"marker":%q}}`,
+		ceID, topic, topic, ceID)
+	_, daprToken := stack.Sup.Tokens()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
+		stack.App("order").DaprHTTPURL()+"/v1.0/publish/pubsub/"+deadTopic+"?metadata.rawPayload=true", strings.NewReader(original))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("dapr-api-token", daprToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("publish to %s: %d %s", deadTopic, resp.StatusCode, b)
+	}
+	var first time.Time
+	for deadline := time.Now().Add(30 * time.Second); first.IsZero(); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no dead letter %s in notify||deadletters:%s after 30s", ceID, deadTopic)
+		}
+		var doc deadLetterDoc
+		if _, err := stack.State(ctx, "notify", "deadletters:"+deadTopic, &doc); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range doc.Items {
+			if l.ID == ceID {
+				first = l.ReceivedAt
+			}
+		}
+	}
+
+	stack.Admin(t).MustDo(t, http.MethodPost, "/admin/dead-letters/"+ceID+"/replay", nil, http.StatusOK, nil)
+
+	var doc deadLetterDoc
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		doc = deadLetterDoc{}
+		if _, err := stack.State(ctx, "notify", "deadletters:"+deadTopic, &doc); err != nil {
+			t.Fatal(err)
+		}
+		back := false
+		for _, l := range doc.Items {
+			back = back || (l.ID == ceID && l.Status == "pending" && l.Replays == 1 && l.ReceivedAt.After(first))
+		}
+		if back {
+			break
+		}
+		if time.Now().After(deadline) {
+			var seen []string
+			for _, l := range doc.Items {
+				seen = append(seen, fmt.Sprintf("%s %s replays=%d received=%s", l.ID, l.Status, l.Replays, l.ReceivedAt.Format(time.RFC3339Nano)))
+			}
+			t.Fatalf("letter %s did not come back pending under its id within 30s; letters: %q", ceID, seen)
+		}
+	}
+	var mine []string
+	for _, l := range doc.Items {
+		if strings.Contains(string(l.Event), ceID) {
+			mine = append(mine, l.ID)
+		}
+	}
+	if len(mine) != 1 || mine[0] != ceID {
+		t.Errorf("letters carrying the poison: %v, want only %s", mine, ceID)
+	}
+}

@@ -36,11 +36,14 @@ import (
 // (its replay is done; it is kept only for audit), then the oldest pending one.
 const MaxItems = 1000
 
-// Letter statuses. A letter is pending from its arrival until it is replayed; a letter that
-// arrives again after a replay (the consumer failed again) is pending again.
+// Letter statuses. A letter is pending from its arrival; replaying while a replay publishes
+// it; replayed once that publish succeeded. A letter that arrives again while replaying or
+// after a replay (the consumer failed again) is pending again. A replay whose process died
+// leaves the letter replaying, which counts as not replayed: a topic replay takes it again.
 const (
-	StatusPending  = "pending"
-	StatusReplayed = "replayed"
+	StatusPending   = "pending"
+	StatusReplaying = "replaying"
+	StatusReplayed  = "replayed"
 )
 
 // Letter is one dead-lettered message.
@@ -59,11 +62,11 @@ type Letter struct {
 	// cannot be replayed.
 	Event      json.RawMessage `json:"event,omitempty"`
 	ReceivedAt time.Time       `json:"received_at"`
-	// Status is StatusPending or StatusReplayed (empty, in letters kept before replay
-	// existed, means pending).
+	// Status is StatusPending, StatusReplaying or StatusReplayed (empty, in letters kept
+	// before replay existed, means pending).
 	Status string `json:"status,omitempty"`
-	// Replays counts the replays of the letter; ReplayedAt is the time of the last one. Both
-	// stay when the letter arrives again, as its audit trail.
+	// Replays counts the successful replay publishes of the letter; ReplayedAt is the time of
+	// the last one. Both stay when the letter arrives again, as its audit trail.
 	Replays    int        `json:"replays,omitempty"`
 	ReplayedAt *time.Time `json:"replayed_at,omitempty"`
 }
@@ -88,18 +91,19 @@ type List struct {
 
 // Add records the arrival of l and reports whether the list changed:
 //   - a new id goes in front, pending;
-//   - an id that is kept and still pending is a redelivery (at-least-once): no change;
-//   - an id that is kept and was replayed arrived again, so the replay did not cure it: the
-//     letter moves to the front, pending again with the new arrival time, and keeps its
-//     replay history. (A late redelivery of the first dead letter looks the same and makes
-//     the letter pending again too; replaying it again is harmless, consumers dedupe.)
+//   - an id that is kept and pending is a redelivery (at-least-once): no change;
+//   - an id that is kept and is being or was replayed arrived again, so the replay did not
+//     cure it: the letter moves to the front, pending again with the new arrival time, and
+//     keeps its replay history. (A late redelivery of the first dead letter looks the same
+//     and makes the letter pending again too; replaying it again is harmless: consumers
+//     dedupe.)
 //
 // The list is then trimmed to MaxItems.
 func (ls *List) Add(l Letter) bool {
 	l.Status = StatusPending
 	if i := ls.index(l.ID); i >= 0 {
 		old := ls.Items[i]
-		if !old.Replayed() {
+		if old.Status != StatusReplaying && old.Status != StatusReplayed {
 			return false
 		}
 		l.Replays, l.ReplayedAt = old.Replays, old.ReplayedAt
@@ -113,19 +117,40 @@ func (ls *List) Add(l Letter) bool {
 	return true
 }
 
-// MarkReplayed records a replay, at at, of the letter id that arrived at receivedAt, and
-// reports whether it did. It does nothing when that arrival is no longer the letter's last
-// (it arrived again while the replay was under way: it must stay pending) or the letter is
-// gone (trimmed).
-func (ls *List) MarkReplayed(id string, receivedAt, at time.Time) bool {
+// BeginReplay marks letter id replaying, before its publish, and returns it; ok is false when
+// no letter has the id. Marking first is what lets an arrival during the publish (the
+// replayed event failed again at once) be seen as a new arrival rather than a redelivery.
+func (ls *List) BeginReplay(id string) (l Letter, ok bool) {
 	i := ls.index(id)
-	if i < 0 || !ls.Items[i].ReceivedAt.Equal(receivedAt) {
+	if i < 0 {
+		return Letter{}, false
+	}
+	ls.Items[i].Status = StatusReplaying
+	return ls.Items[i], true
+}
+
+// FinishReplay records the outcome of the replay, begun by BeginReplay, of letter id that had
+// arrived at receivedAt, and reports whether the letter is still kept. A successful publish
+// (published) counts as a replay at at, and makes the letter replayed unless it arrived again
+// meanwhile (then it stays pending: the replay did not cure it). A failed one returns the
+// letter to pending.
+func (ls *List) FinishReplay(id string, receivedAt time.Time, published bool, at time.Time) bool {
+	i := ls.index(id)
+	if i < 0 {
 		return false
 	}
 	l := &ls.Items[i]
-	at = at.UTC()
-	l.Status, l.ReplayedAt = StatusReplayed, &at
-	l.Replays++
+	same := l.Status == StatusReplaying && l.ReceivedAt.Equal(receivedAt)
+	switch {
+	case published:
+		at = at.UTC()
+		l.Replays, l.ReplayedAt = l.Replays+1, &at
+		if same {
+			l.Status = StatusReplayed
+		}
+	case same:
+		l.Status = StatusPending
+	}
 	return true
 }
 
@@ -240,10 +265,8 @@ func KnownTopics() []string {
 	return out
 }
 
-// markTimeout bounds the write that records replays. It runs detached from the request: the
-// events are out, and a caller that went away must not leave them pending (they would only be
-// replayed again, harmlessly, but the audit would be wrong).
-const markTimeout = 5 * time.Second
+// finishTimeout bounds the write that records the outcome of replays (Keeper.finish).
+const finishTimeout = 5 * time.Second
 
 // Keeper implements the dead-letter use cases.
 type Keeper struct {
@@ -324,12 +347,13 @@ func (k *Keeper) topicsFor(topic string) ([]string, error) {
 }
 
 // Replay publishes the original event of letter id again, to its original topic with its
-// CloudEvent id, and marks the letter replayed. topic, when not empty, names the dead-letter
-// topic to look in (required when the id is kept on several). An explicit replay always
-// publishes, also a letter replayed before.
+// CloudEvent id, and returns the letter as it stands after. topic, when not empty, names the
+// dead-letter topic to look in (required when the id is kept on several). An explicit replay
+// always publishes, also a letter replayed before.
 //
-// Publish first, mark after: a failure in between leaves the letter pending, so it may be
-// published twice, never lost from view; consumers deduplicate on the event id.
+// Three writes: replaying before the publish, then replayed (or back to pending if the
+// publish failed). A failure after the publish leaves the letter replaying, which a topic
+// replay takes again: a second publish at worst, which consumers drop by the event id.
 func (k *Keeper) Replay(ctx context.Context, id, topic string) (Letter, error) {
 	topics, err := k.topicsFor(topic)
 	if err != nil {
@@ -353,18 +377,31 @@ func (k *Keeper) Replay(ctx context.Context, id, topic string) (Letter, error) {
 		return Letter{}, fmt.Errorf("%w: %s", ErrAmbiguous, id)
 	}
 	l := found[0]
-	if err := k.publish(ctx, l); err != nil {
-		return Letter{}, err
-	}
-	at := k.now()
-	marked, err := k.mark(ctx, l.Topic, map[string]time.Time{l.ID: l.ReceivedAt}, at)
+	to, err := replayTarget(l)
 	if err != nil {
 		return Letter{}, err
 	}
-	if marked == 1 {
-		l.Status, l.Replays = StatusReplayed, l.Replays+1
-		at = at.UTC()
-		l.ReplayedAt = &at
+	dead := l.Topic
+	err = k.store.Update(ctx, dead, func(ls *List) error {
+		var ok bool
+		if l, ok = ls.BeginReplay(id); !ok {
+			return fmt.Errorf("%w: %s (dropped from %s meanwhile)", ErrNotFound, id, dead)
+		}
+		return nil
+	})
+	if err != nil {
+		return Letter{}, fmt.Errorf("begin replay of %s: %w", id, err)
+	}
+	pubErr := k.publish(ctx, to, l)
+	done, err := k.finish(ctx, dead, []Letter{l}, pubErr == nil)
+	if pubErr != nil {
+		return Letter{}, errors.Join(pubErr, err)
+	}
+	if err != nil {
+		return Letter{}, err
+	}
+	if len(done) == 1 {
+		l = done[0]
 	}
 	return l, nil
 }
@@ -381,39 +418,55 @@ type ReplayResult struct {
 	NotReplayable int `json:"not_replayable"`
 }
 
-// ReplayTopic replays every pending letter of a dead-letter topic, oldest first, and with
-// includeReplayed also those replayed before. It stops at the first failed publish: what was
-// published up to then is marked replayed, so running it again continues where it stopped.
-// Several replays of a topic at once (two operators, two replicas) may publish a letter twice;
-// consumers deduplicate on the event id.
+// ReplayTopic replays every letter of a dead-letter topic that is not replayed, oldest
+// first, and with includeReplayed also those replayed before. It stops at the first failed
+// publish: what was published up to then is marked replayed and the rest is back to pending,
+// so running it again continues where it stopped. Two replays of a topic at once (two
+// operators, two replicas) may publish a letter twice; consumers deduplicate on the event id.
 func (k *Keeper) ReplayTopic(ctx context.Context, topic string, includeReplayed bool) (ReplayResult, error) {
 	topic = NormalizeTopic(topic)
 	if err := CheckTopic(topic); err != nil {
 		return ReplayResult{}, err
 	}
 	res := ReplayResult{Topic: topic}
-	ls, err := k.store.List(ctx, topic)
+	to, err := Letter{Topic: topic}.OriginalTopic()
 	if err != nil {
-		return res, fmt.Errorf("dead letters of %s: %w", topic, err)
+		return res, err
 	}
-	published := map[string]time.Time{}
-	var pubErr error
-	for _, l := range slices.Backward(ls) {
-		switch {
-		case l.Replayed() && !includeReplayed:
-			res.AlreadyReplayed++
-			continue
-		case len(l.Event) == 0:
-			res.NotReplayable++
-			continue
+	var todo []Letter
+	err = k.store.Update(ctx, topic, func(ls *List) error {
+		res, todo = ReplayResult{Topic: topic}, nil
+		for i, l := range slices.Backward(ls.Items) {
+			switch {
+			case l.Replayed() && !includeReplayed:
+				res.AlreadyReplayed++
+			case len(l.Event) == 0:
+				res.NotReplayable++
+			default:
+				ls.Items[i].Status = StatusReplaying // BeginReplay, without the lookup
+				todo = append(todo, ls.Items[i])
+			}
 		}
-		if pubErr = k.publish(ctx, l); pubErr != nil {
+		if len(todo) == 0 {
+			return ErrNoChange
+		}
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("begin replay of %s: %w", topic, err)
+	}
+	var pubErr error
+	n := 0
+	for _, l := range todo {
+		if pubErr = k.publish(ctx, to, l); pubErr != nil {
 			break
 		}
-		published[l.ID] = l.ReceivedAt
+		n++
 	}
-	res.Replayed = len(published)
-	if _, err := k.mark(ctx, topic, published, k.now()); err != nil {
+	res.Replayed = n
+	_, err = k.finish(ctx, topic, todo[:n], true)
+	_, err2 := k.finish(ctx, topic, todo[n:], false)
+	if err := errors.Join(err, err2); err != nil {
 		return res, errors.Join(pubErr, err)
 	}
 	if pubErr != nil {
@@ -422,43 +475,46 @@ func (k *Keeper) ReplayTopic(ctx context.Context, topic string, includeReplayed 
 	return res, nil
 }
 
-func (k *Keeper) publish(ctx context.Context, l Letter) error {
+// replayTarget is where letter l is replayed to, or why it cannot be.
+func replayTarget(l Letter) (string, error) {
 	if len(l.Event) == 0 {
-		return fmt.Errorf("%w: %s on %s holds no CloudEvent", ErrNotReplayable, l.ID, l.Topic)
+		return "", fmt.Errorf("%w: %s on %s holds no CloudEvent", ErrNotReplayable, l.ID, l.Topic)
 	}
-	to, err := l.OriginalTopic()
-	if err != nil {
-		return err
-	}
+	return l.OriginalTopic()
+}
+
+func (k *Keeper) publish(ctx context.Context, to string, l Letter) error {
 	if err := k.pub.PublishCloudEvent(ctx, to, l.Event); err != nil {
 		return fmt.Errorf("%w: replay %s to %s: %w", ErrPublish, l.ID, to, err)
 	}
 	return nil
 }
 
-// mark records the replay, at at, of the letters of topic in arrivals (id → the arrival that
-// was replayed) in one write, and returns how many it marked.
-func (k *Keeper) mark(ctx context.Context, topic string, arrivals map[string]time.Time, at time.Time) (int, error) {
-	if len(arrivals) == 0 {
-		return 0, nil
+// finish records the outcome of the replays of letters (of topic; begun with BeginReplay) in
+// one write and returns the letters as they stand after it (those still kept). The write is
+// detached from the request: a caller that went away must not leave the audit wrong.
+func (k *Keeper) finish(ctx context.Context, topic string, letters []Letter, published bool) ([]Letter, error) {
+	if len(letters) == 0 {
+		return nil, nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	defer cancel()
-	var marked int
+	at := k.now()
+	var out []Letter
 	err := k.store.Update(ctx, topic, func(ls *List) error {
-		marked = 0
-		for id, received := range arrivals {
-			if ls.MarkReplayed(id, received, at) {
-				marked++
+		out = out[:0]
+		for _, l := range letters {
+			if ls.FinishReplay(l.ID, l.ReceivedAt, published, at) {
+				out = append(out, ls.Items[ls.index(l.ID)])
 			}
 		}
-		if marked == 0 {
+		if len(out) == 0 {
 			return ErrNoChange
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("mark %d letters of %s replayed: %w", len(arrivals), topic, err)
+		return nil, fmt.Errorf("record the replay of %d letters of %s: %w", len(letters), topic, err)
 	}
-	return marked, nil
+	return out, nil
 }

@@ -103,6 +103,17 @@ func TestListAddDedupesAndCaps(t *testing.T) {
 	}
 }
 
+// replayed runs a successful replay of id (arrived at receivedAt) on ls at at.
+func replayed(t *testing.T, ls *deadletter.List, id string, receivedAt, at time.Time) {
+	t.Helper()
+	if _, ok := ls.BeginReplay(id); !ok {
+		t.Fatalf("BeginReplay(%s): not kept", id)
+	}
+	if !ls.FinishReplay(id, receivedAt, true, at) {
+		t.Fatalf("FinishReplay(%s): not kept", id)
+	}
+}
+
 func TestListAddAfterReplay(t *testing.T) {
 	t.Parallel()
 	t1, t2 := t0.Add(time.Minute), t0.Add(2*time.Minute)
@@ -112,9 +123,7 @@ func TestListAddAfterReplay(t *testing.T) {
 	if ls.Add(deadletter.Letter{ID: "a", ReceivedAt: t1}) {
 		t.Error("Add(a again, still pending) = true, want false: a redelivery")
 	}
-	if !ls.MarkReplayed("a", t0, t1) {
-		t.Fatal("MarkReplayed(a) = false")
-	}
+	replayed(t, &ls, "a", t0, t1)
 	if !ls.Add(deadletter.Letter{ID: "a", ReceivedAt: t2}) {
 		t.Fatal("Add(a after its replay) = false, want true: it failed again")
 	}
@@ -125,32 +134,55 @@ func TestListAddAfterReplay(t *testing.T) {
 	if diff := cmp.Diff(want, ls.Items); diff != "" {
 		t.Errorf("items (-want +got):\n%s", diff)
 	}
+	// While replaying, an arrival is the replayed event failing again, not a redelivery.
+	if _, ok := ls.BeginReplay("b"); !ok {
+		t.Fatal("BeginReplay(b): not kept")
+	}
+	if !ls.Add(deadletter.Letter{ID: "b", ReceivedAt: t2}) {
+		t.Error("Add(b while replaying) = false, want true")
+	}
+	if got := ls.Items[0]; got.ID != "b" || got.Status != deadletter.StatusPending || !got.ReceivedAt.Equal(t2) {
+		t.Errorf("front = %+v, want b pending, received at %v", got, t2)
+	}
 }
 
-func TestMarkReplayed(t *testing.T) {
+func TestFinishReplay(t *testing.T) {
 	t.Parallel()
-	t1 := t0.Add(time.Minute)
+	t1, t2 := t0.Add(time.Minute), t0.Add(2*time.Minute)
 	tests := []struct {
-		name       string
-		id         string
-		receivedAt time.Time
-		want       bool
+		name         string
+		id           string
+		arrivesAgain bool // the letter arrives again between BeginReplay and FinishReplay
+		published    bool
+		wantKept     bool
+		wantStatus   string
+		wantReplays  int
+		wantReplayed bool
+		wantReceived time.Time
 	}{
-		{name: "the arrival that was replayed", id: "a", receivedAt: t0, want: true},
-		{name: "an older arrival: it came again meanwhile", id: "a", receivedAt: t0.Add(-time.Second)},
-		{name: "gone", id: "zz", receivedAt: t0},
+		{name: "published", id: "a", published: true, wantKept: true,
+			wantStatus: deadletter.StatusReplayed, wantReplays: 1, wantReplayed: true, wantReceived: t0},
+		{name: "published, but it failed again meanwhile", id: "a", arrivesAgain: true, published: true, wantKept: true,
+			wantStatus: deadletter.StatusPending, wantReplays: 1, wantReplayed: true, wantReceived: t2},
+		{name: "publish failed", id: "a", wantKept: true,
+			wantStatus: deadletter.StatusPending, wantReceived: t0},
+		{name: "gone", id: "zz", published: true, wantStatus: deadletter.StatusReplaying, wantReceived: t0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var ls deadletter.List
 			ls.Add(deadletter.Letter{ID: "a", ReceivedAt: t0})
-			if got := ls.MarkReplayed(tt.id, tt.receivedAt, t1); got != tt.want {
-				t.Fatalf("MarkReplayed = %v, want %v", got, tt.want)
+			ls.BeginReplay("a")
+			if tt.arrivesAgain {
+				ls.Add(deadletter.Letter{ID: "a", ReceivedAt: t2})
 			}
-			want := deadletter.Letter{ID: "a", ReceivedAt: t0, Status: deadletter.StatusPending}
-			if tt.want {
-				want.Status, want.Replays, want.ReplayedAt = deadletter.StatusReplayed, 1, &t1
+			if got := ls.FinishReplay(tt.id, t0, tt.published, t1); got != tt.wantKept {
+				t.Fatalf("FinishReplay = %v, want %v", got, tt.wantKept)
+			}
+			want := deadletter.Letter{ID: "a", ReceivedAt: tt.wantReceived, Status: tt.wantStatus, Replays: tt.wantReplays}
+			if tt.wantReplayed {
+				want.ReplayedAt = &t1
 			}
 			if diff := cmp.Diff(want, ls.Items[0]); diff != "" {
 				t.Errorf("letter (-want +got):\n%s", diff)
@@ -166,7 +198,7 @@ func TestCapEvictsReplayedFirst(t *testing.T) {
 		ls.Add(deadletter.Letter{ID: fmt.Sprint(i), ReceivedAt: t0})
 	}
 	// The oldest letter (0) is pending; 500 was replayed.
-	ls.MarkReplayed("500", t0, t0)
+	replayed(t, &ls, "500", t0, t0)
 	ls.Add(deadletter.Letter{ID: "new", ReceivedAt: t0})
 	ls.Add(deadletter.Letter{ID: "newer", ReceivedAt: t0})
 	kept := map[string]bool{}
@@ -389,28 +421,56 @@ func mustList(t *testing.T, k *deadletter.Keeper, topic string) []deadletter.Let
 	return ls
 }
 
-// TestReplayArrivingAgainStaysPending: the replayed event fails again and is dead-lettered
-// again before the replay records itself; the letter must stay pending (the next replay-all
-// takes it), not be marked replayed over its new arrival.
+// TestReplayArrivingAgainStaysPending: the replayed event fails again at once and is
+// dead-lettered again before the replay records itself; the letter must be pending (the next
+// topic replay takes it), with the replay counted, not marked replayed over its new arrival.
 func TestReplayArrivingAgainStaysPending(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := newKeeper(t)
 	e.keep(t, "o1:order.created", "order.created")
-	if _, err := e.k.Replay(ctx, "o1:order.created", ""); err != nil {
-		t.Fatal(err)
-	}
-	e.now = t0.Add(time.Minute)
 	e.pub.During = func(string, []byte) {
-		e.now = t0.Add(2 * time.Minute)
+		e.now = t0.Add(time.Minute)
 		e.keep(t, "o1:order.created", "order.created")
 	}
-	if _, err := e.k.Replay(ctx, "o1:order.created", ""); err != nil {
+	got, err := e.k.Replay(ctx, "o1:order.created", "")
+	if err != nil {
 		t.Fatal(err)
 	}
 	l := e.letter(t, "order.created.dead", "o1:order.created")
-	if l.Replayed() || !l.ReceivedAt.Equal(t0.Add(2*time.Minute)) || l.Replays != 1 {
-		t.Errorf("letter %+v, want pending, received again at +2m, its first replay kept", l)
+	if l.Status != deadletter.StatusPending || !l.ReceivedAt.Equal(t0.Add(time.Minute)) || l.Replays != 1 {
+		t.Errorf("letter %+v, want pending, received again at +1m, the replay counted", l)
+	}
+	if diff := cmp.Diff(l, got); diff != "" {
+		t.Errorf("answer differs from the stored letter (-stored +answer):\n%s", diff)
+	}
+	e.pub.During = nil
+	res, err := e.k.ReplayTopic(ctx, "order.created", false)
+	if err != nil || res.Replayed != 1 {
+		t.Errorf("topic replay = %+v, %v; want the letter replayed again", res, err)
+	}
+}
+
+// TestReplayTopicTakesInterruptedReplays: a replay whose process died after BeginReplay left
+// its letter replaying; a topic replay takes it without being asked for replayed letters.
+func TestReplayTopicTakesInterruptedReplays(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newKeeper(t)
+	e.keep(t, "o1:order.created", "order.created")
+	err := e.store.Update(ctx, "order.created.dead", func(ls *deadletter.List) error {
+		ls.BeginReplay("o1:order.created")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.k.ReplayTopic(ctx, "order.created.dead", false)
+	if err != nil || res.Replayed != 1 {
+		t.Errorf("topic replay = %+v, %v; want the interrupted letter replayed", res, err)
+	}
+	if l := e.letter(t, "order.created.dead", "o1:order.created"); l.Status != deadletter.StatusReplayed || l.Replays != 1 {
+		t.Errorf("letter %+v, want replayed once", l)
 	}
 }
 
