@@ -1,7 +1,9 @@
 // Command notify tells users what happens to their orders and groups: it consumes the order
 // and group events durably into a per-user inbox (GET /me/notifications) and relays each event,
 // once recorded, to the live streams the gateway replicas serve (pkg/live). It also keeps the
-// dead letters of those topics (POST /dead-letters, GET /admin/dead-letters).
+// dead letters of those topics (POST /dead-letters) and lets admins list and replay them
+// (/admin/dead-letters...): a replay publishes the original CloudEvent, same id, to its topic
+// on the durable component again.
 //
 // Each event must reach the inbox once: the durable topics are consumed as competing consumers
 // (one queue per topic for the app id). Every gateway replica must see every event to serve
@@ -19,6 +21,7 @@ import (
 	"github.com/groupbuy/groupbuy/apps/notify/internal/notification"
 	"github.com/groupbuy/groupbuy/pkg/bootstrap"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/events"
 )
 
 type config struct {
@@ -40,7 +43,8 @@ func run(ctx context.Context) error {
 	}
 	state := daprstate.New(rt.Dapr, cfg.StateStore)
 	svc := notification.NewService(daprstore.New(state), daprpubsub.New(rt.Dapr, cfg.BroadcastPubSub))
-	dead := deadletter.NewKeeper(daprstore.NewDeadLetters(state), nil)
+	dead := deadletter.NewKeeper(daprstore.NewDeadLetters(state), daprpubsub.NewRepublisher(rt.Dapr, events.PubSub),
+		deadletter.KnownTopics(), nil)
 	r := rt.Router(true)
 	httpapi.Routes(r, svc, dead, httpapi.Options{Log: rt.Log})
 	return rt.Serve(ctx, r)

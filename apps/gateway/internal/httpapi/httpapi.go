@@ -122,11 +122,24 @@ func (a *API) Routes(r chi.Router) {
 		// Public live progress of a group (rate limited per IP, like every /api/v1 route).
 		r.Get("/groups/{id}/events", a.groupStream)
 
-		// Admin writes.
+		// Admin routes: 401 without a token, 403 without the admin role, before any call. The
+		// target apps check the forwarded role again (identity.RequireAdmin).
 		r.Group(func(r chi.Router) {
 			r.Use(a.requireUser, a.Limiter.PerUser, requireAdmin)
 			r.Post("/products", a.forward(func(*http.Request) (string, string) { return a.Apps.Catalog, "products" }))
 			r.Post("/deals", a.forward(func(*http.Request) (string, string) { return a.Apps.Catalog, "deals" }))
+			r.Get("/admin/reconciliation", a.forward(func(r *http.Request) (string, string) {
+				return a.Apps.Order, withQuery("admin/reconciliation", r)
+			}))
+			r.Get("/admin/dead-letters", a.forward(func(r *http.Request) (string, string) {
+				return a.Apps.Notify, withQuery("admin/dead-letters", r)
+			}))
+			r.Post("/admin/dead-letters/replay", a.forward(func(r *http.Request) (string, string) {
+				return a.Apps.Notify, withQuery("admin/dead-letters/replay", r)
+			}))
+			r.Post("/admin/dead-letters/{id}/replay", a.forward(func(r *http.Request) (string, string) {
+				return a.Apps.Notify, withQuery("admin/dead-letters/"+url.PathEscape(chi.URLParam(r, "id"))+"/replay", r)
+			}))
 		})
 	})
 }
@@ -209,6 +222,14 @@ func requireAdmin(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// withQuery appends the request's query string, if any, to an app's method path.
+func withQuery(path string, r *http.Request) string {
+	if r.URL.RawQuery == "" {
+		return path
+	}
+	return path + "?" + r.URL.RawQuery
 }
 
 // forward relays the request to an app through Dapr invocation. The body must be one JSON

@@ -168,7 +168,7 @@ func newEnv(t *testing.T, opts ...option) *env {
 		Tokens:   func() (*auth.Tokens, error) { return tokens, nil },
 		Invoker:  inv,
 		Limiter:  fakeLimiter{},
-		Apps:     httpapi.Apps{Catalog: "catalog", Notify: "notify"},
+		Apps:     httpapi.Apps{Catalog: "catalog", Order: "order", Notify: "notify"},
 		Hub:      hub,
 		SSE:      live.SSE{Heartbeat: 50 * time.Millisecond},
 		AppToken: appToken,
@@ -669,5 +669,81 @@ func TestRateLimitIsWired(t *testing.T) {
 				t.Errorf("invoker called %d times, want 0", len(got))
 			}
 		})
+	}
+}
+
+// adminRoutes are the admin-only operations routes and where the gateway forwards them.
+var adminRoutes = []struct {
+	method, path      string
+	wantApp, wantPath string
+}{
+	{http.MethodGet, "/api/v1/admin/reconciliation", "order", "admin/reconciliation"},
+	{http.MethodGet, "/api/v1/admin/dead-letters", "notify", "admin/dead-letters"},
+	{http.MethodGet, "/api/v1/admin/dead-letters?topic=order.created.dead", "notify", "admin/dead-letters?topic=order.created.dead"},
+	{http.MethodPost, "/api/v1/admin/dead-letters/o1:order.created/replay", "notify", "admin/dead-letters/o1:order.created/replay"},
+	{http.MethodPost, "/api/v1/admin/dead-letters/a%20b/replay?topic=order.paid", "notify", "admin/dead-letters/a%20b/replay?topic=order.paid"},
+	{http.MethodPost, "/api/v1/admin/dead-letters/replay?topic=order.paid&include_replayed=true", "notify", "admin/dead-letters/replay?topic=order.paid&include_replayed=true"},
+}
+
+func TestAdminRoutesAreForwardedForAdmins(t *testing.T) {
+	t.Parallel()
+	for _, rt := range adminRoutes {
+		t.Run(rt.method+" "+rt.path, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			e.invoker.resp = &sidecar.Response{Status: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(`{"replayed":1}`)}
+
+			rec := e.do(rt.method, rt.path, "", bearer(e.token(t, root)))
+
+			if rec.Code != http.StatusOK || rec.Body.String() != `{"replayed":1}` {
+				t.Errorf("answer = %d %q, want the app's 200 relayed", rec.Code, rec.Body.String())
+			}
+			want := invocation{App: rt.wantApp, Method: rt.method, Path: rt.wantPath,
+				Header: http.Header{"X-User-Id": {"a1"}, "X-Username": {"root"}, "X-User-Role": {"admin"}}}
+			if rt.method == http.MethodPost {
+				want.Body = "{}" // the apps decode a body strictly; an empty POST carries an empty object
+			}
+			if diff := cmp.Diff([]invocation{want}, e.invoker.invocations()); diff != "" {
+				t.Errorf("invocations (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestAdminRoutesRefuseOthers(t *testing.T) {
+	t.Parallel()
+	callers := []struct {
+		name       string
+		header     func(e *env, t *testing.T) map[string]string
+		wantStatus int
+		wantCode   problem.Code
+	}{
+		{name: "anonymous", header: func(*env, *testing.T) map[string]string { return nil },
+			wantStatus: http.StatusUnauthorized, wantCode: problem.CodeUnauthorized},
+		{name: "forged identity headers", header: func(*env, *testing.T) map[string]string {
+			return map[string]string{identity.HeaderUserID: "a1", identity.HeaderRole: identity.RoleAdmin}
+		}, wantStatus: http.StatusUnauthorized, wantCode: problem.CodeUnauthorized},
+		{name: "a user", header: func(e *env, t *testing.T) map[string]string { return bearer(e.token(t, alice)) },
+			wantStatus: http.StatusForbidden, wantCode: problem.CodeForbidden},
+	}
+	for _, rt := range adminRoutes {
+		for _, c := range callers {
+			t.Run(rt.method+" "+rt.path+" by "+c.name, func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t)
+
+				rec := e.do(rt.method, rt.path, "", c.header(e, t))
+
+				if rec.Code != c.wantStatus {
+					t.Errorf("status = %d, want %d (%s)", rec.Code, c.wantStatus, rec.Body.String())
+				}
+				if got := decodeProblem(t, rec).Code; got != c.wantCode {
+					t.Errorf("code = %q, want %q", got, c.wantCode)
+				}
+				if got := e.invoker.invocations(); len(got) != 0 {
+					t.Errorf("invoker called: %+v, want no call", got)
+				}
+			})
+		}
 	}
 }

@@ -14,6 +14,9 @@
 // The relay carries the notification already rendered (id, type, data as in the inbox) with
 // its recipients, so the event-to-notification mapping lives in notify alone and the gateway
 // only fans out.
+//
+// Republisher is the other way notify publishes: it sends a kept dead letter's original
+// CloudEvent back to its durable topic (deadletter.Publisher), as it is.
 package daprpubsub
 
 import (
@@ -86,6 +89,37 @@ func (r *Relay) Announce(ctx context.Context, e notification.Event) error {
 		}))
 	if err != nil {
 		return fmt.Errorf("relay %s to %s/%s: %w", e.Notification.ID, r.component, topic, err)
+	}
+	return nil
+}
+
+// ContentTypeCloudEvent makes daprd take the published data as the CloudEvent itself instead
+// of wrapping it in a new envelope: it keeps the id, type, source, data and datacontenttype and
+// only sets topic, pubsubname and, where absent, the trace attributes (Dapr's
+// runtime/pubsub.NewCloudEvent → components-contrib pubsub.FromCloudEvent). The id is what
+// consumers deduplicate on, so this is what makes a replay idempotent. (rawPayload would also
+// carry the id, as untouched bytes; this is Dapr's documented way to publish one's own
+// CloudEvent, and it lets daprd set the routing and trace attributes as for any publish.)
+const ContentTypeCloudEvent = "application/cloudevents+json"
+
+// Republisher implements deadletter.Publisher over a Dapr pub/sub component.
+type Republisher struct {
+	client    Client
+	component string
+}
+
+// NewRepublisher returns a republisher publishing on the named pub/sub component (the durable
+// one, events.PubSub).
+func NewRepublisher(c Client, component string) *Republisher {
+	return &Republisher{client: c, component: component}
+}
+
+// PublishCloudEvent implements deadletter.Publisher. Transport retries and the timeout come
+// from the sidecar's outbound resiliency policy for the component.
+func (r *Republisher) PublishCloudEvent(ctx context.Context, topic string, event []byte) error {
+	err := r.client.PublishEvent(ctx, r.component, topic, event, dapr.PublishEventWithContentType(ContentTypeCloudEvent))
+	if err != nil {
+		return fmt.Errorf("publish cloud event to %s/%s: %w", r.component, topic, err)
 	}
 	return nil
 }

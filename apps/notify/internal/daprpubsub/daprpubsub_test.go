@@ -126,3 +126,24 @@ func TestBroadcastComponent(t *testing.T) {
 		t.Errorf("scopes %v, want [gateway notify]", c.Scopes)
 	}
 }
+
+func TestRepublishKeepsTheCloudEvent(t *testing.T) {
+	t.Parallel()
+	event := []byte(`{"specversion":"1.0","id":"o1:order.created","type":"order.created","data":{"v":1}}`)
+	f := &fakePublisher{}
+	if err := daprpubsub.NewRepublisher(f, "pubsub").PublishCloudEvent(context.Background(), "order.created", event); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{"pubsub": f.req.PubsubName, "topic": f.req.Topic, "content_type": f.req.DataContentType, "data": string(f.req.Data)}
+	want := map[string]string{"pubsub": "pubsub", "topic": "order.created", "content_type": "application/cloudevents+json", "data": string(event)}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("request (-want +got):\n%s", diff)
+	}
+	if len(f.req.Metadata) != 0 {
+		t.Errorf("metadata %v, want none (no rawPayload: daprd must read the data as the CloudEvent)", f.req.Metadata)
+	}
+	f = &fakePublisher{err: errors.New("unavailable")}
+	if err := daprpubsub.NewRepublisher(f, "pubsub").PublishCloudEvent(context.Background(), "order.created", event); err == nil {
+		t.Error("PublishCloudEvent: want the publish error")
+	}
+}

@@ -10,7 +10,7 @@ import (
 
 // DeadLetters implements deadletter.Store: one key per dead-letter topic
 // ("deadletters:<topic>", a deadletter.List), each change a read-modify-write with the ETag
-// read, so the dedupe check and the insert are one atomic write.
+// read, so the dedupe check and the insert (or a replay's mark) are one atomic write.
 type DeadLetters struct{ state *daprstate.Store }
 
 // NewDeadLetters returns a dead-letter store over state.
@@ -19,20 +19,16 @@ func NewDeadLetters(state *daprstate.Store) *DeadLetters { return &DeadLetters{s
 // DeadLetterKey is the state key of a dead-letter topic's list.
 func DeadLetterKey(topic string) string { return "deadletters:" + topic }
 
-// Add implements deadletter.Store.
-func (s *DeadLetters) Add(ctx context.Context, l deadletter.Letter) (bool, error) {
-	var added bool
-	_, err := daprstate.Mutate(ctx, s.state, DeadLetterKey(l.Topic), attempts, func(ls *deadletter.List, _ bool) error {
-		added = ls.Add(l)
-		if !added {
+// Update implements deadletter.Store.
+func (s *DeadLetters) Update(ctx context.Context, topic string, fn func(*deadletter.List) error) error {
+	_, err := daprstate.Mutate(ctx, s.state, DeadLetterKey(topic), attempts, func(ls *deadletter.List, _ bool) error {
+		err := fn(ls)
+		if errors.Is(err, deadletter.ErrNoChange) {
 			return daprstate.ErrNoChange
 		}
-		return nil
+		return err
 	})
-	if err != nil {
-		return false, err
-	}
-	return added, nil
+	return err
 }
 
 // List implements deadletter.Store.

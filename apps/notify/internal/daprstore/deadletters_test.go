@@ -8,12 +8,31 @@ import (
 
 	"github.com/groupbuy/groupbuy/apps/notify/internal/daprstore"
 	"github.com/groupbuy/groupbuy/apps/notify/internal/deadletter"
+	"github.com/groupbuy/groupbuy/apps/notify/internal/deadletter/deadlettertest"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
 	"github.com/groupbuy/groupbuy/pkg/daprstate/daprstatetest"
 )
 
+func TestDeadLettersContract(t *testing.T) {
+	t.Parallel()
+	deadlettertest.Contract(t, func(*testing.T) deadletter.Store {
+		return daprstore.NewDeadLetters(daprstate.New(daprstatetest.NewClient(), "statestore"))
+	})
+}
+
 func letter(id string) deadletter.Letter {
 	return deadletter.Letter{Topic: "order.created.dead", ID: id, Data: `{"v":99}`, ReceivedAt: t0}
+}
+
+func add(s *daprstore.DeadLetters, l deadletter.Letter) (bool, error) {
+	var added bool
+	err := s.Update(context.Background(), l.Topic, func(ls *deadletter.List) error {
+		if added = ls.Add(l); !added {
+			return deadletter.ErrNoChange
+		}
+		return nil
+	})
+	return added, err
 }
 
 // storedRaw returns the document at key as generic JSON: the shape operators and the
@@ -39,7 +58,7 @@ func TestDeadLettersDedupeAndShape(t *testing.T) {
 		if i == 2 {
 			id = "ce-2"
 		}
-		got, err := s.Add(ctx, letter(id))
+		got, err := add(s, letter(id))
 		if err != nil {
 			t.Fatalf("Add #%d: %v", i, err)
 		}
@@ -47,8 +66,11 @@ func TestDeadLettersDedupeAndShape(t *testing.T) {
 			t.Errorf("Add #%d = %v, want %v", i, got, want)
 		}
 	}
+	if got := len(fake.Writes("statestore", "deadletters:")); got != 2 {
+		t.Errorf("%d writes, want 2 (a duplicate writes nothing)", got)
+	}
 	doc := storedRaw(t, fake, "deadletters:order.created.dead")
-	want := `{"items":[{"data":"{\"v\":99}","id":"ce-2","received_at":"2025-06-01T12:00:00Z","topic":"order.created.dead"},{"data":"{\"v\":99}","id":"ce-1","received_at":"2025-06-01T12:00:00Z","topic":"order.created.dead"}]}`
+	want := `{"items":[{"data":"{\"v\":99}","id":"ce-2","received_at":"2025-06-01T12:00:00Z","status":"pending","topic":"order.created.dead"},{"data":"{\"v\":99}","id":"ce-1","received_at":"2025-06-01T12:00:00Z","status":"pending","topic":"order.created.dead"}]}`
 	if got, _ := json.Marshal(doc); string(got) != want {
 		t.Errorf("stored document\n got %s\nwant %s", got, want)
 	}
@@ -67,7 +89,7 @@ func TestDeadLettersCap(t *testing.T) {
 	fake := daprstatetest.NewClient()
 	s := daprstore.NewDeadLetters(daprstate.New(fake, "statestore"))
 	for i := range deadletter.MaxItems + 5 {
-		if _, err := s.Add(ctx, letter(fmt.Sprintf("ce-%d", i))); err != nil {
+		if _, err := add(s, letter(fmt.Sprintf("ce-%d", i))); err != nil {
 			t.Fatalf("Add %d: %v", i, err)
 		}
 	}

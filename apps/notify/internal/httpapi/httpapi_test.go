@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/groupbuy/groupbuy/apps/notify/internal/deadletter"
+	"github.com/groupbuy/groupbuy/apps/notify/internal/deadletter/deadlettertest"
 	"github.com/groupbuy/groupbuy/apps/notify/internal/httpapi"
 	"github.com/groupbuy/groupbuy/apps/notify/internal/notification"
 	"github.com/groupbuy/groupbuy/pkg/events"
@@ -91,41 +92,12 @@ func (f *fakeRelay) announced() []string {
 	return append([]string(nil), f.got...)
 }
 
-// memDead is an in-memory deadletter.Store; fail makes Add fail (an outage).
-type memDead struct {
-	mu    sync.Mutex
-	lists map[string]*deadletter.List
-	fail  bool
-}
-
-func (m *memDead) Add(_ context.Context, l deadletter.Letter) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail {
-		return false, errOutage
-	}
-	ls := m.lists[l.Topic]
-	if ls == nil {
-		ls = &deadletter.List{}
-		m.lists[l.Topic] = ls
-	}
-	return ls.Add(l), nil
-}
-
-func (m *memDead) List(_ context.Context, topic string) ([]deadletter.Letter, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if ls := m.lists[topic]; ls != nil {
-		return append([]deadletter.Letter(nil), ls.Items...), nil
-	}
-	return nil, nil
-}
-
 type env struct {
 	router http.Handler
 	store  *memStore
 	relay  *fakeRelay
-	dead   *memDead
+	dead   *deadlettertest.Fake
+	pub    *deadlettertest.Publisher
 }
 
 func newEnv(t *testing.T) *env {
@@ -133,10 +105,11 @@ func newEnv(t *testing.T) *env {
 	e := &env{
 		store: &memStore{inboxes: map[string]*notification.Inbox{}},
 		relay: &fakeRelay{},
-		dead:  &memDead{lists: map[string]*deadletter.List{}},
+		dead:  deadlettertest.NewFake(),
+		pub:   &deadlettertest.Publisher{},
 	}
 	r := server.NewRouter(slog.New(slog.DiscardHandler), func(context.Context) error { return nil })
-	keeper := deadletter.NewKeeper(e.dead, func() time.Time { return t0 })
+	keeper := deadletter.NewKeeper(e.dead, e.pub, deadletter.KnownTopics(), func() time.Time { return t0 })
 	httpapi.Routes(r, notification.NewService(e.store, e.relay), keeper, httpapi.Options{})
 	e.router = r
 	return e

@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"gopkg.in/yaml.v3"
 
+	"github.com/groupbuy/groupbuy/apps/notify/internal/deadletter"
 	"github.com/groupbuy/groupbuy/apps/notify/internal/httpapi"
 	"github.com/groupbuy/groupbuy/apps/notify/internal/notification"
 	"github.com/groupbuy/groupbuy/pkg/events"
@@ -121,5 +122,16 @@ func TestSubscriptionsMatchRoutes(t *testing.T) {
 		if _, ok := want[k]; !ok {
 			t.Errorf("unexpected subscription %s", k)
 		}
+	}
+	// Listing and replay by id look through the keeper's known topics: they are exactly the
+	// dead-letter topics subscribed to.
+	var dead []string
+	for _, s := range subs {
+		if strings.HasSuffix(s.Spec.Topic, events.DeadLetterSuffix) {
+			dead = append(dead, s.Spec.Topic)
+		}
+	}
+	if got, want := slices.Sorted(slices.Values(deadletter.KnownTopics())), slices.Sorted(slices.Values(dead)); !slices.Equal(got, want) {
+		t.Errorf("deadletter.KnownTopics() = %v, want the subscribed dead-letter topics %v", got, want)
 	}
 }
