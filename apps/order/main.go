@@ -29,6 +29,7 @@ type config struct {
 	PayWindow      time.Duration `env:"PAY_WINDOW, default=15m"`
 	IdemTTL        time.Duration `env:"IDEMPOTENCY_TTL, default=24h"`
 	IdemLease      time.Duration `env:"IDEMPOTENCY_LEASE, default=30s"`
+	IdemWait       time.Duration `env:"IDEMPOTENCY_WAIT, default=3s"` // below the sidecar's timeout for the order app
 	PaymentGrace   time.Duration `env:"PAYMENT_GRACE, default=30s"`
 	PendingShards  int           `env:"PENDING_SHARDS, default=16"`
 	MaxQuantity    int           `env:"MAX_QUANTITY, default=100"`
@@ -53,6 +54,7 @@ func run(ctx context.Context) error {
 	svc := order.NewService(order.Config{
 		PayWindow:    cfg.PayWindow,
 		IdemLease:    cfg.IdemLease,
+		IdemWait:     cfg.IdemWait,
 		PaymentGrace: cfg.PaymentGrace,
 		MaxQuantity:  cfg.MaxQuantity,
 	}, order.Deps{
