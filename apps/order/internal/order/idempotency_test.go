@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -182,7 +181,7 @@ func TestPlaceRetryRefusedAfterWaiting(t *testing.T) {
 	defer cancel()
 	cfg := ordertest.TestConfig
 	cfg.IdemWait = 50 * time.Millisecond
-	e := &env{ordertest.NewEnvConfig(cfg)}
+	e := &env{ordertest.NewEnvWith(ordertest.Options{Config: cfg})}
 	claimKey(t, e, alice, "k1", "flash", 2)
 
 	_, err := e.Svc.Place(ctx, alice, order.PlaceRequest{DealID: "flash", Quantity: 2, IdempotencyKey: "k1"}, render)
@@ -233,35 +232,28 @@ func (refuseAll) Admit(context.Context) (func(), error) {
 }
 
 // Loss window 8: work the app cannot take on is refused before anything is written, with
-// unavailable and a Retry-After; the same key then works once there is room.
+// unavailable and a Retry-After.
 func TestPlaceRefusedBeforeAnyWrite(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clock := ordertest.NewClock(ordertest.T0)
-	idem := ordertest.NewIdem(clock)
-	users, pending, stock := ordertest.NewUsers(), ordertest.NewPending(), ordertest.NewStock()
-	svc := order.NewService(ordertest.TestConfig, order.Deps{
-		Store: ordertest.NewStore(), Users: users, Pending: pending, Groups: ordertest.NewGroups(), Idem: idem,
-		Gate: refuseAll{}, Deals: ordertest.NewDeals(ordertest.TestDeals), Stock: stock, Payments: ordertest.NewPayments(),
-		Pub: &ordertest.Publisher{}, IDs: &ordertest.IDs{}, Log: slog.New(slog.DiscardHandler), Now: clock.Now,
-	})
+	e := ordertest.NewEnvWith(ordertest.Options{Config: ordertest.TestConfig, Gate: refuseAll{}})
 
-	_, err := svc.Place(ctx, alice, order.PlaceRequest{DealID: "flash", Quantity: 1, IdempotencyKey: "k1"}, render)
+	_, err := e.Svc.Place(ctx, alice, order.PlaceRequest{DealID: "flash", Quantity: 1, IdempotencyKey: "k1"}, render)
 
 	var pe *problem.Error
 	if !errors.As(err, &pe) || pe.Code != problem.CodeUnavailable || pe.RetryAfter != 2*time.Second {
 		t.Fatalf("error = %#v, want unavailable with Retry-After 2s", err)
 	}
-	if got := idem.State.SaveCalls(); got != 0 {
+	if got := e.Idem.State.SaveCalls(); got != 0 {
 		t.Errorf("idempotency writes = %d, want none", got)
 	}
-	if got := users.Of("u1"); len(got) != 0 {
+	if got := e.Users.Of("u1"); len(got) != 0 {
 		t.Errorf("user index = %+v, want empty", got)
 	}
-	if got := pending.All(); len(got) != 0 {
+	if got := e.Pending.All(); len(got) != 0 {
 		t.Errorf("pending = %+v, want empty", got)
 	}
-	if got := stock.CallsOf("o1"); len(got) != 0 {
+	if got := e.Stock.CallsOf("o1"); len(got) != 0 {
 		t.Errorf("inventory calls = %v, want none", got)
 	}
 }

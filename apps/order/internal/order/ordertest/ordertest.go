@@ -785,11 +785,18 @@ type Env struct {
 	Pub     *Publisher
 }
 
-// NewEnv returns a service over fresh fakes, at T0, with TestDeals and TestConfig.
-func NewEnv() *Env { return NewEnvConfig(TestConfig) }
+// NewEnv returns a service over fresh fakes, at T0, with TestDeals and TestConfig, admitting
+// every placement.
+func NewEnv() *Env { return NewEnvWith(Options{Config: TestConfig}) }
 
-// NewEnvConfig is NewEnv with another configuration.
-func NewEnvConfig(cfg order.Config) *Env {
+// Options change what NewEnvWith builds.
+type Options struct {
+	Config order.Config
+	Gate   order.Admission // nil admits every placement
+}
+
+// NewEnvWith is NewEnv with other options.
+func NewEnvWith(o Options) *Env {
 	clock := NewClock(T0)
 	e := &Env{
 		Clock:   clock,
@@ -803,8 +810,8 @@ func NewEnvConfig(cfg order.Config) *Env {
 		Pay:     NewPayments(),
 		Pub:     &Publisher{},
 	}
-	e.Svc = order.NewService(cfg, order.Deps{
-		Store: e.Store, Users: e.Users, Pending: e.Pending, Groups: e.Groups, Idem: e.Idem, Deals: e.Deals,
+	e.Svc = order.NewService(o.Config, order.Deps{
+		Store: e.Store, Users: e.Users, Pending: e.Pending, Groups: e.Groups, Idem: e.Idem, Gate: o.Gate, Deals: e.Deals,
 		Stock: e.Stock, Payments: e.Pay, Pub: e.Pub, IDs: &IDs{},
 		Log: slog.New(slog.DiscardHandler), Now: clock.Now,
 	})
