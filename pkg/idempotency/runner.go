@@ -43,7 +43,8 @@ type Config struct {
 	// Wait bounds how long a retry waits for the answer of the attempt holding its key; keep
 	// it below the caller's timeout (the sidecar's resiliency timeout for the app).
 	Wait time.Duration
-	// RetryAfter is suggested to a retry still refused after Wait (default 1s).
+	// RetryAfter is suggested to a retry still refused after Wait (default 1s). Lease
+	// defaults to 30s; a zero Wait refuses a retry at once.
 	RetryAfter time.Duration
 }
 
@@ -67,6 +68,9 @@ type Runner[D any, P Doc[D]] struct {
 func NewRunner[D any, P Doc[D]](keys Keys[D], cfg Config, now func() time.Time, log *slog.Logger) *Runner[D, P] {
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = time.Second
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 30 * time.Second // a zero lease would cut every attempt's work at once
 	}
 	var b [6]byte
 	_, _ = crand.Read(b[:]) // crypto/rand.Read never fails
