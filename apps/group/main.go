@@ -29,6 +29,7 @@ type config struct {
 	NodeID         int           `env:"NODE_ID, default=4"`
 	IdemTTL        time.Duration `env:"IDEMPOTENCY_TTL, default=24h"`
 	IdemLease      time.Duration `env:"IDEMPOTENCY_LEASE, default=30s"`
+	IdemWait       time.Duration `env:"IDEMPOTENCY_WAIT, default=3s"` // below the sidecar's timeout for the group app
 	ReserveTimeout time.Duration `env:"SEAT_RESERVE_TIMEOUT, default=30s"`
 	ReminderPeriod time.Duration `env:"DEADLINE_RETRY_PERIOD, default=30s"`
 	IndexRetention time.Duration `env:"GROUP_LIST_RETENTION, default=1h"`
@@ -60,7 +61,7 @@ func run(ctx context.Context) error {
 		IdleTimeout:    cfg.ActorIdle,
 		DrainTimeout:   cfg.ActorDrain,
 	}, groups, actors, clients.NewPublisher(rt.Dapr, cfg.PubSub), rt.Log, nil)
-	svc := group.NewService(group.Config{IdemLease: cfg.IdemLease, IndexRetention: cfg.IndexRetention}, group.Deps{
+	svc := group.NewService(group.Config{IdemLease: cfg.IdemLease, IdemWait: cfg.IdemWait, IndexRetention: cfg.IndexRetention}, group.Deps{
 		Actors: actors,
 		States: groups,
 		Orders: clients.NewOrders(rt.Invoker, cfg.OrderAppID),

@@ -8,6 +8,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/groupbuy/groupbuy/apps/order/internal/admission"
 	"github.com/groupbuy/groupbuy/apps/order/internal/clients"
 	"github.com/groupbuy/groupbuy/apps/order/internal/daprstore"
 	"github.com/groupbuy/groupbuy/apps/order/internal/httpapi"
@@ -29,9 +30,16 @@ type config struct {
 	PayWindow      time.Duration `env:"PAY_WINDOW, default=15m"`
 	IdemTTL        time.Duration `env:"IDEMPOTENCY_TTL, default=24h"`
 	IdemLease      time.Duration `env:"IDEMPOTENCY_LEASE, default=30s"`
+	IdemWait       time.Duration `env:"IDEMPOTENCY_WAIT, default=3s"` // below the sidecar's timeout for the order app
 	PaymentGrace   time.Duration `env:"PAYMENT_GRACE, default=30s"`
 	PendingShards  int           `env:"PENDING_SHARDS, default=16"`
 	MaxQuantity    int           `env:"MAX_QUANTITY, default=100"`
+	// Admission: placements worked on at once per replica, how many may wait and for how long,
+	// and the Retry-After of a refusal (see internal/admission).
+	AdmissionLimit        int           `env:"ADMISSION_LIMIT, default=32"`
+	AdmissionQueue        int           `env:"ADMISSION_QUEUE, default=64"`
+	AdmissionQueueTimeout time.Duration `env:"ADMISSION_QUEUE_TIMEOUT, default=1s"`
+	AdmissionRetryAfter   time.Duration `env:"ADMISSION_RETRY_AFTER, default=1s"`
 }
 
 func main() { bootstrap.Main(run) }
@@ -50,9 +58,20 @@ func run(ctx context.Context) error {
 		return err
 	}
 	state := daprstate.New(rt.Dapr, cfg.StateStore)
+	gate, err := admission.New(admission.Config{
+		Limit:        cfg.AdmissionLimit,
+		Queue:        cfg.AdmissionQueue,
+		QueueTimeout: cfg.AdmissionQueueTimeout,
+		RetryAfter:   cfg.AdmissionRetryAfter,
+		Meter:        rt.Telemetry.Meter("github.com/groupbuy/groupbuy/apps/order"),
+	})
+	if err != nil {
+		return err
+	}
 	svc := order.NewService(order.Config{
 		PayWindow:    cfg.PayWindow,
 		IdemLease:    cfg.IdemLease,
+		IdemWait:     cfg.IdemWait,
 		PaymentGrace: cfg.PaymentGrace,
 		MaxQuantity:  cfg.MaxQuantity,
 	}, order.Deps{
@@ -61,6 +80,7 @@ func run(ctx context.Context) error {
 		Pending:  daprstore.NewPending(state, cfg.PendingShards),
 		Groups:   daprstore.NewGroups(state),
 		Idem:     daprstore.NewIdempotency(state, cfg.IdemTTL),
+		Gate:     gate,
 		Deals:    clients.NewCatalog(rt.Invoker, cfg.CatalogAppID),
 		Stock:    clients.NewInventory(rt.Invoker, cfg.InventoryAppID),
 		Payments: clients.NewPayment(rt.Invoker, cfg.PaymentAppID),

@@ -64,6 +64,11 @@ func newStore() (*daprstatetest.Client, *store, *clock) {
 	return f, idempotency.New[record](daprstate.New(f, component), ttl, c.Now), c
 }
 
+// claim is a Claim of the test's lease.
+func claim(userID, key, hash, owner string) idempotency.Claim {
+	return idempotency.Claim{UserID: userID, Key: key, Hash: hash, Owner: owner, Lease: lease}
+}
+
 // ids allocates o1, o2, ... and is safe for concurrent use.
 func ids() func(*record) {
 	var mu sync.Mutex
@@ -78,10 +83,12 @@ func ids() func(*record) {
 
 // step is one step of a scenario.
 type step struct {
-	op   string // begin | finish | abandon | wait
-	hash string // begin
-	wait time.Duration
-	want began // begin
+	op      string // begin | finish | abandon | confirm | wait
+	owner   string // begin, finish, abandon, confirm: the attempt's token
+	hash    string // begin
+	wait    time.Duration
+	want    began // begin
+	wantErr error // finish, confirm
 }
 
 // began is what Begin answered.
@@ -89,6 +96,7 @@ type began struct {
 	Claimed bool
 	OrderID string
 	Hash    string
+	Owner   string
 	Done    bool
 	Status  int
 }
@@ -101,64 +109,109 @@ func TestStore(t *testing.T) {
 	}{
 		{
 			name:  "new key is claimed with new references",
-			steps: []step{{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}}},
+			steps: []step{{op: "begin", owner: "a", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1", Owner: "a"}}},
 		},
 		{
 			name: "in flight: not claimed, same record",
 			steps: []step{
-				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "begin", owner: "a", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1", Owner: "a"}},
 				{op: "wait", wait: lease - time.Second},
-				{op: "begin", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1"}},
+				{op: "begin", owner: "b", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1", Owner: "a"}},
 			},
 		},
 		{
 			name: "other body: not claimed, the stored hash tells",
 			steps: []step{
-				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
-				{op: "begin", hash: "h2", want: began{Claimed: false, OrderID: "o1", Hash: "h1"}},
+				{op: "begin", owner: "a", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1", Owner: "a"}},
+				{op: "begin", owner: "b", hash: "h2", want: began{Claimed: false, OrderID: "o1", Hash: "h1", Owner: "a"}},
 			},
 		},
 		{
 			name: "other body after the lease: still not claimed",
 			steps: []step{
-				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "begin", owner: "a", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1", Owner: "a"}},
 				{op: "wait", wait: lease},
-				{op: "begin", hash: "h2", want: began{Claimed: false, OrderID: "o1", Hash: "h1"}},
+				{op: "begin", owner: "b", hash: "h2", want: began{Claimed: false, OrderID: "o1", Hash: "h1", Owner: "a"}},
 			},
 		},
 		{
 			name: "owner died: taken over after the lease, same references",
 			steps: []step{
-				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "begin", owner: "a", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1", Owner: "a"}},
 				{op: "wait", wait: lease},
-				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
-				{op: "begin", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1"}},
+				{op: "begin", owner: "b", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1", Owner: "b"}},
+				{op: "begin", owner: "c", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1", Owner: "b"}},
 			},
 		},
 		{
 			name: "abandoned: taken over at once",
 			steps: []step{
-				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
-				{op: "abandon"},
-				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "begin", owner: "a", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1", Owner: "a"}},
+				{op: "abandon", owner: "a"},
+				{op: "begin", owner: "b", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1", Owner: "b"}},
 			},
 		},
 		{
-			name: "done: replayed, never claimed again",
+			name: "abandon by a stale owner leaves the new owner's lease",
 			steps: []step{
-				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
-				{op: "finish"},
-				{op: "begin", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1", Done: true, Status: 201}},
+				{op: "begin", owner: "a", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1", Owner: "a"}},
+				{op: "wait", wait: lease},
+				{op: "begin", owner: "b", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1", Owner: "b"}},
+				{op: "abandon", owner: "a"},
+				{op: "begin", owner: "c", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1", Owner: "b"}},
+			},
+		},
+		{
+			name: "a known-dead owner is taken over before its lease passes",
+			steps: []step{
+				{op: "begin", owner: "a", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1", Owner: "a"}},
+				{op: "begin-dead-a", owner: "b", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1", Owner: "b"}},
+				{op: "begin-dead-a", owner: "c", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1", Owner: "b"}},
+			},
+		},
+		{
+			name: "the owner finishes; a stale owner cannot",
+			steps: []step{
+				{op: "begin", owner: "a", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1", Owner: "a"}},
+				{op: "wait", wait: lease},
+				{op: "begin", owner: "b", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1", Owner: "b"}},
+				{op: "finish", owner: "a", wantErr: idempotency.ErrNotOwner},
+				{op: "finish", owner: "b"},
+				{op: "begin", owner: "c", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1", Owner: "b", Done: true, Status: 201}},
+			},
+		},
+		{
+			name: "done: replayed, never claimed or written again",
+			steps: []step{
+				{op: "begin", owner: "a", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1", Owner: "a"}},
+				{op: "finish", owner: "a"},
+				{op: "begin", owner: "b", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1", Owner: "a", Done: true, Status: 201}},
 				{op: "wait", wait: time.Hour},
-				{op: "abandon"},
-				{op: "begin", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1", Done: true, Status: 201}},
+				{op: "abandon", owner: "a"},
+				{op: "confirm", owner: "a", wantErr: idempotency.ErrNotOwner},
+				{op: "finish", owner: "a"},
+				{op: "finish", owner: "b", wantErr: idempotency.ErrNotOwner},
+				{op: "begin", owner: "c", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1", Owner: "a", Done: true, Status: 201}},
+			},
+		},
+		{
+			name: "confirm extends the owner's lease; a stale owner's fails",
+			steps: []step{
+				{op: "begin", owner: "a", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1", Owner: "a"}},
+				{op: "wait", wait: lease - time.Second},
+				{op: "confirm", owner: "a"},
+				{op: "wait", wait: lease - time.Second},
+				{op: "begin", owner: "b", hash: "h1", want: began{Claimed: false, OrderID: "o1", Hash: "h1", Owner: "a"}},
+				{op: "wait", wait: time.Second},
+				{op: "begin", owner: "b", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1", Owner: "b"}},
+				{op: "confirm", owner: "a", wantErr: idempotency.ErrNotOwner},
 			},
 		},
 		{
 			name: "abandon of an unknown key writes nothing",
 			steps: []step{
-				{op: "abandon"},
-				{op: "begin", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1"}},
+				{op: "abandon", owner: "a"},
+				{op: "begin", owner: "a", hash: "h1", want: began{Claimed: true, OrderID: "o1", Hash: "h1", Owner: "a"}},
 			},
 		},
 	}
@@ -174,19 +227,32 @@ func TestStore(t *testing.T) {
 				case "wait":
 					c.Advance(st.wait)
 				case "abandon":
-					if err := s.Abandon(ctx, "u1", "key"); err != nil {
+					if err := s.Abandon(ctx, "u1", "key", st.owner); err != nil {
 						t.Fatalf("step %d: Abandon: %v", i, err)
 					}
 				case "finish":
-					if err := s.Finish(ctx, "u1", "key", 201, []byte(`{"id":"o1"}`)); err != nil {
-						t.Fatalf("step %d: Finish: %v", i, err)
+					err := s.Finish(ctx, "u1", "key", st.owner, 201, []byte(`{"id":"o1"}`))
+					if !errors.Is(err, st.wantErr) {
+						t.Fatalf("step %d: Finish error = %v, want %v", i, err, st.wantErr)
 					}
-				case "begin":
-					rec, claimed, err := s.Begin(ctx, "u1", "key", st.hash, lease, alloc)
+				case "confirm":
+					until, err := s.Confirm(ctx, "u1", "key", st.owner, lease)
+					if !errors.Is(err, st.wantErr) {
+						t.Fatalf("step %d: Confirm error = %v, want %v", i, err, st.wantErr)
+					}
+					if err == nil && !until.Equal(c.Now().Add(lease)) {
+						t.Errorf("step %d: Confirm lease until %v, want %v", i, until, c.Now().Add(lease))
+					}
+				case "begin", "begin-dead-a":
+					cl := idempotency.Claim{UserID: "u1", Key: "key", Hash: st.hash, Owner: st.owner, Lease: lease}
+					if st.op == "begin-dead-a" {
+						cl.Dead = "a"
+					}
+					rec, claimed, err := s.Begin(ctx, cl, alloc)
 					if err != nil {
 						t.Fatalf("step %d: Begin: %v", i, err)
 					}
-					got := began{Claimed: claimed, OrderID: rec.OrderID, Hash: rec.Hash, Done: rec.Done, Status: rec.Status}
+					got := began{Claimed: claimed, OrderID: rec.OrderID, Hash: rec.Hash, Owner: rec.Owner, Done: rec.Done, Status: rec.Status}
 					if diff := cmp.Diff(got, st.want); diff != "" {
 						t.Errorf("step %d: record mismatch (-got +want):\n%s", i, diff)
 					}
@@ -228,12 +294,12 @@ func TestBeginAllocatesOnlyOnFirstClaim(t *testing.T) {
 	calls := 0
 	alloc := func(r *record) { calls++; r.GroupID, r.OrderID = "g1", fmt.Sprintf("o%d", calls) }
 
-	first, claimed, err := s.Begin(ctx, "u1", "key", "h", lease, alloc)
+	first, claimed, err := s.Begin(ctx, claim("u1", "key", "h", "a"), alloc)
 	if err != nil || !claimed {
 		t.Fatalf("first Begin = %t, %v; want claimed", claimed, err)
 	}
 	c.Advance(lease)
-	again, claimed, err := s.Begin(ctx, "u1", "key", "h", lease, alloc)
+	again, claimed, err := s.Begin(ctx, claim("u1", "key", "h", "b"), alloc)
 	if err != nil || !claimed {
 		t.Fatalf("Begin after the lease = %t, %v; want claimed", claimed, err)
 	}
@@ -256,10 +322,10 @@ func TestStoredForm(t *testing.T) {
 	ctx := context.Background()
 	f, s, _ := newStore()
 	alloc := func(r *record) { r.GroupID, r.OrderID = "g1", "o1" }
-	if _, _, err := s.Begin(ctx, "u1", "key", "h", lease, alloc); err != nil {
+	if _, _, err := s.Begin(ctx, claim("u1", "key", "h", "a"), alloc); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Finish(ctx, "u1", "key", 201, []byte(`{"id":"o1"}`)); err != nil {
+	if err := s.Finish(ctx, "u1", "key", "a", 201, []byte(`{"id":"o1"}`)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -275,6 +341,7 @@ func TestStoredForm(t *testing.T) {
 	}
 	want := map[string]any{
 		"hash":        "h",
+		"owner":       "a",
 		"group_id":    "g1",
 		"order_id":    "o1",
 		"done":        true,
@@ -295,8 +362,8 @@ func TestKeysPerUser(t *testing.T) {
 	f, s, _ := newStore()
 	alloc := ids()
 
-	a, claimedA, errA := s.Begin(ctx, "u1", "secret-key", "h", lease, alloc)
-	b, claimedB, errB := s.Begin(ctx, "u2", "secret-key", "h", lease, alloc)
+	a, claimedA, errA := s.Begin(ctx, claim("u1", "secret-key", "h", "a"), alloc)
+	b, claimedB, errB := s.Begin(ctx, claim("u2", "secret-key", "h", "b"), alloc)
 
 	if errA != nil || errB != nil || !claimedA || !claimedB {
 		t.Fatalf("Begin = (%t, %v), (%t, %v); want both claimed", claimedA, errA, claimedB, errB)
@@ -328,7 +395,7 @@ func TestConcurrentBegin(t *testing.T) {
 	for i := range requests {
 		wg.Go(func() {
 			<-start
-			recs[i], claimed[i], errs[i] = s.Begin(ctx, "u1", "key", "h", lease, alloc)
+			recs[i], claimed[i], errs[i] = s.Begin(ctx, claim("u1", "key", "h", fmt.Sprintf("a%d", i)), alloc)
 		})
 	}
 	close(start)
@@ -363,7 +430,7 @@ func TestErrors(t *testing.T) {
 		{
 			name: "finish of a vanished record",
 			run: func(_ *daprstatetest.Client, s *store) error {
-				return s.Finish(ctx, "u1", "key", 201, nil)
+				return s.Finish(ctx, "u1", "key", "a", 201, nil)
 			},
 			wantErr: idempotency.ErrVanished,
 		},
@@ -371,7 +438,7 @@ func TestErrors(t *testing.T) {
 			name: "begin during an outage claims nothing",
 			run: func(f *daprstatetest.Client, s *store) error {
 				f.SetSaveErr(daprstatetest.ErrUnavailable)
-				rec, claimed, err := s.Begin(ctx, "u1", "key", "h", lease, ids())
+				rec, claimed, err := s.Begin(ctx, claim("u1", "key", "h", "a"), ids())
 				if claimed || rec.OrderID != "" {
 					return fmt.Errorf("Begin = %+v, claimed %t; want nothing", rec, claimed)
 				}
@@ -423,5 +490,170 @@ func TestWriteReply(t *testing.T) {
 				t.Errorf("body = %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// A claim whose write landed but whose answer was lost belongs to the attempt that made it:
+// the attempt goes on, and does not lock its own key out for a lease.
+func TestBeginLostReply(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, s *store, c *clock) // before the Begin whose reply is lost
+	}{
+		{name: "new key (create)", setup: func(*testing.T, *store, *clock) {}},
+		{name: "takeover after the lease (update)", setup: func(t *testing.T, s *store, c *clock) {
+			if _, _, err := s.Begin(context.Background(), claim("u1", "key", "h", "a"), ids()); err != nil {
+				t.Fatal(err)
+			}
+			c.Advance(lease)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			f, s, c := newStore()
+			tt.setup(t, s, c)
+			f.SetLostReply(daprstatetest.ErrReplyLost)
+
+			rec, claimed, err := s.Begin(ctx, claim("u1", "key", "h", "b"), ids())
+
+			if err != nil || !claimed {
+				t.Fatalf("Begin = claimed %t, %v; want its own claim", claimed, err)
+			}
+			if rec.OrderID != "o1" || rec.Owner != "b" {
+				t.Errorf("record = order %q owner %q, want o1 held by b", rec.OrderID, rec.Owner)
+			}
+		})
+	}
+}
+
+// Finish, Confirm and Abandon whose writes landed but whose answers were lost report what
+// happened, not the lost answer.
+func TestWritesWithLostReplies(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f, s, c := newStore()
+	if _, _, err := s.Begin(ctx, claim("u1", "key", "h", "a"), ids()); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(time.Second)
+	f.SetLostReply(daprstatetest.ErrReplyLost)
+
+	until, confirmErr := s.Confirm(ctx, "u1", "key", "a", lease)
+	finishErr := s.Finish(ctx, "u1", "key", "a", 201, []byte(`{"id":"o1"}`))
+
+	if confirmErr != nil || !until.Equal(c.Now().Add(lease)) {
+		t.Errorf("Confirm = %v, %v; want the lease extended to %v", until, confirmErr, c.Now().Add(lease))
+	}
+	if finishErr != nil {
+		t.Errorf("Finish = %v, want nil (the reply is stored)", finishErr)
+	}
+	raw, _ := f.Value(component, idempotency.Key("u1", "key"))
+	var rec record
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if !rec.Done || rec.Status != 201 {
+		t.Errorf("stored record done %t status %d, want the reply stored", rec.Done, rec.Status)
+	}
+}
+
+// Once finished, the reply stays: a Finish of a stale attempt does not replace it.
+func TestFinishedRecordIsNeverOverwritten(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, s, c := newStore()
+	if _, _, err := s.Begin(ctx, claim("u1", "key", "h", "a"), ids()); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(lease)
+	if _, _, err := s.Begin(ctx, claim("u1", "key", "h", "b"), ids()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Finish(ctx, "u1", "key", "b", 201, []byte(`{"id":"o1"}`)); err != nil {
+		t.Fatal(err)
+	}
+
+	err := s.Finish(ctx, "u1", "key", "a", 409, []byte(`{"code":"sold-out"}`))
+
+	if !errors.Is(err, idempotency.ErrNotOwner) {
+		t.Errorf("stale Finish error = %v, want %v", err, idempotency.ErrNotOwner)
+	}
+	rec, found, err := s.Get(ctx, "u1", "key")
+	if err != nil || !found {
+		t.Fatalf("Get = found %t, %v", found, err)
+	}
+	if rec.Status != 201 || string(rec.Body) != `{"id":"o1"}` || rec.Owner != "b" {
+		t.Errorf("record = %d %s by %q, want b's 201 {\"id\":\"o1\"}", rec.Status, rec.Body, rec.Owner)
+	}
+}
+
+// Another replica takes the key over between a stale owner's read and its write: the owner
+// check runs inside the CAS, so the stale write fails on the re-read, whatever it was.
+func TestOwnerCheckedInsideTheCAS(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	takeover := func(_ string, cur []byte) []byte {
+		var r record
+		if err := json.Unmarshal(cur, &r); err != nil {
+			panic(err)
+		}
+		r.Owner, r.LeaseUntil = "b", t0.Add(2*lease)
+		out, _ := json.Marshal(r)
+		return out
+	}
+	tests := []struct {
+		name    string
+		write   func(s *store) error
+		wantErr error
+	}{
+		{"finish", func(s *store) error { return s.Finish(ctx, "u1", "key", "a", 409, []byte(`{}`)) }, idempotency.ErrNotOwner},
+		{"confirm", func(s *store) error { _, err := s.Confirm(ctx, "u1", "key", "a", lease); return err }, idempotency.ErrNotOwner},
+		{"abandon", func(s *store) error { return s.Abandon(ctx, "u1", "key", "a") }, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f, s, _ := newStore()
+			if _, _, err := s.Begin(ctx, claim("u1", "key", "h", "a"), ids()); err != nil {
+				t.Fatal(err)
+			}
+			f.Interfere("idem:", 1, takeover)
+
+			err := tt.write(s)
+
+			if !errors.Is(err, tt.wantErr) {
+				t.Errorf("error = %v, want %v", err, tt.wantErr)
+			}
+			rec, _, err := s.Get(ctx, "u1", "key")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.Owner != "b" || rec.Done || !rec.LeaseUntil.Equal(t0.Add(2*lease)) {
+				t.Errorf("record = owner %q done %t lease until %v; want b's claim untouched", rec.Owner, rec.Done, rec.LeaseUntil)
+			}
+		})
+	}
+}
+
+// Two first requests on two replicas: the one whose create loses sees the other's claim.
+func TestBeginLosesToAnotherReplica(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f, s, _ := newStore()
+	f.Interfere("idem:", 1, func(string, []byte) []byte {
+		out, _ := json.Marshal(record{Record: idempotency.Record{Hash: "h", Owner: "b", LeaseUntil: t0.Add(lease), CreatedAt: t0}, OrderID: "o9"})
+		return out
+	})
+
+	rec, claimed, err := s.Begin(ctx, claim("u1", "key", "h", "a"), ids())
+
+	if err != nil || claimed {
+		t.Fatalf("Begin = claimed %t, %v; want the other replica's claim", claimed, err)
+	}
+	if rec.Owner != "b" || rec.OrderID != "o9" {
+		t.Errorf("record = owner %q order %q, want b's o9", rec.Owner, rec.OrderID)
 	}
 }

@@ -245,6 +245,14 @@ func TestInvokerErrors(t *testing.T) {
 			wantRetry:  7 * time.Second,
 		},
 		{
+			// An app refusing work it cannot finish in time (the order app's admission limit).
+			name:       "unavailable keeps its retry-after",
+			answer:     answer(http.StatusServiceUnavailable, problem.ContentType, `{"status":503,"code":"unavailable","detail":"at capacity"}`, "Retry-After", "2"),
+			wantCode:   problem.CodeUnavailable,
+			wantDetail: "at capacity",
+			wantRetry:  2 * time.Second,
+		},
+		{
 			name:     "problem with an unknown code is internal",
 			answer:   answer(http.StatusTeapot, problem.ContentType, `{"status":418,"code":"teapot"}`),
 			wantCode: problem.CodeInternal,

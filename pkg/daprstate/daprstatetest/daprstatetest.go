@@ -25,6 +25,10 @@ import (
 // SetSaveErr.
 var ErrUnavailable = status.Error(codes.Unavailable, "connection refused")
 
+// ErrReplyLost is a write whose answer never came back (the sidecar's deadline passed while
+// Redis applied it); inject it with SetLostReply.
+var ErrReplyLost = status.Error(codes.DeadlineExceeded, "context deadline exceeded")
+
 // Client is an in-memory daprstate.Client that mimics the Redis state store:
 //   - ETags are version strings that start at "1" and grow by one with every write of a key.
 //   - ETags are only checked on first-write writes and deletes; a mismatch (or an ETag for a
@@ -38,6 +42,13 @@ var ErrUnavailable = status.Error(codes.Unavailable, "connection refused")
 // can check TTLs; it keeps no clock and expires nothing. Every write yields the processor
 // first, as a round trip to the sidecar would, so concurrent read-modify-write cycles
 // interleave and collide. The zero value is not usable: call NewClient.
+//
+// Two faults of a real deployment can be injected besides outages (SetGetErr, SetSaveErr):
+//   - SetLostReply: a write lands and its caller still gets an error, so retrying it or
+//     reading it back is the caller's only way to know.
+//   - Interfere: another replica writes the key between a caller's read and its write,
+//     changing its content (not only its ETag), so the caller's CAS fails and its re-read
+//     sees what the other replica decided.
 type Client struct {
 	// BeforeSave, when set, runs at the start of every SaveStateWithETag call, before the
 	// write is checked (set it before use). A write made there, with Put or through another
@@ -53,6 +64,15 @@ type Client struct {
 	saveCalls int
 	getErr    error
 	saveErr   error
+	lostReply error
+	rivals    []rival
+}
+
+// rival is a competing writer injected with Interfere.
+type rival struct {
+	prefix string
+	left   int
+	write  func(key string, cur []byte) []byte
 }
 
 // Write is one successful write through SaveStateWithETag.
@@ -113,6 +133,7 @@ func (c *Client) SaveStateWithETag(ctx context.Context, store, key string, data 
 		return fmt.Errorf("error saving state: %w", c.saveErr)
 	}
 	k := itemKey{store, key}
+	c.interfereLocked(k)
 	cur, exists := c.items[k]
 	if opts.Concurrency == dapr.StateConcurrencyFirstWrite {
 		switch {
@@ -125,7 +146,29 @@ func (c *Client) SaveStateWithETag(ctx context.Context, store, key string, data 
 	}
 	c.items[k] = item{value: slices.Clone(data), version: cur.version + 1}
 	c.writes = append(c.writes, Write{Store: store, Key: key, Meta: maps.Clone(meta)})
+	if c.lostReply != nil {
+		return fmt.Errorf("error saving state: %w", c.lostReply)
+	}
 	return nil
+}
+
+// interfereLocked lets the first rival whose prefix matches k write k before the caller's
+// write is checked.
+func (c *Client) interfereLocked(k itemKey) {
+	for i := range c.rivals {
+		r := &c.rivals[i]
+		if r.left == 0 || !strings.HasPrefix(k.key, r.prefix) {
+			continue
+		}
+		r.left--
+		cur, exists := c.items[k]
+		var value []byte
+		if exists {
+			value = slices.Clone(cur.value)
+		}
+		c.items[k] = item{value: r.write(k.key, value), version: cur.version + 1}
+		return
+	}
 }
 
 // DeleteStateWithETag removes key; with first-write concurrency a stale ETag of an existing
@@ -134,12 +177,16 @@ func (c *Client) DeleteStateWithETag(_ context.Context, store, key string, etag 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := itemKey{store, key}
+	c.interfereLocked(k)
 	cur, exists := c.items[k]
 	if opts != nil && opts.Concurrency == dapr.StateConcurrencyFirstWrite && etag != nil && exists && strconv.Itoa(cur.version) != etag.Value {
 		return fmt.Errorf("error deleting state: %w",
 			status.Errorf(codes.Aborted, "failed deleting state with key %s: possible etag mismatch", key))
 	}
 	delete(c.items, k)
+	if c.lostReply != nil {
+		return fmt.Errorf("error deleting state: %w", c.lostReply)
+	}
 	return nil
 }
 
@@ -157,6 +204,27 @@ func (c *Client) SetSaveErr(err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.saveErr = err
+}
+
+// SetLostReply makes every write and delete take effect and then fail with err (wrapped as
+// the go-sdk wraps it), as when the answer is lost on the way back, until it is set to nil.
+// Writes that are refused (an ETag mismatch, an outage set by SetSaveErr) fail as before.
+func (c *Client) SetLostReply(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lostReply = err
+}
+
+// Interfere makes the next n writes or deletes of keys that start with prefix lose to another
+// replica: just before each is checked, write replaces the key's value (nil when the key is
+// missing) with what that replica stored, and the key's ETag moves on. A caller's first-write
+// CAS then fails with an ETag mismatch (or, creating the key, with the untyped "exists"
+// error) and its re-read sees the other replica's content. Rivals registered earlier act
+// first; each acts on one write at a time.
+func (c *Client) Interfere(prefix string, n int, write func(key string, cur []byte) []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rivals = append(c.rivals, rival{prefix: prefix, left: n, write: write})
 }
 
 // Put writes value at key as another client would, whatever the key's ETag, and returns the

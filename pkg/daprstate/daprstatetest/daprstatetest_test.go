@@ -263,3 +263,92 @@ func TestClientHooks(t *testing.T) {
 		t.Errorf("BeforeSave keys = %v, want %v", got, want)
 	}
 }
+
+// A lost reply is a write that took effect: the caller gets an error, a reader sees the new
+// value and ETag, and the write counts as made. Refused writes stay refused.
+func TestClientLostReply(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := daprstatetest.NewClient()
+	f.Put(component, "k", []byte(`1`))
+	f.Put(component, "gone", []byte(`1`))
+
+	f.SetLostReply(daprstatetest.ErrReplyLost)
+	saveErr := f.SaveStateWithETag(ctx, component, "k", []byte(`2`), "1", nil, fw)
+	staleErr := f.SaveStateWithETag(ctx, component, "k", []byte(`3`), "1", nil, fw)
+	deleteErr := f.DeleteStateWithETag(ctx, component, "gone", &dapr.ETag{Value: "1"}, nil,
+		&dapr.StateOptions{Concurrency: dapr.StateConcurrencyFirstWrite})
+	f.SetLostReply(nil)
+	healedErr := f.SaveStateWithETag(ctx, component, "k", []byte(`4`), "2", nil, fw)
+
+	for name, err := range map[string]error{"write": saveErr, "delete": deleteErr} {
+		if !errors.Is(err, daprstatetest.ErrReplyLost) {
+			t.Errorf("%s error = %v, want %v", name, err, daprstatetest.ErrReplyLost)
+		}
+		if got, want := status.Code(errors.Unwrap(err)), codes.DeadlineExceeded; got != want {
+			t.Errorf("%s status code = %v, want %v", name, got, want)
+		}
+	}
+	if got, want := status.Code(errors.Unwrap(staleErr)), codes.Aborted; got != want {
+		t.Errorf("stale write during lost replies: status code = %v, want %v (err %v)", got, want, staleErr)
+	}
+	if healedErr != nil {
+		t.Errorf("write with the ETag of the lost-reply write: %v, want it to be current", healedErr)
+	}
+	if got, _ := f.Value(component, "k"); string(got) != `4` {
+		t.Errorf("k = %s, want 4", got)
+	}
+	if _, ok := f.Value(component, "gone"); ok {
+		t.Error("the delete whose reply was lost did not take effect")
+	}
+	if got, want := len(f.Writes(component, "k")), 2; got != want {
+		t.Errorf("recorded writes of k = %d, want %d (the lost-reply one included)", got, want)
+	}
+}
+
+// A rival replica writes between the caller's read and its write: it sees the value as it
+// is, its content replaces it, and the caller's CAS fails against it.
+func TestClientInterfere(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f, s := newStore()
+	f.Put(component, "doc:1", []byte(`{"n":1}`))
+	var seen []string
+	f.Interfere("doc:", 2, func(key string, cur []byte) []byte {
+		seen = append(seen, key+"="+string(cur))
+		return []byte(`{"n":100}`)
+	})
+
+	var doc struct{ N int }
+	etag, err := s.Get(ctx, "doc:1", &doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	updateErr := s.Update(ctx, "doc:1", map[string]int{"n": doc.N + 1}, etag)
+	createErr := s.Create(ctx, "doc:2", map[string]int{"n": 1})
+	otherErr := s.Create(ctx, "other:1", map[string]int{"n": 1})
+	etag, err = s.Get(ctx, "doc:1", &doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	thirdErr := s.Update(ctx, "doc:1", map[string]int{"n": doc.N + 1}, etag)
+
+	if !errors.Is(updateErr, daprstate.ErrConflict) {
+		t.Errorf("update against a rival: %v, want %v", updateErr, daprstate.ErrConflict)
+	}
+	if !errors.Is(createErr, daprstate.ErrExists) {
+		t.Errorf("create against a rival: %v, want %v", createErr, daprstate.ErrExists)
+	}
+	if otherErr != nil || thirdErr != nil {
+		t.Errorf("writes the rival does not touch: %v, %v; want both to succeed", otherErr, thirdErr)
+	}
+	if got, _ := f.Value(component, "doc:1"); string(got) != `{"n":101}` {
+		t.Errorf("doc:1 = %s, want the third write on top of the rival's: {\"n\":101}", got)
+	}
+	if got, _ := f.Value(component, "doc:2"); string(got) != `{"n":100}` {
+		t.Errorf("doc:2 = %s, want the rival's content", got)
+	}
+	if want := []string{`doc:1={"n":1}`, "doc:2="}; !cmp.Equal(seen, want) {
+		t.Errorf("rival saw %q, want %q", seen, want)
+	}
+}

@@ -508,6 +508,13 @@ func TestForwardedProblemIsRendered(t *testing.T) {
 			wantRetryAfter: "4",
 		},
 		{
+			name:           "app at capacity keeps Retry-After",
+			err:            &problem.Error{Code: problem.CodeUnavailable, Detail: "at capacity", RetryAfter: 2 * time.Second},
+			wantStatus:     http.StatusServiceUnavailable,
+			wantCode:       problem.CodeUnavailable,
+			wantRetryAfter: "2",
+		},
+		{
 			name:       "catalog unreachable",
 			err:        problem.New(problem.CodeUnavailable, "catalog is unreachable"),
 			wantStatus: http.StatusServiceUnavailable,

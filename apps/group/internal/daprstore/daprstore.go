@@ -21,47 +21,11 @@ import (
 
 const casAttempts = 50
 
-// idemDoc is the stored form of group.IdemRecord, field for field.
-type idemDoc struct {
-	idempotency.Record
-	GroupID string `json:"group_id"`
-	OrderID string `json:"order_id"`
-}
-
-// Idempotency implements group.Idempotency over the shared Idempotency-Key store.
-type Idempotency struct {
-	s *idempotency.Store[idemDoc, *idemDoc]
-}
-
-// NewIdempotency returns the key store; records expire after ttl.
-func NewIdempotency(s *daprstate.Store, ttl time.Duration) *Idempotency {
-	return &Idempotency{s: idempotency.New[idemDoc](s, ttl, time.Now)}
-}
-
-// Begin implements group.Idempotency: it creates the record, or takes it over when the hash
-// matches, it is not done and the previous owner's lease has passed. The group and order ids
-// are allocated only when the key is new, so a retry resumes the same group and order.
-func (r *Idempotency) Begin(ctx context.Context, userID, key, hash string, lease time.Duration, newIDs func() (string, string)) (group.IdemRecord, bool, error) {
-	d, claimed, err := r.s.Begin(ctx, userID, key, hash, lease, func(d *idemDoc) { d.GroupID, d.OrderID = newIDs() })
-	if err != nil {
-		return group.IdemRecord{}, false, err
-	}
-	return d.domain(), claimed, nil
-}
-
-func (d idemDoc) domain() group.IdemRecord {
-	return group.IdemRecord{Hash: d.Hash, GroupID: d.GroupID, OrderID: d.OrderID, Done: d.Done, Status: d.Status, Body: d.Body,
-		LeaseUntil: d.LeaseUntil, CreatedAt: d.CreatedAt}
-}
-
-// Finish implements group.Idempotency.
-func (r *Idempotency) Finish(ctx context.Context, userID, key string, status int, body []byte) error {
-	return r.s.Finish(ctx, userID, key, status, body)
-}
-
-// Abandon implements group.Idempotency.
-func (r *Idempotency) Abandon(ctx context.Context, userID, key string) error {
-	return r.s.Abandon(ctx, userID, key)
+// NewIdempotency returns the Idempotency-Key store (group.Idempotency); records expire after
+// ttl. A group.IdemRecord is stored as one flat document, the group and order ids next to the
+// shared fields.
+func NewIdempotency(s *daprstate.Store, ttl time.Duration) *idempotency.Store[group.IdemRecord, *group.IdemRecord] {
+	return idempotency.New[group.IdemRecord](s, ttl, time.Now)
 }
 
 // Index implements group.Index: one document per deal, changed by ETag CAS. It is written

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/groupbuy/groupbuy/pkg/events"
+	"github.com/groupbuy/groupbuy/pkg/idempotency"
 	"github.com/groupbuy/groupbuy/pkg/identity"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
@@ -71,26 +72,16 @@ type Deals interface {
 	Deal(ctx context.Context, id string) (Deal, error)
 }
 
-// Idempotency stores one record per (user, Idempotency-Key), as the order app does.
-type Idempotency interface {
-	// Begin claims the key for a new request (see the order app's Idempotency.Begin);
-	// newIDs allocates the group and order ids of a new record.
-	Begin(ctx context.Context, userID, key, hash string, lease time.Duration, newIDs func() (groupID, orderID string)) (rec IdemRecord, claimed bool, err error)
-	Finish(ctx context.Context, userID, key string, status int, body []byte) error
-	Abandon(ctx context.Context, userID, key string) error
-}
+// Idempotency stores one record per (user, Idempotency-Key), as the order app does
+// (pkg/idempotency runs Open and Join over it).
+type Idempotency = idempotency.Keys[IdemRecord]
 
 // IdemRecord is a stored idempotency record. The ids are allocated when the key is first
 // used, so a retry resumes the same group and order.
 type IdemRecord struct {
-	Hash       string    `json:"hash"`
-	GroupID    string    `json:"group_id"`
-	OrderID    string    `json:"order_id"`
-	Done       bool      `json:"done"`
-	Status     int       `json:"status,omitempty"`
-	Body       []byte    `json:"body,omitempty"`
-	LeaseUntil time.Time `json:"lease_until"`
-	CreatedAt  time.Time `json:"created_at"`
+	idempotency.Record
+	GroupID string `json:"group_id"`
+	OrderID string `json:"order_id"`
 }
 
 // Index lists the groups of each deal.
@@ -117,6 +108,9 @@ type Caller = identity.User
 type Config struct {
 	// IdemLease bounds how long a request owns its Idempotency-Key before a retry may take over.
 	IdemLease time.Duration
+	// IdemWait bounds how long a retry waits for the answer of the request holding its key
+	// before it is refused with idempotency-key-in-use.
+	IdemWait time.Duration
 	// IndexRetention is how long a decided group stays in its deal's listing.
 	IndexRetention time.Duration
 }
@@ -128,7 +122,7 @@ type Service struct {
 	states States
 	orders Orders
 	deals  Deals
-	idem   Idempotency
+	keys   *idempotency.Runner[IdemRecord, *IdemRecord]
 	index  Index
 	ids    IDs
 	log    *slog.Logger
@@ -153,15 +147,13 @@ func NewService(cfg Config, d Deps) *Service {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	keys := idempotency.NewRunner[IdemRecord](d.Idem, idempotency.Config{Lease: cfg.IdemLease, Wait: cfg.IdemWait}, d.Now, d.Log)
 	return &Service{cfg: cfg, actors: d.Actors, states: d.States, orders: d.Orders, deals: d.Deals,
-		idem: d.Idem, index: d.Index, ids: d.IDs, log: d.Log, now: d.Now}
+		keys: keys, index: d.Index, ids: d.IDs, log: d.Log, now: d.Now}
 }
 
 // Reply is a finished response, as stored for idempotent replays.
-type Reply struct {
-	Status int
-	Body   []byte
-}
+type Reply = idempotency.Reply
 
 // Created is the body of a successful open or join: 201 {group, order}.
 type Created struct {
@@ -184,46 +176,36 @@ func RequestHash(parts ...string) string {
 // transient failures end the key's lease so a retry resumes with the same ids.
 func (s *Service) Open(ctx context.Context, u Caller, dealID, key string) (Reply, error) {
 	return s.idempotent(ctx, u, key, RequestHash("open", dealID),
-		func() (string, string) { return s.ids.NextString(), s.ids.NextString() },
-		func(rec IdemRecord) (Created, error) { return s.open(ctx, u, dealID, rec) })
+		func(r *IdemRecord) { r.GroupID, r.OrderID = s.ids.NextString(), s.ids.NextString() },
+		func(ctx context.Context, a *idempotency.Attempt[IdemRecord]) (Created, error) {
+			return s.open(ctx, u, dealID, a)
+		})
 }
 
 // Join takes a seat in a group for the caller, exactly once per (user, Idempotency-Key):
 // 201 {group, order}.
 func (s *Service) Join(ctx context.Context, u Caller, groupID, key string) (Reply, error) {
 	return s.idempotent(ctx, u, key, RequestHash("join", groupID),
-		func() (string, string) { return groupID, s.ids.NextString() },
-		func(rec IdemRecord) (Created, error) { return s.join(ctx, u, groupID, rec) })
+		func(r *IdemRecord) { r.GroupID, r.OrderID = groupID, s.ids.NextString() },
+		func(ctx context.Context, a *idempotency.Attempt[IdemRecord]) (Created, error) {
+			return s.join(ctx, u, groupID, a)
+		})
 }
 
-func (s *Service) idempotent(ctx context.Context, u Caller, key, hash string, newIDs func() (string, string), do func(IdemRecord) (Created, error)) (Reply, error) {
-	if key == "" || len(key) > 200 {
-		return Reply{}, problem.Invalid(problem.FieldError{Field: "Idempotency-Key", Reason: "header is required (1-200 characters)"})
-	}
-	rec, claimed, err := s.idem.Begin(ctx, u.ID, key, hash, s.cfg.IdemLease, newIDs)
-	if err != nil {
+// idempotent runs do once per (user, key) through pkg/idempotency: business outcomes are
+// stored and replayed, transient failures are not (a retry resumes with the same ids).
+func (s *Service) idempotent(ctx context.Context, u Caller, key, hash string, alloc func(*IdemRecord), do func(context.Context, *idempotency.Attempt[IdemRecord]) (Created, error)) (Reply, error) {
+	if err := idempotency.CheckKey(key); err != nil {
 		return Reply{}, err
 	}
-	switch {
-	case rec.Hash != hash:
-		return Reply{}, problem.New(problem.CodeIdempotencyReused, "the Idempotency-Key was used with a different request")
-	case rec.Done:
-		return Reply{Status: rec.Status, Body: rec.Body}, nil
-	case !claimed:
-		return Reply{}, problem.New(problem.CodeIdempotencyInUse, "a request with this Idempotency-Key is still in progress")
-	}
-	out, err := do(rec)
-	if err != nil && isTransient(err) {
-		if aerr := s.idem.Abandon(context.WithoutCancel(ctx), u.ID, key); aerr != nil {
-			s.log.WarnContext(ctx, "idempotency_abandon_failed", slog.String("error", aerr.Error()))
-		}
-		return Reply{}, err
-	}
-	reply := render(out, err)
-	if ferr := s.idem.Finish(context.WithoutCancel(ctx), u.ID, key, reply.Status, reply.Body); ferr != nil {
-		return Reply{}, ferr
-	}
-	return reply, nil
+	return s.keys.Run(ctx, idempotency.Request{UserID: u.ID, Key: key, Hash: hash}, alloc,
+		func(ctx context.Context, a *idempotency.Attempt[IdemRecord]) (Reply, error) {
+			out, err := do(ctx, a)
+			if err != nil && isTransient(err) {
+				return Reply{}, err
+			}
+			return render(out, err), nil
+		})
 }
 
 func render(c Created, err error) Reply {
@@ -249,7 +231,8 @@ func isTransient(err error) bool {
 	return pe.Code.Status() >= 500
 }
 
-func (s *Service) open(ctx context.Context, u Caller, dealID string, rec IdemRecord) (Created, error) {
+func (s *Service) open(ctx context.Context, u Caller, dealID string, a *idempotency.Attempt[IdemRecord]) (Created, error) {
+	rec := a.Record
 	deal, err := s.deals.Deal(ctx, dealID)
 	if err != nil {
 		return Created{}, err
@@ -273,7 +256,7 @@ func (s *Service) open(ctx context.Context, u Caller, dealID string, rec IdemRec
 	if err != nil {
 		return Created{}, err
 	}
-	c, err := s.seat(ctx, u, g, rec.OrderID)
+	c, err := s.seat(ctx, u, g, rec.OrderID, a.Confirm)
 	if err != nil {
 		return Created{}, err
 	}
@@ -284,17 +267,19 @@ func (s *Service) open(ctx context.Context, u Caller, dealID string, rec IdemRec
 	return c, nil
 }
 
-func (s *Service) join(ctx context.Context, u Caller, groupID string, rec IdemRecord) (Created, error) {
-	g, err := s.actors.Join(ctx, groupID, SeatArgs{UserID: u.ID, OrderID: rec.OrderID})
+func (s *Service) join(ctx context.Context, u Caller, groupID string, a *idempotency.Attempt[IdemRecord]) (Created, error) {
+	g, err := s.actors.Join(ctx, groupID, SeatArgs{UserID: u.ID, OrderID: a.Record.OrderID})
 	if err != nil {
 		return Created{}, err
 	}
-	return s.seat(ctx, u, g, rec.OrderID)
+	return s.seat(ctx, u, g, a.Record.OrderID, a.Confirm)
 }
 
 // seat places the member's order for the seat the actor reserved and confirms the seat, or
-// frees it when the order app refuses (sold out, purchase limit, deal over).
-func (s *Service) seat(ctx context.Context, u Caller, g Group, orderID string) (Created, error) {
+// frees it when the order app refuses (sold out, purchase limit, deal over). The seat is
+// freed only while the request still holds its key (owns): a request that stalled past its
+// lease leaves the seat to the retry that took the key over.
+func (s *Service) seat(ctx context.Context, u Caller, g Group, orderID string, owns func(context.Context) error) (Created, error) {
 	args := SeatArgs{UserID: u.ID, OrderID: orderID}
 	o, err := s.orders.PlaceGroupOrder(ctx, OrderRequest{OrderID: orderID, UserID: u.ID, DealID: g.DealID, GroupID: g.ID, PayBy: g.ExpiresAt})
 	if err == nil && o.Status != "pending_payment" && o.Status != "paid" && o.Status != "confirmed" {
@@ -304,6 +289,9 @@ func (s *Service) seat(ctx context.Context, u Caller, g Group, orderID string) (
 	if err != nil {
 		if isTransient(err) {
 			return Created{}, err // the seat stays reserved for the retry (or the reaper)
+		}
+		if oerr := owns(ctx); oerr != nil {
+			return Created{}, oerr
 		}
 		if _, ferr := s.actors.SeatFailed(ctx, g.ID, args); ferr != nil {
 			return Created{}, ferr

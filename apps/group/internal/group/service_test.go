@@ -14,7 +14,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/groupbuy/groupbuy/apps/group/internal/group"
+	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/daprstate/daprstatetest"
 	"github.com/groupbuy/groupbuy/pkg/events"
+	"github.com/groupbuy/groupbuy/pkg/idempotency"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
@@ -103,9 +106,14 @@ type fakeOrders struct {
 	mu     sync.Mutex
 	orders map[string]group.OrderRequest
 	fail   map[string]error // user id → error
+	// onPlace, when set (before use), runs at the start of every call.
+	onPlace func(r group.OrderRequest)
 }
 
 func (f *fakeOrders) PlaceGroupOrder(_ context.Context, r group.OrderRequest) (group.Order, error) {
+	if f.onPlace != nil {
+		f.onPlace(r)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.fail[r.UserID]; err != nil {
@@ -129,51 +137,6 @@ func (d fakeDeals) Deal(_ context.Context, id string) (group.Deal, error) {
 		return x, nil
 	}
 	return group.Deal{}, problem.New(problem.CodeNotFound, "no deal")
-}
-
-// fakeIdem is group.Idempotency with the daprstore semantics.
-type fakeIdem struct {
-	mu    sync.Mutex
-	clock func() time.Time
-	recs  map[string]group.IdemRecord
-}
-
-func (f *fakeIdem) Begin(_ context.Context, userID, key, hash string, lease time.Duration, newIDs func() (string, string)) (group.IdemRecord, bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	now := f.clock()
-	rec, found := f.recs[userID+"/"+key]
-	switch {
-	case !found:
-		gid, oid := newIDs()
-		rec = group.IdemRecord{Hash: hash, GroupID: gid, OrderID: oid, LeaseUntil: now.Add(lease), CreatedAt: now}
-	case rec.Hash != hash || rec.Done || now.Before(rec.LeaseUntil):
-		return rec, false, nil
-	default:
-		rec.LeaseUntil = now.Add(lease)
-	}
-	f.recs[userID+"/"+key] = rec
-	return rec, true, nil
-}
-
-func (f *fakeIdem) Finish(_ context.Context, userID, key string, status int, body []byte) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	rec := f.recs[userID+"/"+key]
-	rec.Done, rec.Status, rec.Body = true, status, body
-	f.recs[userID+"/"+key] = rec
-	return nil
-}
-
-func (f *fakeIdem) Abandon(_ context.Context, userID, key string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	rec, ok := f.recs[userID+"/"+key]
-	if ok && !rec.Done {
-		rec.LeaseUntil = time.Time{}
-		f.recs[userID+"/"+key] = rec
-	}
-	return nil
 }
 
 type fakeIndex struct {
@@ -217,15 +180,29 @@ func (s *seqIDs) NextString() string {
 
 type svcEnv struct {
 	svc    *group.Service
+	idem   *idempotency.Store[group.IdemRecord, *group.IdemRecord]
 	actors *fakeActors
 	orders *fakeOrders
 	index  *fakeIndex
+	mu     sync.Mutex
 	now    time.Time
+}
+
+func (e *svcEnv) clock() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.now
+}
+
+func (e *svcEnv) advance(d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.now = e.now.Add(d)
 }
 
 func newSvcEnv() *svcEnv {
 	e := &svcEnv{now: t0}
-	clock := func() time.Time { return e.now }
+	clock := e.clock
 	e.actors = &fakeActors{groups: map[string]group.Group{}, clock: clock, errOn: map[string]error{}}
 	e.orders = &fakeOrders{orders: map[string]group.OrderRequest{}, fail: map[string]error{}}
 	e.index = &fakeIndex{entries: map[string][]group.IndexEntry{}}
@@ -234,9 +211,11 @@ func newSvcEnv() *svcEnv {
 		"short": {ID: "short", Kind: "group", StartsAt: t0.Add(-time.Hour), EndsAt: t0.Add(time.Minute), GroupSize: 2, GroupTTLSeconds: 600},
 		"flash": {ID: "flash", Kind: "flash", StartsAt: t0.Add(-time.Hour), EndsAt: t0.Add(time.Hour)},
 	}
-	e.svc = group.NewService(group.Config{IdemLease: 30 * time.Second, IndexRetention: time.Hour}, group.Deps{
+	// The real Idempotency-Key store (daprstore.NewIdempotency) over the fake state client.
+	e.idem = idempotency.New[group.IdemRecord](daprstate.New(daprstatetest.NewClient(), "statestore"), 24*time.Hour, clock)
+	e.svc = group.NewService(group.Config{IdemLease: 30 * time.Second, IdemWait: 10 * time.Second, IndexRetention: time.Hour}, group.Deps{
 		Actors: e.actors, States: e.actors, Orders: e.orders, Deals: deals,
-		Idem: &fakeIdem{clock: clock, recs: map[string]group.IdemRecord{}}, Index: e.index, IDs: &seqIDs{},
+		Idem: e.idem, Index: e.index, IDs: &seqIDs{},
 		Log: slog.New(slog.DiscardHandler), Now: clock,
 	})
 	return e
@@ -399,6 +378,77 @@ func TestServiceJoin(t *testing.T) {
 	})
 }
 
+// Loss window 2 (issue 8) in the group app: a join that stalls past its key's lease is taken
+// over by a retry that gets the seat and answers 201. When the stale join resumes and the
+// order app refuses it, it neither frees the seat nor replaces the 201; it answers the 201.
+func TestServiceJoinStaleOwnerAfterLeaseTakeover(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	e := newSvcEnv()
+	r, err := e.svc.Open(ctx, user("u1"), "gd", "k")
+	if err != nil || r.Status != 201 {
+		t.Fatalf("open: %v %d %s", err, r.Status, r.Body)
+	}
+	c, _ := decode(t, r)
+	id := c.Group.ID
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	e.orders.onPlace = func(r group.OrderRequest) {
+		if r.UserID != "u2" {
+			return
+		}
+		first := false
+		once.Do(func() { first = true })
+		if first {
+			close(entered)
+			<-release
+		}
+	}
+	type result struct {
+		reply group.Reply
+		err   error
+	}
+	stale := make(chan result, 1)
+	go func() {
+		r, err := e.svc.Join(ctx, user("u2"), id, "j")
+		stale <- result{r, err}
+	}()
+	select {
+	case <-entered:
+	case <-ctx.Done():
+		t.Fatal("the first join never reached the order app")
+	}
+
+	e.advance(31 * time.Second)
+	retry, err := e.svc.Join(ctx, user("u2"), id, "j")
+	if err != nil || retry.Status != 201 {
+		t.Fatalf("retry after the lease = %d %s, %v; want 201", retry.Status, retry.Body, err)
+	}
+	e.orders.setFail("u2", problem.New(problem.CodeSoldOut, "sold out"))
+	close(release)
+	var got result
+	select {
+	case got = <-stale:
+	case <-ctx.Done():
+		t.Fatal("the stale join did not finish")
+	}
+
+	if got.err != nil || got.reply.Status != 201 || string(got.reply.Body) != string(retry.Body) {
+		t.Errorf("stale join = %d %s, %v; want the retry's 201 %s", got.reply.Status, got.reply.Body, got.err, retry.Body)
+	}
+	if s := e.actors.group(id).Seats; len(s) != 2 || s[1].UserID != "u2" || s[1].State != group.SeatHeld {
+		t.Errorf("seats %+v, want u2's held", s)
+	}
+	rec, _, err := e.idem.Get(ctx, "u2", "j")
+	if err != nil || !rec.Done || rec.Status != 201 || string(rec.Body) != string(retry.Body) {
+		t.Errorf("stored reply = %d %s (%v), want the retry's 201", rec.Status, rec.Body, err)
+	}
+	if slices.Contains(e.actors.calls, "SeatFailed "+id) {
+		t.Errorf("actor calls %v: the stale join freed a seat", e.actors.calls)
+	}
+}
+
 func TestServiceOrderEvents(t *testing.T) {
 	t.Parallel()
 	e := newSvcEnv()
@@ -446,13 +496,13 @@ func TestServiceList(t *testing.T) {
 		if _, err := e.svc.Open(context.Background(), user(fmt.Sprint("u", i)), "gd", "k"); err != nil {
 			t.Fatal(err)
 		}
-		e.now = e.now.Add(time.Second)
+		e.advance(time.Second)
 	}
 	// Fail the first group, long ago: it leaves the listing and the index.
 	g := e.actors.groups["id1"]
 	g.Deadline(g.ExpiresAt)
 	e.actors.groups["id1"] = g
-	e.now = g.ExpiresAt.Add(2 * time.Hour)
+	e.advance(g.ExpiresAt.Add(2 * time.Hour).Sub(e.clock()))
 	open, err := e.svc.List(context.Background(), "gd", "")
 	if err != nil {
 		t.Fatal(err)

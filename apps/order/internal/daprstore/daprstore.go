@@ -216,44 +216,11 @@ func (p *Pending) Due(ctx context.Context, t time.Time) ([]order.PendingEntry, e
 	return out, nil
 }
 
-// idemDoc is the stored form of order.IdemRecord, field for field.
-type idemDoc struct {
-	idempotency.Record
-	OrderID string `json:"order_id"`
-}
-
-// Idempotency implements order.Idempotency over the shared Idempotency-Key store.
-type Idempotency struct {
-	s *idempotency.Store[idemDoc, *idemDoc]
-}
-
-// NewIdempotency returns the key store; records expire after ttl.
-func NewIdempotency(s *daprstate.Store, ttl time.Duration) *Idempotency {
-	return &Idempotency{s: idempotency.New[idemDoc](s, ttl, time.Now)}
-}
-
-// Begin implements order.Idempotency; the order id is allocated only when the key is new.
-func (r *Idempotency) Begin(ctx context.Context, userID, key, hash string, lease time.Duration, newOrderID func() string) (order.IdemRecord, bool, error) {
-	d, claimed, err := r.s.Begin(ctx, userID, key, hash, lease, func(d *idemDoc) { d.OrderID = newOrderID() })
-	if err != nil {
-		return order.IdemRecord{}, false, err
-	}
-	return d.domain(), claimed, nil
-}
-
-func (d idemDoc) domain() order.IdemRecord {
-	return order.IdemRecord{Hash: d.Hash, OrderID: d.OrderID, Done: d.Done, Status: d.Status, Body: d.Body,
-		LeaseUntil: d.LeaseUntil, CreatedAt: d.CreatedAt}
-}
-
-// Finish implements order.Idempotency.
-func (r *Idempotency) Finish(ctx context.Context, userID, key string, status int, body []byte) error {
-	return r.s.Finish(ctx, userID, key, status, body)
-}
-
-// Abandon implements order.Idempotency.
-func (r *Idempotency) Abandon(ctx context.Context, userID, key string) error {
-	return r.s.Abandon(ctx, userID, key)
+// NewIdempotency returns the Idempotency-Key store (order.Idempotency); records expire after
+// ttl. An order.IdemRecord is stored as one flat document, the order id next to the shared
+// fields.
+func NewIdempotency(s *daprstate.Store, ttl time.Duration) *idempotency.Store[order.IdemRecord, *order.IdemRecord] {
+	return idempotency.New[order.IdemRecord](s, ttl, time.Now)
 }
 
 // Groups implements order.GroupIndex: one document per group, changed by ETag CAS, so adding

@@ -2,8 +2,10 @@ package daprstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +19,7 @@ import (
 	"github.com/groupbuy/groupbuy/apps/order/internal/order"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
 	"github.com/groupbuy/groupbuy/pkg/daprstate/daprstatetest"
+	"github.com/groupbuy/groupbuy/pkg/idempotency"
 )
 
 var t0 = time.Date(2030, 1, 2, 10, 0, 0, 0, time.UTC)
@@ -476,8 +479,10 @@ func TestPendingRemove(t *testing.T) {
 	}
 }
 
-// The adapter maps the shared store's record to order.IdemRecord and allocates the order id
-// only for a new key; the mechanism itself is tested in pkg/idempotency.
+// The order app's records go through the shared store: the order id is allocated only for a
+// new key, and the stored document is flat, the order id next to the shared fields (what the
+// app stored before pkg/idempotency, plus the owner token); the mechanism itself is tested in
+// pkg/idempotency.
 func TestIdempotency(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -485,27 +490,30 @@ func TestIdempotency(t *testing.T) {
 	f, s := newState()
 	r := daprstore.NewIdempotency(s, 24*time.Hour)
 	n := 0
-	newID := func() string { n++; return fmt.Sprintf("o%d", n) }
+	newID := func(rec *order.IdemRecord) { n++; rec.OrderID = fmt.Sprintf("o%d", n) }
+	claim := func(owner string) idempotency.Claim {
+		return idempotency.Claim{UserID: "u1", Key: "key", Hash: "h1", Owner: owner, Lease: lease}
+	}
 
-	first, claimed, err := r.Begin(ctx, "u1", "key", "h1", lease, newID)
+	first, claimed, err := r.Begin(ctx, claim("a"), newID)
 	if err != nil || !claimed {
 		t.Fatalf("first Begin = %t, %v; want claimed", claimed, err)
 	}
-	inFlight, claimed, err := r.Begin(ctx, "u1", "key", "h1", lease, newID)
+	inFlight, claimed, err := r.Begin(ctx, claim("b"), newID)
 	if err != nil || claimed {
 		t.Fatalf("Begin in flight = %t, %v; want not claimed", claimed, err)
 	}
-	if err := r.Abandon(ctx, "u1", "key"); err != nil {
+	if err := r.Abandon(ctx, "u1", "key", "a"); err != nil {
 		t.Fatalf("Abandon: %v", err)
 	}
-	resumed, claimed, err := r.Begin(ctx, "u1", "key", "h1", lease, newID)
+	resumed, claimed, err := r.Begin(ctx, claim("b"), newID)
 	if err != nil || !claimed {
 		t.Fatalf("Begin after Abandon = %t, %v; want claimed", claimed, err)
 	}
-	if err := r.Finish(ctx, "u1", "key", 201, []byte(`{"id":"o1"}`)); err != nil {
+	if err := r.Finish(ctx, "u1", "key", "b", 201, []byte(`{"id":"o1"}`)); err != nil {
 		t.Fatalf("Finish: %v", err)
 	}
-	replayed, claimed, err := r.Begin(ctx, "u1", "key", "h1", lease, newID)
+	replayed, claimed, err := r.Begin(ctx, claim("c"), newID)
 	if err != nil || claimed {
 		t.Fatalf("Begin after Finish = %t, %v; want not claimed", claimed, err)
 	}
@@ -518,14 +526,23 @@ func TestIdempotency(t *testing.T) {
 			t.Errorf("record = %+v, want hash h1, order o1, leased, not done", rec)
 		}
 	}
-	want := order.IdemRecord{Hash: "h1", OrderID: "o1", Done: true, Status: 201, Body: []byte(`{"id":"o1"}`),
-		LeaseUntil: resumed.LeaseUntil, CreatedAt: first.CreatedAt}
+	want := order.IdemRecord{Record: idempotency.Record{Hash: "h1", Owner: "b", Done: true, Status: 201, Body: []byte(`{"id":"o1"}`),
+		LeaseUntil: resumed.LeaseUntil, CreatedAt: first.CreatedAt}, OrderID: "o1"}
 	if diff := cmp.Diff(replayed, want); diff != "" {
 		t.Errorf("replayed record mismatch (-got +want):\n%s", diff)
 	}
 	keys := f.Keys(component, "idem:")
 	if len(keys) != 1 || !strings.HasPrefix(keys[0], "idem:u1:") || strings.Contains(keys[0], "key") {
-		t.Errorf("idempotency keys = %v, want one idem:u1:<hash>", keys)
+		t.Fatalf("idempotency keys = %v, want one idem:u1:<hash>", keys)
+	}
+	raw, _ := f.Value(component, keys[0])
+	var stored map[string]any
+	if err := json.Unmarshal(raw, &stored); err != nil {
+		t.Fatal(err)
+	}
+	fields := slices.Sorted(maps.Keys(stored))
+	if diff := cmp.Diff(fields, []string{"body", "created_at", "done", "hash", "lease_until", "order_id", "owner", "status"}); diff != "" {
+		t.Errorf("stored fields mismatch (-got +want):\n%s", diff)
 	}
 	for i, w := range f.Writes(component, "idem:") {
 		if got, want := w.Meta["ttlInSeconds"], "86400"; got != want {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/groupbuy/groupbuy/apps/order/internal/admission"
 	"github.com/groupbuy/groupbuy/apps/order/internal/httpapi"
 	"github.com/groupbuy/groupbuy/apps/order/internal/order"
 	"github.com/groupbuy/groupbuy/apps/order/internal/order/ordertest"
@@ -543,4 +544,54 @@ func TestExpiryBinding(t *testing.T) {
 	if got, want := e.Stock.Hold("o1"), "released"; got != want {
 		t.Errorf("o1 hold = %q, want %q", got, want)
 	}
+}
+
+// A placement the app has no room for is answered 503 unavailable with a Retry-After header
+// (the real admission limiter, full), and the same key is placed once there is room.
+func TestPlaceOverCapacity(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	gate, err := admission.New(admission.Config{Limit: 1, Queue: 0, RetryAfter: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := ordertest.NewEnvWith(ordertest.Options{Config: ordertest.TestConfig, Gate: gate})
+	log := slog.New(slog.DiscardHandler)
+	r := server.NewRouter(log, func(context.Context) error { return nil })
+	httpapi.Routes(r, e.Svc, binding, log)
+	entered, release := make(chan struct{}), make(chan struct{})
+	e.Stock.Set(func(s *ordertest.Stock) {
+		s.OnReserve = func() {
+			close(entered)
+			<-release
+		}
+	})
+	first := make(chan int, 1)
+	go func() {
+		first <- do(t, r, request{http.MethodPost, "/deals/flash/orders", "alice", "k1", `{"quantity":1}`}).Code
+	}()
+	select {
+	case <-entered:
+	case <-ctx.Done():
+		t.Fatal("the first placement never reached inventory")
+	}
+
+	rec := do(t, r, request{http.MethodPost, "/deals/flash/orders", "bob", "k2", `{"quantity":1}`})
+	e.Stock.Set(func(s *ordertest.Stock) { s.OnReserve = nil })
+	close(release)
+
+	checkProblem(t, rec, http.StatusServiceUnavailable, problem.CodeUnavailable)
+	if got, want := rec.Header().Get("Retry-After"), "2"; got != want {
+		t.Errorf("Retry-After = %q, want %q", got, want)
+	}
+	select {
+	case code := <-first:
+		if code != http.StatusCreated {
+			t.Errorf("first placement = %d, want 201", code)
+		}
+	case <-ctx.Done():
+		t.Fatal("the first placement did not finish")
+	}
+	placeOrder(t, r, "bob", "k2", 1)
 }

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/groupbuy/groupbuy/pkg/idempotency"
 	"github.com/groupbuy/groupbuy/pkg/identity"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
@@ -67,8 +68,8 @@ var (
 	ErrPurchaseLimit     = problem.New(problem.CodePurchaseLimit, "the purchase limit for this deal is reached")
 	ErrSoldOut           = problem.New(problem.CodeSoldOut, "the deal is sold out")
 	ErrInvalidState      = problem.New(problem.CodeInvalidState, "")
-	ErrIdempotencyReused = problem.New(problem.CodeIdempotencyReused, "the Idempotency-Key was used with a different request")
-	ErrIdempotencyInUse  = problem.New(problem.CodeIdempotencyInUse, "a request with this Idempotency-Key is still in progress")
+	ErrIdempotencyReused = idempotency.ErrReused
+	ErrIdempotencyInUse  = idempotency.ErrInUse
 	ErrPaymentDeclined   = problem.New(problem.CodePaymentDeclined, "the payment was declined")
 	ErrPaymentDown       = problem.New(problem.CodePaymentUnavailable, "the payment provider is unavailable; try again later")
 	ErrGroupClosed       = problem.New(problem.CodeGroupClosed, "the group is decided and takes no more orders")
@@ -153,27 +154,22 @@ type PendingEntry struct {
 	Due     time.Time
 }
 
-// Idempotency stores one record per (user, key).
-type Idempotency interface {
-	// Begin claims the key for a new request with the given request hash and lease. It
-	// returns the record as stored; claimed is true when this caller now owns the key (new, or
-	// taken over after the previous owner's lease expired).
-	Begin(ctx context.Context, userID, key, hash string, lease time.Duration, newOrderID func() string) (rec IdemRecord, claimed bool, err error)
-	// Finish stores the final response.
-	Finish(ctx context.Context, userID, key string, status int, body []byte) error
-	// Abandon ends the lease early after a transient failure, so a retry can take over.
-	Abandon(ctx context.Context, userID, key string) error
+// Idempotency stores one record per (user, Idempotency-Key) (pkg/idempotency runs Place over
+// it).
+type Idempotency = idempotency.Keys[IdemRecord]
+
+// IdemRecord is a stored idempotency record: the shared part and the order id, allocated
+// when the key is first used so a retry resumes the same order.
+type IdemRecord struct {
+	idempotency.Record
+	OrderID string `json:"order_id"`
 }
 
-// IdemRecord is a stored idempotency record.
-type IdemRecord struct {
-	Hash       string    `json:"hash"`
-	OrderID    string    `json:"order_id"`
-	Done       bool      `json:"done"`
-	Status     int       `json:"status,omitempty"`
-	Body       []byte    `json:"body,omitempty"`
-	LeaseUntil time.Time `json:"lease_until"`
-	CreatedAt  time.Time `json:"created_at"`
+// Admission decides whether the app takes on a placement now. Admit waits (briefly) for room
+// and returns a release to call when the placement is over, or a *problem.Error with code
+// unavailable and a Retry-After when the placement could not be finished in time.
+type Admission interface {
+	Admit(ctx context.Context) (release func(), err error)
 }
 
 // GroupIndex lists the orders of each group, so that when the group is decided every one of

@@ -13,6 +13,7 @@ import (
 
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
 	"github.com/groupbuy/groupbuy/pkg/events"
+	"github.com/groupbuy/groupbuy/pkg/idempotency"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
@@ -21,6 +22,9 @@ type Config struct {
 	PayWindow time.Duration // how long a pending order holds stock
 	// IdemLease bounds how long a request owns its Idempotency-Key before a retry may take over.
 	IdemLease time.Duration
+	// IdemWait bounds how long a retry waits for the answer of the request holding its key
+	// before it is refused with idempotency-key-in-use.
+	IdemWait time.Duration
 	// PaymentGrace is how long expiry leaves an order with a charge in flight alone before
 	// asking the payment app what happened.
 	PaymentGrace time.Duration
@@ -34,7 +38,8 @@ type Service struct {
 	users    UserIndex
 	pending  Pending
 	groups   GroupIndex
-	idem     Idempotency
+	keys     *idempotency.Runner[IdemRecord, *IdemRecord]
+	gate     Admission
 	deals    Deals
 	stock    Stock
 	payments Payments
@@ -51,6 +56,7 @@ type Deps struct {
 	Pending  Pending
 	Groups   GroupIndex
 	Idem     Idempotency
+	Gate     Admission // admits placements; nil admits every one
 	Deals    Deals
 	Stock    Stock
 	Payments Payments
@@ -65,8 +71,12 @@ func NewService(cfg Config, d Deps) *Service {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Service{cfg: cfg, store: d.Store, users: d.Users, pending: d.Pending, groups: d.Groups, idem: d.Idem,
-		deals: d.Deals, stock: d.Stock, payments: d.Payments, pub: d.Pub, ids: d.IDs, log: d.Log, now: d.Now}
+	if d.Gate == nil {
+		d.Gate = admitAll{}
+	}
+	keys := idempotency.NewRunner[IdemRecord](d.Idem, idempotency.Config{Lease: cfg.IdemLease, Wait: cfg.IdemWait}, d.Now, d.Log)
+	return &Service{cfg: cfg, store: d.Store, users: d.Users, pending: d.Pending, groups: d.Groups, keys: keys,
+		gate: d.Gate, deals: d.Deals, stock: d.Stock, payments: d.Payments, pub: d.Pub, ids: d.IDs, log: d.Log, now: d.Now}
 }
 
 // PlaceRequest is a flash order request.
@@ -77,10 +87,12 @@ type PlaceRequest struct {
 }
 
 // Reply is a finished response, as stored for idempotent replays.
-type Reply struct {
-	Status int
-	Body   []byte
-}
+type Reply = idempotency.Reply
+
+// admitAll is the Admission of a service without a limit.
+type admitAll struct{}
+
+func (admitAll) Admit(context.Context) (func(), error) { return func() {}, nil }
 
 // RenderFunc turns an outcome into the response that is stored and replayed.
 type RenderFunc func(o Order, err error) Reply
@@ -98,40 +110,30 @@ func RequestHash(parts ...string) string {
 // Place creates a flash order exactly once per (user, Idempotency-Key). Business outcomes
 // (created, sold out, limit, inactive deal) are stored with the key and replayed; transient
 // failures end the key's lease so a retry resumes with the same order id, whose every step
-// is idempotent.
+// is idempotent. A retry while the first attempt is still working gets that attempt's answer
+// (pkg/idempotency). A placement the app cannot take on now is refused before anything is
+// written: 503 unavailable with a Retry-After.
 func (s *Service) Place(ctx context.Context, u Caller, req PlaceRequest, render RenderFunc) (Reply, error) {
-	if req.IdempotencyKey == "" || len(req.IdempotencyKey) > 200 {
-		return Reply{}, problem.Invalid(problem.FieldError{Field: "Idempotency-Key", Reason: "header is required (1-200 characters)"})
+	if err := idempotency.CheckKey(req.IdempotencyKey); err != nil {
+		return Reply{}, err
 	}
 	if req.Quantity < 1 || req.Quantity > s.cfg.MaxQuantity {
 		return Reply{}, problem.Invalid(problem.FieldError{Field: "quantity", Reason: fmt.Sprintf("must be between 1 and %d", s.cfg.MaxQuantity)})
 	}
-	hash := RequestHash("place", req.DealID, fmt.Sprint(req.Quantity))
-	rec, claimed, err := s.idem.Begin(ctx, u.ID, req.IdempotencyKey, hash, s.cfg.IdemLease, s.ids.NextString)
+	release, err := s.gate.Admit(ctx)
 	if err != nil {
 		return Reply{}, err
 	}
-	switch {
-	case rec.Hash != hash:
-		return Reply{}, ErrIdempotencyReused
-	case rec.Done:
-		return Reply{Status: rec.Status, Body: rec.Body}, nil
-	case !claimed:
-		return Reply{}, ErrIdempotencyInUse
-	}
-
-	o, err := s.place(ctx, u, req, rec.OrderID)
-	if err != nil && isTransient(err) {
-		if aerr := s.idem.Abandon(context.WithoutCancel(ctx), u.ID, req.IdempotencyKey); aerr != nil {
-			s.log.WarnContext(ctx, "idempotency_abandon_failed", slog.String("error", aerr.Error()))
-		}
-		return Reply{}, err
-	}
-	reply := render(o, err)
-	if ferr := s.idem.Finish(context.WithoutCancel(ctx), u.ID, req.IdempotencyKey, reply.Status, reply.Body); ferr != nil {
-		return Reply{}, ferr
-	}
-	return reply, nil
+	defer release()
+	key := idempotency.Request{UserID: u.ID, Key: req.IdempotencyKey, Hash: RequestHash("place", req.DealID, fmt.Sprint(req.Quantity))}
+	return s.keys.Run(ctx, key, func(r *IdemRecord) { r.OrderID = s.ids.NextString() },
+		func(ctx context.Context, a *idempotency.Attempt[IdemRecord]) (Reply, error) {
+			o, err := s.place(ctx, u, req, a.Record.OrderID, a.Confirm)
+			if err != nil && isTransient(err) {
+				return Reply{}, err // not stored: a retry resumes (ErrNotOwner: it replays)
+			}
+			return render(o, err), nil
+		})
 }
 
 // isTransient reports whether err may go away on retry (infrastructure), as opposed to a
@@ -144,7 +146,9 @@ func isTransient(err error) bool {
 	return pe.Code.Status() >= 500
 }
 
-func (s *Service) place(ctx context.Context, u Caller, req PlaceRequest, orderID string) (Order, error) {
+// place makes the order of one attempt; owns confirms that the attempt still holds its key
+// (see admit).
+func (s *Service) place(ctx context.Context, u Caller, req PlaceRequest, orderID string, owns func(context.Context) error) (Order, error) {
 	// A retry after a crash may find the order already made. The attempt that made it may
 	// have died before announcing it; the event id is per order and topic, so consumers drop
 	// a repeat.
@@ -180,13 +184,26 @@ func (s *Service) place(ctx context.Context, u Caller, req PlaceRequest, orderID
 		CreatedAt:      now.Truncate(time.Millisecond),
 	}
 	o.UpdatedAt = o.CreatedAt
-	return s.admit(ctx, o, deal.PerUserLimit)
+	return s.admit(ctx, o, deal.PerUserLimit, owns)
 }
 
 // admit makes a new pending order: counts it against the user's limit, registers it for the
 // expiry sweep, holds its stock, stores it and announces it. Every step is idempotent per
 // order id, so a retry with the same id resumes where an attempt died.
-func (s *Service) admit(ctx context.Context, o Order, limit int) (Order, error) {
+//
+// Several attempts may run with one order id: a request that stalled past its key's lease and
+// the retry that took the key over. The steps up to the hold are harmless to repeat; undoing
+// them and creating the order document are not (the stale attempt may be told "sold out" by
+// inventory's cache after the retry reserved, or create the order after the retry was told
+// "sold out" and undid). So both run only after owns confirms the attempt still holds its key;
+// one that lost it returns idempotency.ErrNotOwner and leaves everything to the holder. A
+// stale attempt's own re-added index and pending entries stay only where the holder undid
+// the placement: the sweep then finds the id without an order and cleans it. owns is nil
+// for group orders, which the group app's key protects.
+func (s *Service) admit(ctx context.Context, o Order, limit int, owns func(context.Context) error) (Order, error) {
+	if owns == nil {
+		owns = func(context.Context) error { return nil }
+	}
 	// The purchase limit is checked and the quantity counted in one CAS of the user's index.
 	if err := s.users.Add(ctx, o.UserID, IndexEntry{OrderID: o.ID, DealID: o.DealID, Quantity: o.Quantity, Status: StatusPending}, limit); err != nil {
 		return Order{}, err
@@ -201,14 +218,23 @@ func (s *Service) admit(ctx context.Context, o Order, limit int) (Order, error) 
 		return Order{}, err
 	}
 	if soldOut {
+		if err := owns(ctx); err != nil {
+			return Order{}, err
+		}
 		s.undoPlacement(ctx, o)
 		return Order{}, ErrSoldOut
 	}
 	if state != "reserved" {
 		// A retry resumed too late: the sweep already gave this placement's hold back, and
 		// the index entry and pending id re-added above must not outlive the answer.
+		if err := owns(ctx); err != nil {
+			return Order{}, err
+		}
 		s.undoPlacement(ctx, o)
 		return Order{}, invalidState("this placement expired before it completed; retry with a new Idempotency-Key")
+	}
+	if err := owns(ctx); err != nil {
+		return Order{}, err
 	}
 	if err := s.store.Create(ctx, o); err != nil {
 		return Order{}, err

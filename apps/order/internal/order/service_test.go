@@ -12,6 +12,7 @@ import (
 
 	"github.com/groupbuy/groupbuy/apps/order/internal/order"
 	"github.com/groupbuy/groupbuy/apps/order/internal/order/ordertest"
+	"github.com/groupbuy/groupbuy/pkg/idempotency"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
@@ -301,15 +302,6 @@ func TestPlaceIdempotencyKey(t *testing.T) {
 			wantID: "o2",
 		},
 		{
-			name: "in flight elsewhere",
-			setup: func(t *testing.T, e *env) {
-				claimKey(t, e, alice, "k1", "flash", 2)
-			},
-			caller:   alice,
-			req:      order.PlaceRequest{DealID: "flash", Quantity: 2, IdempotencyKey: "k1"},
-			wantCode: problem.CodeIdempotencyInUse,
-		},
-		{
 			name: "owner died: taken over after the lease with the same order id",
 			setup: func(t *testing.T, e *env) {
 				claimKey(t, e, alice, "k1", "flash", 2)
@@ -352,67 +344,19 @@ func TestPlaceIdempotencyKey(t *testing.T) {
 	}
 }
 
-// claimKey claims an Idempotency-Key as a concurrent request for the same body would.
+// claimKey claims an Idempotency-Key as a concurrent request for the same body on another
+// replica would.
 func claimKey(t *testing.T, e *env, u order.Caller, key, dealID string, qty int) {
 	t.Helper()
 	hash := order.RequestHash("place", dealID, itoa(qty))
-	_, claimed, err := e.Idem.Begin(context.Background(), u.ID, key, hash, ordertest.TestConfig.IdemLease, func() string { return "o1" })
+	c := idempotency.Claim{UserID: u.ID, Key: key, Hash: hash, Owner: "elsewhere", Lease: ordertest.TestConfig.IdemLease}
+	_, claimed, err := e.Idem.Begin(context.Background(), c, func(r *order.IdemRecord) { r.OrderID = "o1" })
 	if err != nil || !claimed {
 		t.Fatalf("claim key: claimed %t, %v", claimed, err)
 	}
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
-
-// A second request with the key while the first is still working is refused, and the first
-// one finishes normally.
-func TestPlaceConcurrentSameKey(t *testing.T) {
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	e := newEnv()
-	entered, release := make(chan struct{}), make(chan struct{})
-	e.Stock.Set(func(s *ordertest.Stock) {
-		s.OnReserve = func() {
-			close(entered)
-			<-release
-		}
-	})
-	req := order.PlaceRequest{DealID: "flash", Quantity: 1, IdempotencyKey: "k1"}
-
-	type result struct {
-		reply order.Reply
-		err   error
-	}
-	first := make(chan result, 1)
-	go func() {
-		r, err := e.Svc.Place(ctx, alice, req, render)
-		first <- result{r, err}
-	}()
-	select {
-	case <-entered:
-	case <-ctx.Done():
-		t.Fatal("the first request never reached inventory")
-	}
-
-	_, err := e.Svc.Place(ctx, alice, req, render)
-	close(release)
-
-	if got, want := errCode(err), problem.CodeIdempotencyInUse; got != want {
-		t.Errorf("second request: code = %q, want %q (error %v)", got, want, err)
-	}
-	select {
-	case r := <-first:
-		if r.err != nil || r.reply.Status != 201 {
-			t.Errorf("first request = %d %s, %v; want 201", r.reply.Status, r.reply.Body, r.err)
-		}
-	case <-ctx.Done():
-		t.Fatal("the first request did not finish")
-	}
-	if got, want := e.Stock.CallsOf("o1"), []string{"reserve"}; !cmp.Equal(got, want) {
-		t.Errorf("inventory calls = %v, want %v", got, want)
-	}
-}
 
 // Infrastructure failures are not stored as the key's answer: the lease ends, and a retry
 // resumes the same placement (same order id) and completes it.

@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"github.com/groupbuy/groupbuy/apps/order/internal/order"
+	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/daprstate/daprstatetest"
+	"github.com/groupbuy/groupbuy/pkg/idempotency"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
@@ -276,77 +279,69 @@ func (p *Pending) All() []order.PendingEntry {
 	return out
 }
 
-// Idem is order.Idempotency with daprstore.Idempotency semantics: Begin creates a
-// record, or takes it over when the hash matches, it is not done and the lease has passed;
-// otherwise it returns the record as stored, unclaimed. Abandon ends the lease; Finish marks
-// the record done with the response.
+// Idem is order.Idempotency: the real pkg/idempotency store (what daprstore.NewIdempotency
+// returns) over the shared fake of the Dapr state client, on the Env's clock. State is that
+// fake: inject lost replies, outages or rival replicas there. Reads tells when a key has been
+// read.
 type Idem struct {
+	*idempotency.Store[order.IdemRecord, *order.IdemRecord]
+	State *daprstatetest.Client
+
 	mu    sync.Mutex
-	clock *Clock
-	recs  map[string]order.IdemRecord
+	reads map[string]int // state key → reads
+	waits []readWait
+}
+
+type readWait struct {
+	key string
+	n   int
+	ch  chan struct{}
 }
 
 // NewIdem returns an empty record store whose leases run on c.
 func NewIdem(c *Clock) *Idem {
-	return &Idem{clock: c, recs: map[string]order.IdemRecord{}}
+	f := &Idem{State: daprstatetest.NewClient(), reads: map[string]int{}}
+	f.State.AfterGet = func(_ context.Context, key string) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.reads[key]++
+		f.notifyLocked()
+	}
+	f.Store = idempotency.New[order.IdemRecord](daprstate.New(f.State, "statestore"), 24*time.Hour, c.Now)
+	return f
 }
 
 var _ order.Idempotency = (*Idem)(nil)
 
-func idemID(userID, key string) string { return userID + "\x00" + key }
-
-func (f *Idem) Begin(_ context.Context, userID, key, hash string, lease time.Duration, newOrderID func() string) (order.IdemRecord, bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	now := f.clock.Now().UTC()
-	rec, found := f.recs[idemID(userID, key)]
-	switch {
-	case !found:
-		rec = order.IdemRecord{Hash: hash, OrderID: newOrderID(), LeaseUntil: now.Add(lease), CreatedAt: now}
-	case rec.Hash != hash || rec.Done || now.Before(rec.LeaseUntil):
-		return cloneRec(rec), false, nil
-	default:
-		rec.LeaseUntil = now.Add(lease)
-	}
-	f.recs[idemID(userID, key)] = rec
-	return cloneRec(rec), true, nil
-}
-
-func (f *Idem) Finish(_ context.Context, userID, key string, status int, body []byte) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	rec, found := f.recs[idemID(userID, key)]
-	if !found {
-		return fmt.Errorf("idempotency record vanished")
-	}
-	rec.Done, rec.Status, rec.Body = true, status, slices.Clone(body)
-	f.recs[idemID(userID, key)] = rec
-	return nil
-}
-
-func (f *Idem) Abandon(_ context.Context, userID, key string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	rec, found := f.recs[idemID(userID, key)]
-	if !found || rec.Done {
-		return nil
-	}
-	rec.LeaseUntil = time.Time{}
-	f.recs[idemID(userID, key)] = rec
-	return nil
-}
-
 // Record returns the stored record of userID's key.
 func (f *Idem) Record(userID, key string) (order.IdemRecord, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	rec, ok := f.recs[idemID(userID, key)]
-	return cloneRec(rec), ok
+	rec, found, err := f.Get(context.Background(), userID, key)
+	if err != nil {
+		panic(err)
+	}
+	return rec, found
 }
 
-func cloneRec(r order.IdemRecord) order.IdemRecord {
-	r.Body = slices.Clone(r.Body)
-	return r
+// Reads returns a channel closed once userID's key has been read n times.
+func (f *Idem) Reads(userID, key string, n int) <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan struct{})
+	f.waits = append(f.waits, readWait{idempotency.Key(userID, key), n, ch})
+	f.notifyLocked()
+	return ch
+}
+
+func (f *Idem) notifyLocked() {
+	kept := f.waits[:0]
+	for _, w := range f.waits {
+		if f.reads[w.key] >= w.n {
+			close(w.ch)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	f.waits = kept
 }
 
 // Groups is order.GroupIndex with daprstore.Groups semantics: Add records an order once
@@ -779,6 +774,7 @@ var TestDeals = map[string]order.Deal{
 var TestConfig = order.Config{
 	PayWindow:    15 * time.Minute,
 	IdemLease:    30 * time.Second,
+	IdemWait:     10 * time.Second,
 	PaymentGrace: 30 * time.Second,
 	MaxQuantity:  10,
 }
@@ -798,8 +794,18 @@ type Env struct {
 	Pub     *Publisher
 }
 
-// NewEnv returns a service over fresh fakes, at T0, with TestDeals and TestConfig.
-func NewEnv() *Env {
+// NewEnv returns a service over fresh fakes, at T0, with TestDeals and TestConfig, admitting
+// every placement.
+func NewEnv() *Env { return NewEnvWith(Options{Config: TestConfig}) }
+
+// Options change what NewEnvWith builds.
+type Options struct {
+	Config order.Config
+	Gate   order.Admission // nil admits every placement
+}
+
+// NewEnvWith is NewEnv with other options.
+func NewEnvWith(o Options) *Env {
 	clock := NewClock(T0)
 	e := &Env{
 		Clock:   clock,
@@ -813,8 +819,8 @@ func NewEnv() *Env {
 		Pay:     NewPayments(),
 		Pub:     &Publisher{},
 	}
-	e.Svc = order.NewService(TestConfig, order.Deps{
-		Store: e.Store, Users: e.Users, Pending: e.Pending, Groups: e.Groups, Idem: e.Idem, Deals: e.Deals,
+	e.Svc = order.NewService(o.Config, order.Deps{
+		Store: e.Store, Users: e.Users, Pending: e.Pending, Groups: e.Groups, Idem: e.Idem, Gate: o.Gate, Deals: e.Deals,
 		Stock: e.Stock, Payments: e.Pay, Pub: e.Pub, IDs: &IDs{},
 		Log: slog.New(slog.DiscardHandler), Now: clock.Now,
 	})
