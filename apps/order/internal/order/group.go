@@ -198,6 +198,7 @@ func (s *Service) settleGroupOrder(ctx context.Context, id, groupID string, keep
 			// order is cancelled with its marker kept, and stays watched (see watchCharge).
 			var looked *time.Time // a marker the payment app answered for after the grace
 			if o.PaymentStartedAt != nil {
+				askedAt := s.now().UTC()
 				res, found, err := s.payments.Lookup(ctx, id)
 				if err != nil {
 					return err
@@ -208,7 +209,7 @@ func (s *Service) settleGroupOrder(ctx context.Context, id, groupID string, keep
 					}
 					continue
 				}
-				if s.now().UTC().Sub(*o.PaymentStartedAt) >= s.cfg.PaymentGrace {
+				if askedAt.Sub(*o.PaymentStartedAt) >= s.cfg.PaymentGrace {
 					looked = o.PaymentStartedAt
 				}
 			}
