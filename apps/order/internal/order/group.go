@@ -169,7 +169,10 @@ func (out GroupOutcome) keeps(orderID string) bool {
 // settleGroupOrder brings one order of a decided group to its end: confirmed when keep (a
 // paid member of a succeeded group), otherwise refunded or cancelled.
 func (s *Service) settleGroupOrder(ctx context.Context, id, groupID string, keep bool) error {
-	for range 3 { // an order can move under us at most twice: pending → paid → final
+	added := false // this call put the order into the pending set
+	// An order can move under us at most twice (pending → paid → final), and is read once
+	// more after it is put into the pending set.
+	for range 4 {
 		o, _, err := s.store.Get(ctx, id)
 		if errors.Is(err, ErrNotFound) {
 			return nil // a placement that never completed: the expiry sweep gives back its hold
@@ -181,14 +184,25 @@ func (s *Service) settleGroupOrder(ctx context.Context, id, groupID string, keep
 			s.log.WarnContext(ctx, "group_settle_foreign_order", slog.String("order_id", id), slog.String("group_id", groupID))
 			return nil
 		}
-		if !o.finished() {
+		if o.finished() {
+			if added {
+				// Finished by another runner, whose settle may have removed the entry
+				// before we added it.
+				return s.pending.Remove(ctx, o.ID)
+			}
+			return nil
+		}
+		if !added {
 			// Written before any effect, so a settlement that fails here, or whose process
 			// dies, is finished by the sweep (a paid group order is out of the set until now).
-			// settle removes the entry once the order is done.
+			// settle removes the entry once the order is done. Read again after: an order
+			// another runner finished before the Add is then seen finished, above.
 			now := s.now().UTC()
 			if err := s.pending.Add(ctx, PendingEntry{OrderID: o.ID, UserID: o.UserID, DealID: o.DealID, Due: now}); err != nil {
 				return err
 			}
+			added = true
+			continue
 		}
 		switch o.Status {
 		case StatusPending:
