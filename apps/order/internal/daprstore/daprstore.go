@@ -224,15 +224,33 @@ func NewIdempotency(s *daprstate.Store, ttl time.Duration) *idempotency.Store[or
 }
 
 // Groups implements order.GroupIndex: one document per group, changed by ETag CAS, so adding
-// an order and deciding the group are ordered.
+// an order and deciding the group are ordered, and the outcome is recorded once.
 type Groups struct{ s *daprstate.Store }
 
 // NewGroups returns the group index.
 func NewGroups(s *daprstate.Store) *Groups { return &Groups{s: s} }
 
+// groupDoc is bounded by the group's size (its seats and the orders that lost one).
 type groupDoc struct {
 	Decided bool               `json:"decided"`
 	Orders  []order.GroupEntry `json:"orders"`
+	// Outcome is "succeeded" or "failed" once decided, and Members the order ids of the seats
+	// the group event named. A document decided before outcomes were recorded has none; the
+	// next delivery or replay of its event records it.
+	Outcome string   `json:"outcome,omitempty"`
+	Members []string `json:"members,omitempty"`
+}
+
+const (
+	outcomeSucceeded = "succeeded"
+	outcomeFailed    = "failed"
+)
+
+func (d groupDoc) outcome(groupID string) (order.GroupOutcome, bool) {
+	if !d.Decided || d.Outcome == "" {
+		return order.GroupOutcome{}, false
+	}
+	return order.GroupOutcome{GroupID: groupID, Succeeded: d.Outcome == outcomeSucceeded, Members: d.Members}, true
 }
 
 func groupKey(id string) string { return "grouporders:" + id }
@@ -253,23 +271,37 @@ func (r *Groups) Add(ctx context.Context, groupID string, e order.GroupEntry) er
 }
 
 // Decide implements order.GroupIndex.
-func (r *Groups) Decide(ctx context.Context, groupID string) ([]order.GroupEntry, error) {
-	d, err := daprstate.Mutate(ctx, r.s, groupKey(groupID), casAttempts, func(d *groupDoc, _ bool) error {
-		if d.Decided {
+func (r *Groups) Decide(ctx context.Context, out order.GroupOutcome) (order.GroupOutcome, []order.GroupEntry, error) {
+	d, err := daprstate.Mutate(ctx, r.s, groupKey(out.GroupID), casAttempts, func(d *groupDoc, _ bool) error {
+		if d.Decided && d.Outcome != "" {
 			return daprstate.ErrNoChange
 		}
 		d.Decided = true
+		d.Outcome = outcomeFailed
+		if out.Succeeded {
+			d.Outcome = outcomeSucceeded
+		}
+		d.Members = out.Members
 		return nil
 	})
-	return d.Orders, err
+	if err != nil {
+		return order.GroupOutcome{}, nil, err
+	}
+	rec, _ := d.outcome(out.GroupID)
+	return rec, d.Orders, nil
 }
 
-// Decided implements order.GroupIndex.
-func (r *Groups) Decided(ctx context.Context, groupID string) (bool, error) {
+// Decision implements order.GroupIndex. A group decided before outcomes were recorded reads
+// as undecided: the sweep leaves its orders to the event (Add refuses new ones all the same).
+func (r *Groups) Decision(ctx context.Context, groupID string) (order.GroupOutcome, bool, error) {
 	var d groupDoc
 	_, err := r.s.Get(ctx, groupKey(groupID), &d)
 	if errors.Is(err, daprstate.ErrNotFound) {
-		return false, nil
+		return order.GroupOutcome{}, false, nil
 	}
-	return d.Decided, err
+	if err != nil {
+		return order.GroupOutcome{}, false, err
+	}
+	rec, ok := d.outcome(groupID)
+	return rec, ok, nil
 }

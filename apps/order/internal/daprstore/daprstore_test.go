@@ -17,6 +17,7 @@ import (
 
 	"github.com/groupbuy/groupbuy/apps/order/internal/daprstore"
 	"github.com/groupbuy/groupbuy/apps/order/internal/order"
+	"github.com/groupbuy/groupbuy/apps/order/internal/order/ordertest"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
 	"github.com/groupbuy/groupbuy/pkg/daprstate/daprstatetest"
 	"github.com/groupbuy/groupbuy/pkg/idempotency"
@@ -553,35 +554,39 @@ func TestIdempotency(t *testing.T) {
 
 func TestGroups(t *testing.T) {
 	t.Parallel()
+	ordertest.GroupIndexContract(t, func(*testing.T) order.GroupIndex {
+		_, s := newState()
+		return daprstore.NewGroups(s)
+	})
+}
+
+// A group decided before outcomes were recorded takes no new orders and reads as undecided
+// (the sweep leaves its orders alone) until a delivery of its event records the outcome.
+func TestGroupsDecidedWithoutOutcome(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
-	_, s := newState()
+	f, s := newState()
+	f.Put(component, "grouporders:g1", []byte(`{"decided":true,"orders":[{"order_id":"o1","user_id":"u1"}]}`))
 	g := daprstore.NewGroups(s)
-	if d, err := g.Decided(ctx, "g1"); err != nil || d {
-		t.Fatalf("Decided of an unknown group: %v %v", d, err)
+	if err := g.Add(ctx, "g1", order.GroupEntry{OrderID: "o2", UserID: "u2"}); !errors.Is(err, order.ErrGroupClosed) {
+		t.Errorf("Add = %v, want %v", err, order.ErrGroupClosed)
 	}
-	for _, e := range []order.GroupEntry{{OrderID: "o1", UserID: "u1"}, {OrderID: "o2", UserID: "u2"}, {OrderID: "o1", UserID: "u1"}} {
-		if err := g.Add(ctx, "g1", e); err != nil {
-			t.Fatalf("Add(%s): %v", e.OrderID, err)
-		}
+	if _, decided, err := g.Decision(ctx, "g1"); err != nil || decided {
+		t.Errorf("Decision() decided=%t err=%v, want undecided", decided, err)
 	}
-	got, err := g.Decide(ctx, "g1")
+	out := order.GroupOutcome{GroupID: "g1", Succeeded: true, Members: []string{"o1"}}
+	rec, orders, err := g.Decide(ctx, out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(got, []order.GroupEntry{{OrderID: "o1", UserID: "u1"}, {OrderID: "o2", UserID: "u2"}}); diff != "" {
+	if diff := cmp.Diff(rec, out); diff != "" {
+		t.Errorf("recorded outcome (-got +want):\n%s", diff)
+	}
+	if diff := cmp.Diff(orders, []order.GroupEntry{{OrderID: "o1", UserID: "u1"}}); diff != "" {
 		t.Errorf("orders (-got +want):\n%s", diff)
 	}
-	if again, err := g.Decide(ctx, "g1"); err != nil || len(again) != 2 {
-		t.Errorf("second Decide: %v %v", again, err)
-	}
-	if d, _ := g.Decided(ctx, "g1"); !d {
-		t.Errorf("not decided")
-	}
-	if err := g.Add(ctx, "g1", order.GroupEntry{OrderID: "o3", UserID: "u3"}); !errors.Is(err, order.ErrGroupClosed) {
-		t.Errorf("Add after Decide: %v, want group-closed", err)
-	}
-	if err := g.Add(ctx, "g1", order.GroupEntry{OrderID: "o2", UserID: "u2"}); err != nil {
-		t.Errorf("re-adding a known order after Decide: %v", err)
+	if got, decided, err := g.Decision(ctx, "g1"); err != nil || !decided || !got.Succeeded {
+		t.Errorf("Decision() = %+v, %t, %v; want the recorded success", got, decided, err)
 	}
 }
 

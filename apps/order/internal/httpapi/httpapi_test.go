@@ -532,7 +532,7 @@ func TestExpiryBinding(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
 		t.Fatalf("decode %q: %v", rec.Body, err)
 	}
-	want := map[string]int{"examined": 1, "cancelled": 1, "completed": 0, "cleaned": 0, "failed": 0}
+	want := map[string]int{"examined": 1, "cancelled": 1, "completed": 0, "cleaned": 0, "refunded": 0, "failed": 0}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("stats mismatch (-got +want):\n%s", diff)
 	}

@@ -104,7 +104,7 @@ func (s *Service) PlaceGroupOrder(ctx context.Context, req GroupOrderRequest) (O
 	// creation: its settlement then looked for this order before it existed. Settlement
 	// marks the group decided before reading its orders, so checking after creating closes
 	// the gap: either settlement saw the order, or this check sees the mark.
-	decided, err := s.groups.Decided(ctx, o.GroupID)
+	_, decided, err := s.groups.Decision(ctx, o.GroupID)
 	if err != nil {
 		return Order{}, err
 	}
@@ -132,12 +132,21 @@ type GroupOutcome struct {
 // unpaid. Each step is idempotent and each status change one CAS, so redelivery, the expiry
 // sweep and a concurrent payment cannot double an effect: the payment app refunds an order at
 // most once, inventory releases a hold once.
+//
+// The outcome is recorded with the group's orders first, and each order is put back into the
+// pending set before it is touched: if payment or inventory stays down until the broker
+// dead-letters the event, the sweep finishes every order from the recorded outcome. The first
+// recorded outcome wins, so a replayed or stale event settles nothing differently.
 func (s *Service) SettleGroup(ctx context.Context, out GroupOutcome) error {
-	entries, err := s.groups.Decide(ctx, out.GroupID)
+	rec, entries, err := s.groups.Decide(ctx, out)
 	if err != nil {
 		return err
 	}
-	ids := slices.Clone(out.Members)
+	if rec.Succeeded != out.Succeeded {
+		s.log.WarnContext(ctx, "group_outcome_conflict", slog.String("group_id", out.GroupID),
+			slog.Bool("recorded_succeeded", rec.Succeeded), slog.Bool("event_succeeded", out.Succeeded))
+	}
+	ids := slices.Clone(rec.Members)
 	for _, e := range entries {
 		ids = append(ids, e.OrderID)
 	}
@@ -145,18 +154,25 @@ func (s *Service) SettleGroup(ctx context.Context, out GroupOutcome) error {
 	ids = slices.Compact(ids)
 	var errs []error
 	for _, id := range ids {
-		keep := out.Succeeded && slices.Contains(out.Members, id)
-		if err := s.settleGroupOrder(ctx, id, out.GroupID, keep); err != nil {
+		if err := s.settleGroupOrder(ctx, id, out.GroupID, rec.keeps(id)); err != nil {
 			errs = append(errs, fmt.Errorf("settle order %s of group %s: %w", id, out.GroupID, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
+// keeps reports whether the order is confirmed by the outcome: a member of a succeeded group.
+func (out GroupOutcome) keeps(orderID string) bool {
+	return out.Succeeded && slices.Contains(out.Members, orderID)
+}
+
 // settleGroupOrder brings one order of a decided group to its end: confirmed when keep (a
 // paid member of a succeeded group), otherwise refunded or cancelled.
 func (s *Service) settleGroupOrder(ctx context.Context, id, groupID string, keep bool) error {
-	for range 3 { // an order can move under us at most twice: pending → paid → final
+	added := false // this call put the order into the pending set
+	// An order can move under us at most twice (pending → paid → final), and is read once
+	// more after it is put into the pending set.
+	for range 4 {
 		o, _, err := s.store.Get(ctx, id)
 		if errors.Is(err, ErrNotFound) {
 			return nil // a placement that never completed: the expiry sweep gives back its hold
@@ -168,22 +184,47 @@ func (s *Service) settleGroupOrder(ctx context.Context, id, groupID string, keep
 			s.log.WarnContext(ctx, "group_settle_foreign_order", slog.String("order_id", id), slog.String("group_id", groupID))
 			return nil
 		}
+		if o.finished() {
+			if added {
+				// Finished by another runner, whose settle may have removed the entry
+				// before we added it.
+				return s.pending.Remove(ctx, o.ID)
+			}
+			return nil
+		}
+		if !added {
+			// Written before any effect, so a settlement that fails here, or whose process
+			// dies, is finished by the sweep (a paid group order is out of the set until now).
+			// settle removes the entry once the order is done. Read again after: an order
+			// another runner finished before the Add is then seen finished, above.
+			now := s.now().UTC()
+			if err := s.pending.Add(ctx, PendingEntry{OrderID: o.ID, UserID: o.UserID, DealID: o.DealID, Due: now}); err != nil {
+				return err
+			}
+			added = true
+			continue
+		}
 		switch o.Status {
 		case StatusPending:
 			// A charge was started: the payment app knows whether it went through (its answer
-			// may have been lost). A paid order is refunded or confirmed like any other; a
-			// charge still in flight finds the order cancelled when it completes, and
-			// completePayment refunds it.
+			// may have been lost). A paid order is refunded or confirmed like any other. A
+			// charge started less than PaymentGrace ago may still land after we looked: the
+			// order is cancelled with its marker kept, and stays watched (see watchCharge).
+			var looked *time.Time // a marker the payment app answered for after the grace
 			if o.PaymentStartedAt != nil {
+				askedAt := s.now().UTC()
 				res, found, err := s.payments.Lookup(ctx, id)
 				if err != nil {
 					return err
 				}
 				if found && res.Status == "succeeded" {
-					if _, err := s.completePayment(ctx, id); err != nil {
+					if _, err := s.completePayment(ctx, id); err != nil && !errors.Is(err, errChargeRefunded) {
 						return err
 					}
 					continue
+				}
+				if askedAt.Sub(*o.PaymentStartedAt) >= s.cfg.PaymentGrace {
+					looked = o.PaymentStartedAt
 				}
 			}
 			o, err = s.update(ctx, id, func(cur *Order) error {
@@ -191,7 +232,9 @@ func (s *Service) settleGroupOrder(ctx context.Context, id, groupID string, keep
 					return errUnchanged
 				}
 				cur.Status = StatusCancelled
-				cur.PaymentStartedAt = nil
+				if cur.PaymentStartedAt != nil && looked != nil && cur.PaymentStartedAt.Equal(*looked) {
+					cur.PaymentStartedAt = nil
+				}
 				cur.Settled = false
 				return nil
 			})
@@ -218,6 +261,7 @@ func (s *Service) settleGroupOrder(ctx context.Context, id, groupID string, keep
 			}
 			return nil
 		case StatusCancelled:
+			// A marker kept on it is the sweep's to resolve once the grace has passed.
 			if !o.Settled {
 				return s.finishCancel(ctx, o)
 			}
@@ -227,6 +271,35 @@ func (s *Service) settleGroupOrder(ctx context.Context, id, groupID string, keep
 		}
 	}
 	return fmt.Errorf("order %s: %w", id, ErrConflict)
+}
+
+// awaitGroup is the end of a group order's payment: the order waits for its group's outcome
+// out of the pending set, or is settled at once when the outcome is recorded (the group was
+// decided while the charge was in flight, or the sweep finishes a settlement whose event was
+// dead-lettered).
+func (s *Service) awaitGroup(ctx context.Context, o Order) (Order, error) {
+	out, decided, err := s.groups.Decision(ctx, o.GroupID)
+	if err != nil {
+		return Order{}, err
+	}
+	if !decided {
+		if err := s.pending.Remove(ctx, o.ID); err != nil {
+			return Order{}, err
+		}
+		// SettleGroup records the outcome, then re-adds each order; had it re-added this one
+		// between our look and the Remove, the look below sees the outcome.
+		if out, decided, err = s.groups.Decision(ctx, o.GroupID); err != nil {
+			return Order{}, err
+		}
+		if !decided {
+			return o, nil
+		}
+	}
+	if err := s.settleGroupOrder(ctx, o.ID, o.GroupID, out.keeps(o.ID)); err != nil {
+		return Order{}, err
+	}
+	o, _, err = s.store.Get(ctx, o.ID)
+	return o, err
 }
 
 // confirmGroupOrder commits a paid member's stock, then confirms the order.

@@ -2,6 +2,8 @@ package order_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,7 +84,7 @@ func TestPlaceGroupOrder(t *testing.T) {
 		},
 		{
 			name:     "group already decided",
-			setup:    func(e *env) { _, _ = e.Groups.Decide(context.Background(), "g1") },
+			setup:    func(e *env) { _, _, _ = e.Groups.Decide(context.Background(), order.GroupOutcome{GroupID: "g1"}) },
 			wantCode: problem.CodeGroupClosed,
 		},
 		{
@@ -345,5 +347,280 @@ func TestSettleGroupRefundsALostCharge(t *testing.T) {
 	}
 	if got := e.Stock.Hold("g-o1"); got != "released" {
 		t.Errorf("hold %q, want released", got)
+	}
+}
+
+// Loss window 3 (issue 8): the group's outcome event is redelivered for as long as the broker
+// allows while payment or inventory is down, then dead-lettered. The outcome was recorded with
+// the group's orders and the unsettled orders stayed in the pending set, so the sweep settles
+// every member once the outage is over; a replayed event (either outcome) changes nothing more.
+func TestPaidGroupOrderSettledAfterDeadLetteredOutcome(t *testing.T) {
+	t.Parallel()
+	members := []string{"g-o1", "g-o2", "g-o3"}
+	deadline := ordertest.T0.Add(5 * time.Minute) // the members' pay_by (groupOrder)
+	tests := []struct {
+		name       string
+		paid       []string // members that pay before the group is decided
+		outcome    order.GroupOutcome
+		decideAt   time.Time
+		outage     func(e *env, down bool)
+		wantStatus map[string]order.Status
+		wantHolds  map[string]string
+		wantRefund []string
+	}{
+		{
+			name:     "failed while payment is down",
+			paid:     []string{"g-o1", "g-o2"},
+			outcome:  order.GroupOutcome{GroupID: "g1", Members: members},
+			decideAt: deadline.Add(time.Second),
+			outage: func(e *env, down bool) {
+				var err error
+				if down {
+					err = ordertest.ErrPaymentDown
+				}
+				e.Pay.SetRefundErr(err)
+			},
+			wantStatus: map[string]order.Status{"g-o1": order.StatusRefunded, "g-o2": order.StatusRefunded, "g-o3": order.StatusCancelled},
+			wantHolds:  map[string]string{"g-o1": "released", "g-o2": "released", "g-o3": "released"},
+			wantRefund: []string{"g-o1", "g-o2"},
+		},
+		{
+			name:     "failed while inventory is down",
+			paid:     []string{"g-o1", "g-o2"},
+			outcome:  order.GroupOutcome{GroupID: "g1", Members: members},
+			decideAt: deadline.Add(time.Second),
+			outage: func(e *env, down bool) {
+				var err error
+				if down {
+					err = problem.New(problem.CodeUnavailable, "inventory down")
+				}
+				e.Stock.Set(func(s *ordertest.Stock) { s.ReleaseErr = err })
+			},
+			wantStatus: map[string]order.Status{"g-o1": order.StatusRefunded, "g-o2": order.StatusRefunded, "g-o3": order.StatusCancelled},
+			wantHolds:  map[string]string{"g-o1": "released", "g-o2": "released", "g-o3": "released"},
+			wantRefund: []string{"g-o1", "g-o2"},
+		},
+		{
+			name:     "succeeded while inventory is down",
+			paid:     members,
+			outcome:  order.GroupOutcome{GroupID: "g1", Succeeded: true, Members: members},
+			decideAt: ordertest.T0.Add(time.Minute),
+			outage: func(e *env, down bool) {
+				var err error
+				if down {
+					err = problem.New(problem.CodeUnavailable, "inventory down")
+				}
+				e.Stock.Set(func(s *ordertest.Stock) { s.CommitErr = err })
+			},
+			wantStatus: map[string]order.Status{"g-o1": order.StatusConfirmed, "g-o2": order.StatusConfirmed, "g-o3": order.StatusConfirmed},
+			wantHolds:  map[string]string{"g-o1": "committed", "g-o2": "committed", "g-o3": "committed"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			e := newEnv()
+			for i, id := range members {
+				e.groupOrder(t, id, "u"+string(rune('1'+i)))
+			}
+			for _, id := range tt.paid {
+				e.payAs(t, "u"+id[len(id)-1:], id)
+			}
+			e.Clock.Set(tt.decideAt)
+			tt.outage(e, true)
+			// Every delivery the broker makes before it dead-letters the event fails.
+			for i := range 3 {
+				if err := e.Svc.SettleGroup(ctx, tt.outcome); err == nil {
+					t.Fatalf("delivery %d settled the group during the outage", i+1)
+				}
+				e.Clock.Advance(15 * time.Second)
+			}
+			tt.outage(e, false)
+			e.Clock.Advance(time.Minute)
+
+			st, err := e.Svc.Sweep(ctx)
+
+			if err != nil || st.Failed != 0 {
+				t.Fatalf("Sweep = %+v, %v; want no failures", st, err)
+			}
+			check := func(when string) {
+				t.Helper()
+				for id, want := range tt.wantStatus {
+					o := e.mustOrder(t, id)
+					if o.Status != want || !o.Settled {
+						t.Errorf("%s: order %s is %s settled=%t, want %s and settled", when, id, o.Status, o.Settled, want)
+					}
+					if got := e.Stock.Hold(id); got != tt.wantHolds[id] {
+						t.Errorf("%s: order %s hold %q, want %q", when, id, got, tt.wantHolds[id])
+					}
+					if idx := e.Users.Of(o.UserID); len(idx) != 1 || idx[0].Status != want {
+						t.Errorf("%s: user index of %s = %+v, want one %s entry", when, o.UserID, idx, want)
+					}
+				}
+				if diff := cmp.Diff(e.Pay.Refunded(), tt.wantRefund); diff != "" {
+					t.Errorf("%s: refunds (-got +want):\n%s", when, diff)
+				}
+				if got := e.Pending.All(); len(got) != 0 {
+					t.Errorf("%s: pending = %+v, want empty", when, got)
+				}
+			}
+			check("after the sweep")
+
+			// An admin replays the dead letter, and a stale opposite outcome arrives: the
+			// recorded decision stands and nothing happens twice.
+			type trace struct {
+				Transitions []order.Status
+				Topics      []string
+				Refunds     int
+			}
+			snapshot := func() map[string]trace {
+				m := map[string]trace{}
+				for _, id := range members {
+					m[id] = trace{e.Store.TransitionsOf(id), e.Pub.TopicsOf(id), e.Pay.RefundCalls(id)}
+				}
+				return m
+			}
+			before := snapshot()
+			opposite := tt.outcome
+			opposite.Succeeded = !opposite.Succeeded
+			for _, out := range []order.GroupOutcome{tt.outcome, opposite} {
+				if err := e.Svc.SettleGroup(ctx, out); err != nil {
+					t.Fatalf("replayed outcome (succeeded=%t): %v", out.Succeeded, err)
+				}
+			}
+			if _, err := e.Svc.Sweep(ctx); err != nil {
+				t.Fatalf("Sweep after the replay: %v", err)
+			}
+			if diff := cmp.Diff(snapshot(), before); diff != "" {
+				t.Errorf("a replay changed orders (-got +want):\n%s", diff)
+			}
+			check("after the replay")
+		})
+	}
+}
+
+// A member pays after the group was decided (the settlement could not cancel the unpaid order:
+// payment was down for its lookup). The payment settles the order at once from the recorded
+// outcome instead of leaving it paid out of the sweep's sight.
+func TestPayAfterGroupDecidedIsSettled(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e := newEnv()
+	e.groupOrder(t, "g-o1", "u1")
+	e.groupOrder(t, "g-o2", "u2")
+	e.payAs(t, "u1", "g-o1")
+	// g-o2's first charge attempt left a marker of unknown outcome.
+	e.Pay.SetMode("unavailable")
+	if _, err := e.Svc.Pay(ctx, order.Caller{ID: "u2"}, "g-o2", "tok_ok"); errCode(err) != problem.CodePaymentUnavailable {
+		t.Fatalf("first Pay = %v, want payment-unavailable", err)
+	}
+	e.Pay.SetMode("succeeded")
+	e.Pay.SetLookupErr(ordertest.ErrPaymentDown)
+	out := order.GroupOutcome{GroupID: "g1", Succeeded: true, Members: []string{"g-o1"}}
+	if err := e.Svc.SettleGroup(ctx, out); err == nil {
+		t.Fatal("SettleGroup succeeded without a lookup of g-o2's charge")
+	}
+	e.Pay.SetLookupErr(nil)
+
+	got, err := e.Svc.Pay(ctx, order.Caller{ID: "u2"}, "g-o2", "tok_ok")
+
+	if err != nil {
+		t.Fatalf("Pay after the decision: %v", err)
+	}
+	if got.Status != order.StatusRefunded || !got.Settled {
+		t.Errorf("Pay answered %s settled=%t, want refunded: g-o2 lost its seat", got.Status, got.Settled)
+	}
+	for id, want := range map[string]order.Status{"g-o1": order.StatusConfirmed, "g-o2": order.StatusRefunded} {
+		if o := e.mustOrder(t, id); o.Status != want || !o.Settled {
+			t.Errorf("order %s = %s settled=%t, want %s", id, o.Status, o.Settled, want)
+		}
+	}
+	if diff := cmp.Diff(e.Pay.Refunded(), []string{"g-o2"}); diff != "" {
+		t.Errorf("refunds (-got +want):\n%s", diff)
+	}
+	if got := e.Stock.Hold("g-o2"); got != "released" {
+		t.Errorf("g-o2 hold = %q, want released", got)
+	}
+	if diff := cmp.Diff(e.Pub.TopicsOf("g-o2"), []string{"order.created", "order.paid", "order.refunded"}); diff != "" {
+		t.Errorf("g-o2 events (-got +want):\n%s", diff)
+	}
+	if got := e.Pending.All(); len(got) != 0 {
+		t.Errorf("pending = %+v, want empty", got)
+	}
+}
+
+// After an outage, a replay of the outcome and the sweeps of several replicas settle the same
+// orders at once: each paid order moves to refunded by one CAS and is refunded once.
+func TestSettleGroupAndSweepsConcurrently(t *testing.T) {
+	t.Parallel()
+	const members, sweepers, rounds = 6, 3, 5
+	for round := range rounds {
+		t.Run(fmt.Sprintf("round %d", round), func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			e := newEnv()
+			var ids []string
+			for i := range members {
+				id, user := fmt.Sprintf("g-o%d", i+1), fmt.Sprintf("u%d", i+1)
+				e.groupOrder(t, id, user)
+				e.payAs(t, user, id)
+				ids = append(ids, id)
+			}
+			out := order.GroupOutcome{GroupID: "g1", Members: ids}
+			e.Pay.SetRefundErr(ordertest.ErrPaymentDown)
+			if err := e.Svc.SettleGroup(ctx, out); err == nil {
+				t.Fatal("SettleGroup succeeded with payment down")
+			}
+			e.Pay.SetRefundErr(nil)
+			e.Store.InjectConflicts(members / 2)
+			e.Clock.Advance(time.Minute)
+
+			errs := make([]error, sweepers+1)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				<-start
+				errs[0] = e.Svc.SettleGroup(ctx, out)
+			})
+			for i := range sweepers {
+				wg.Go(func() {
+					<-start
+					st, err := e.Svc.Sweep(ctx)
+					if err == nil && st.Failed != 0 {
+						err = fmt.Errorf("stats %+v", st)
+					}
+					errs[i+1] = err
+				})
+			}
+			close(start)
+			wg.Wait()
+
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("runner %d: %v", i, err)
+				}
+			}
+			for _, id := range ids {
+				if diff := cmp.Diff(e.Store.TransitionsOf(id), []order.Status{order.StatusPaid, order.StatusRefunded}); diff != "" {
+					t.Errorf("%s transitions (-got +want):\n%s", id, diff)
+				}
+				if o := e.mustOrder(t, id); !o.Settled {
+					t.Errorf("%s not settled", id)
+				}
+				if got := e.Stock.Hold(id); got != "released" {
+					t.Errorf("%s hold = %q, want released", id, got)
+				}
+			}
+			if diff := cmp.Diff(e.Pay.Refunded(), ids); diff != "" {
+				t.Errorf("refunds (-got +want):\n%s", diff)
+			}
+			if got := e.Pending.All(); len(got) != 0 {
+				t.Errorf("pending = %+v, want empty", got)
+			}
+		})
 	}
 }

@@ -6,11 +6,19 @@
 //	pending_payment → paid → confirmed
 //	pending_payment → cancelled          (owner cancels, or the pay window passes)
 //	paid → refunded                      (the order's group fails, or it lost its seat)
+//	cancelled → refunded                 (a charge that landed after the order was cancelled)
 //
 // Group orders (kind "group") are placed by the group app for a seat it reserved
 // (PlaceGroupOrder), stay paid until their group is decided, and are then confirmed or
 // refunded by SettleGroup; unpaid ones are cancelled then, or expire at pay_by, which never
-// passes the group's deadline.
+// passes the group's deadline. The group's outcome is recorded with its orders and every
+// order stays in the pending set until it is settled, so the sweep finishes a settlement
+// whose event was dead-lettered.
+//
+// A cancelled order keeps its payment marker while a charge may still land (a group
+// settlement cancels without waiting PaymentGrace): it stays in the pending set, and the
+// sweep asks the payment app after the grace. A charge that went through is refunded and the
+// order ends refunded, so every succeeded charge ends on a confirmed or refunded order.
 //
 // Every transition is one ETag-checked write of the order document; side effects (stock
 // release/commit, events, index updates) follow the write and are idempotent, so a sweep can
@@ -43,6 +51,8 @@ const (
 var transitions = map[Status][]Status{
 	StatusPending: {StatusPaid, StatusCancelled},
 	StatusPaid:    {StatusConfirmed, StatusRefunded},
+	// Only for a charge found after the cancellation; the stock is already released.
+	StatusCancelled: {StatusRefunded},
 }
 
 // CanTransition reports whether from → to is legal.
@@ -95,10 +105,18 @@ type Order struct {
 	CreatedAt      time.Time `json:"created_at"`
 	UpdatedAt      time.Time `json:"updated_at"`
 	// PaymentStartedAt marks a charge in flight: expiry leaves the order alone meanwhile, and
-	// after PaymentGrace it asks the payment app what happened instead of guessing.
+	// after PaymentGrace it asks the payment app what happened instead of guessing. A
+	// cancelled order keeps it until that lookup: a charge may still land.
 	PaymentStartedAt *time.Time `json:"payment_started_at,omitempty"`
 	// Settled records that the side effects of the current status were all applied.
 	Settled bool `json:"settled"`
+}
+
+// finished reports whether nothing is left to do for the order: a final status whose side
+// effects were all applied, and no charge that may still land.
+func (o Order) finished() bool {
+	final := o.Status == StatusConfirmed || o.Status == StatusCancelled || o.Status == StatusRefunded
+	return final && o.Settled && o.PaymentStartedAt == nil
 }
 
 // Deal is what the order app needs to know about a deal (from the catalog; immutable).
@@ -173,15 +191,18 @@ type Admission interface {
 }
 
 // GroupIndex lists the orders of each group, so that when the group is decided every one of
-// them is settled: the members the group event names, and orders that lost their seat.
+// them is settled: the members the group event names, and orders that lost their seat. The
+// outcome is recorded with them, so the sweep can settle an order whose event was lost.
 type GroupIndex interface {
 	// Add records an order of the group (a no-op when present). Once the group is decided it
 	// fails with ErrGroupClosed.
 	Add(ctx context.Context, groupID string, e GroupEntry) error
-	// Decide marks the group decided (idempotent) and returns its orders.
-	Decide(ctx context.Context, groupID string) ([]GroupEntry, error)
-	// Decided reports whether Decide was called for the group.
-	Decided(ctx context.Context, groupID string) (bool, error)
+	// Decide records the group's outcome unless one is recorded already (the first wins: a
+	// replayed or stale event cannot turn confirmations into refunds), and returns the
+	// recorded outcome and the group's orders.
+	Decide(ctx context.Context, out GroupOutcome) (GroupOutcome, []GroupEntry, error)
+	// Decision returns the recorded outcome; decided is false while there is none.
+	Decision(ctx context.Context, groupID string) (out GroupOutcome, decided bool, err error)
 }
 
 // GroupEntry is one order of a group.

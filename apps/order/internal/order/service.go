@@ -389,12 +389,13 @@ func (s *Service) completePayment(ctx context.Context, id string) (Order, error)
 		return Order{}, err
 	}
 	if o.Status == StatusCancelled {
-		// The charge outlived the payment grace and expiry cancelled the order meanwhile:
-		// the stock is gone, so the money goes back (refunds are idempotent per order).
-		if err := s.payments.Refund(ctx, o.ID); err != nil {
-			return Order{}, fmt.Errorf("refund charge of cancelled order %s: %w", o.ID, err)
+		// The order was cancelled while the charge was in flight (its group was decided, or
+		// the charge outlived the payment grace and expiry looked too early): the stock is
+		// gone, so the money goes back.
+		if _, err := s.refundLateCharge(ctx, o); err != nil {
+			return Order{}, err
 		}
-		return Order{}, invalidState("the order expired while the payment was processed; the charge was refunded")
+		return Order{}, errChargeRefunded
 	}
 	if o.Status == StatusPaid {
 		if err := s.pub.PublishOrder(ctx, events.TopicOrderPaid, o); err != nil {
@@ -405,10 +406,7 @@ func (s *Service) completePayment(ctx context.Context, id string) (Order, error)
 		}
 		if o.Kind != "flash" {
 			// Group orders stay paid until their group succeeds or fails.
-			if err := s.pending.Remove(ctx, o.ID); err != nil {
-				return Order{}, err
-			}
-			return o, nil
+			return s.awaitGroup(ctx, o)
 		}
 		if err := s.stock.Commit(ctx, o.DealID, o.ID); err != nil {
 			return Order{}, err
@@ -433,8 +431,49 @@ func (s *Service) completePayment(ctx context.Context, id string) (Order, error)
 	return o, nil
 }
 
+// errChargeRefunded answers a payment whose charge landed after the order was cancelled.
+var errChargeRefunded = invalidState("the order was cancelled while the payment was processed; the charge was refunded")
+
+// refundLateCharge gives back a charge that landed after its order was cancelled and moves the
+// order to refunded, so every succeeded charge ends on a confirmed or refunded order (DESIGN.md
+// invariant 3). The money goes first; the payment app refunds an order at most once, so the
+// live Pay request and the sweep may both get here.
+func (s *Service) refundLateCharge(ctx context.Context, o Order) (Order, error) {
+	if !o.Settled {
+		// The cancellation's own effects come first: its stock back, and its event (the
+		// group frees the seat on order.cancelled).
+		if err := s.finishCancel(ctx, o); err != nil {
+			return Order{}, err
+		}
+	}
+	if err := s.payments.Refund(ctx, o.ID); err != nil {
+		return Order{}, fmt.Errorf("refund charge of cancelled order %s: %w", o.ID, err)
+	}
+	o, err := s.update(ctx, o.ID, func(cur *Order) error {
+		if cur.Status != StatusCancelled {
+			return errUnchanged
+		}
+		cur.Status = StatusRefunded
+		cur.PaymentStartedAt = nil
+		cur.Settled = false
+		return nil
+	})
+	if err != nil && !errors.Is(err, errUnchanged) {
+		return Order{}, err
+	}
+	if o.Status == StatusRefunded && !o.Settled {
+		if err := s.settle(ctx, o, events.TopicOrderRefunded); err != nil {
+			return Order{}, err
+		}
+		o.Settled = true
+	}
+	return o, nil
+}
+
 // settle applies the side effects of a final status once the document says it: publish,
-// update the user's index, drop the order from the pending set, and mark it settled.
+// update the user's index, drop the order from the pending set, and mark it settled. A
+// cancelled order whose charge may still land stays in the pending set: the sweep watches it
+// (watchCharge).
 func (s *Service) settle(ctx context.Context, o Order, topic string) error {
 	if err := s.pub.PublishOrder(ctx, topic, o); err != nil {
 		return err
@@ -442,8 +481,10 @@ func (s *Service) settle(ctx context.Context, o Order, topic string) error {
 	if err := s.users.SetStatus(ctx, o.UserID, o.ID, o.Status); err != nil {
 		return err
 	}
-	if err := s.pending.Remove(ctx, o.ID); err != nil {
-		return err
+	if o.PaymentStartedAt == nil {
+		if err := s.pending.Remove(ctx, o.ID); err != nil {
+			return err
+		}
 	}
 	_, err := s.update(ctx, o.ID, func(cur *Order) error {
 		if cur.Status != o.Status || cur.Settled {
@@ -488,6 +529,7 @@ func (s *Service) Cancel(ctx context.Context, u Caller, id string) (Order, error
 		if o.PaymentStartedAt != nil && (looked == nil || !o.PaymentStartedAt.Equal(*looked)) {
 			return invalidState("a payment for this order is in progress")
 		}
+		o.PaymentStartedAt = nil // answered for by the lookup after the grace
 		o.Status = StatusCancelled
 		o.Settled = false
 		return nil

@@ -15,6 +15,7 @@ type SweepStats struct {
 	Cancelled int `json:"cancelled"`
 	Completed int `json:"completed"`
 	Cleaned   int `json:"cleaned"`
+	Refunded  int `json:"refunded"`
 	Failed    int `json:"failed"`
 }
 
@@ -47,6 +48,8 @@ func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 			st.Completed++
 		case "cleaned":
 			st.Cleaned++
+		case "refunded":
+			st.Refunded++
 		}
 	}
 	return st, nil
@@ -80,7 +83,11 @@ func (s *Service) sweepOne(ctx context.Context, e PendingEntry) (string, error) 
 				return "", err
 			}
 			if found && res.Status == "succeeded" {
-				if _, err := s.completePayment(ctx, o.ID); err != nil {
+				_, err := s.completePayment(ctx, o.ID)
+				if errors.Is(err, errChargeRefunded) {
+					return "refunded", nil // cancelled meanwhile
+				}
+				if err != nil {
 					return "", err
 				}
 				return "completed", nil
@@ -112,16 +119,26 @@ func (s *Service) sweepOne(ctx context.Context, e PendingEntry) (string, error) 
 		}
 		return "cancelled", nil
 	case StatusPaid:
-		if o.Kind == "flash" {
-			if _, err := s.completePayment(ctx, o.ID); err != nil {
-				return "", err
-			}
-			return "completed", nil
+		// A flash order is committed and confirmed. A group order is here because the process
+		// died after its Paid CAS (order.paid, which the group counts, may be unpublished) or
+		// because its group's settlement did not finish: completePayment publishes, then
+		// settles it from the recorded outcome or leaves it to wait for one.
+		if _, err := s.completePayment(ctx, o.ID); err != nil {
+			return "", err
 		}
-		return "cleaned", s.pending.Remove(ctx, o.ID)
+		return "completed", nil
 	case StatusCancelled:
 		if !o.Settled {
-			return "completed", s.finishCancel(ctx, o)
+			if err := s.finishCancel(ctx, o); err != nil {
+				return "", err
+			}
+			if o.PaymentStartedAt == nil {
+				return "completed", nil
+			}
+			o.Settled = true
+		}
+		if o.PaymentStartedAt != nil {
+			return s.watchCharge(ctx, o)
 		}
 	case StatusConfirmed:
 		if !o.Settled {
@@ -133,6 +150,41 @@ func (s *Service) sweepOne(ctx context.Context, e PendingEntry) (string, error) 
 		}
 	default:
 		return "", fmt.Errorf("order %s has unknown status %q", o.ID, o.Status)
+	}
+	return "cleaned", s.pending.Remove(ctx, o.ID)
+}
+
+// watchCharge follows a cancelled order whose charge may still land (cancelled by its group's
+// settlement while the charge was in flight, and the Pay request may have died since). Once
+// PaymentGrace has passed, the payment app's record is final: a succeeded charge is refunded
+// and the order ends refunded; otherwise the marker goes and the order leaves the pending set.
+func (s *Service) watchCharge(ctx context.Context, o Order) (string, error) {
+	marker := *o.PaymentStartedAt
+	if s.now().UTC().Sub(marker) < s.cfg.PaymentGrace {
+		return "skipped", nil
+	}
+	res, found, err := s.payments.Lookup(ctx, o.ID)
+	if err != nil {
+		return "", err
+	}
+	if found && res.Status == "succeeded" {
+		if _, err := s.refundLateCharge(ctx, o); err != nil {
+			return "", err
+		}
+		return "refunded", nil
+	}
+	_, err = s.update(ctx, o.ID, func(cur *Order) error {
+		if cur.Status != StatusCancelled || cur.PaymentStartedAt == nil || !cur.PaymentStartedAt.Equal(marker) {
+			return errUnchanged
+		}
+		cur.PaymentStartedAt = nil
+		return nil
+	})
+	if errors.Is(err, errUnchanged) {
+		return "skipped", nil // someone else moved it; the next pass looks again
+	}
+	if err != nil {
+		return "", err
 	}
 	return "cleaned", s.pending.Remove(ctx, o.ID)
 }

@@ -376,3 +376,196 @@ func TestSweepConcurrent(t *testing.T) {
 		})
 	}
 }
+
+// Loss window 4 (issue 8): the group fails while a member's charge is in flight, so its
+// settlement finds no charge and cancels the order. The charge then lands. Whether or not the
+// Pay request lives to see it, the order stays watched until a lookup after PaymentGrace: a
+// charge that went through is refunded exactly once and the order ends refunded; otherwise
+// the watch ends with the order cancelled.
+func TestLateChargeAfterCancelRefundedBySweep(t *testing.T) {
+	t.Parallel()
+	deadline := ordertest.T0.Add(5 * time.Minute) // g-o1's pay_by and the group's deadline
+	grace := ordertest.TestConfig.PaymentGrace
+	tests := []struct {
+		name          string
+		mode          string // how the charge ends at the payment app (ordertest.Payments)
+		refundDown    bool   // payment refuses refunds at the first sweep after the grace
+		wantPayCode   problem.Code
+		wantStatus    order.Status
+		wantRefunds   []string
+		wantTopics    []string
+		wantWatched   bool // still pending within the grace
+		wantLastStats order.SweepStats
+	}{
+		{
+			// The charge lands, its answer is lost: as if the Pay request's process died.
+			name:          "charge landed, Pay died",
+			mode:          "lost",
+			wantPayCode:   problem.CodePaymentUnavailable,
+			wantStatus:    order.StatusRefunded,
+			wantRefunds:   []string{"g-o1"},
+			wantTopics:    []string{"order.created", "order.cancelled", "order.refunded"},
+			wantWatched:   true,
+			wantLastStats: order.SweepStats{Examined: 1, Refunded: 1},
+		},
+		{
+			name:          "charge landed, Pay died, refund fails once",
+			mode:          "lost",
+			refundDown:    true,
+			wantPayCode:   problem.CodePaymentUnavailable,
+			wantStatus:    order.StatusRefunded,
+			wantRefunds:   []string{"g-o1"},
+			wantTopics:    []string{"order.created", "order.cancelled", "order.refunded"},
+			wantWatched:   true,
+			wantLastStats: order.SweepStats{Examined: 1, Refunded: 1},
+		},
+		{
+			// The live request refunds it itself; the sweep finds nothing left to do.
+			name:        "charge landed, Pay alive",
+			mode:        "succeeded",
+			wantPayCode: problem.CodeInvalidState,
+			wantStatus:  order.StatusRefunded,
+			wantRefunds: []string{"g-o1"},
+			wantTopics:  []string{"order.created", "order.cancelled", "order.refunded"},
+		},
+		{
+			name:          "charge never landed",
+			mode:          "unavailable",
+			wantPayCode:   problem.CodePaymentUnavailable,
+			wantStatus:    order.StatusCancelled,
+			wantTopics:    []string{"order.created", "order.cancelled"},
+			wantWatched:   true,
+			wantLastStats: order.SweepStats{Examined: 1, Cleaned: 1},
+		},
+		{
+			name:          "charge declined",
+			mode:          "declined",
+			wantPayCode:   problem.CodePaymentDeclined,
+			wantStatus:    order.StatusCancelled,
+			wantTopics:    []string{"order.created", "order.cancelled"},
+			wantWatched:   true,
+			wantLastStats: order.SweepStats{Examined: 1, Cleaned: 1},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			e := newEnv()
+			e.groupOrder(t, "g-o1", "u1")
+			started := deadline.Add(-time.Second)
+			e.Clock.Set(started)
+			e.Pay.SetMode(tt.mode)
+			// While the charge is in flight the deadline passes and the group fails.
+			var settleErr error
+			e.Pay.SetOnCharge(func(string) {
+				e.Pay.SetOnCharge(nil)
+				e.Clock.Set(deadline.Add(time.Second))
+				settleErr = e.Svc.SettleGroup(ctx, order.GroupOutcome{GroupID: "g1", Members: []string{"g-o1"}})
+			})
+
+			_, err := e.Svc.Pay(ctx, order.Caller{ID: "u1"}, "g-o1", "tok_ok")
+
+			if settleErr != nil {
+				t.Fatalf("SettleGroup during the charge: %v", settleErr)
+			}
+			if got := errCode(err); got != tt.wantPayCode {
+				t.Fatalf("Pay code = %q, want %q (error %v)", got, tt.wantPayCode, err)
+			}
+			// Within the grace the sweep keeps watching and refunds nothing yet.
+			e.Clock.Set(started.Add(grace - time.Second))
+			if _, err := e.Svc.Sweep(ctx); err != nil {
+				t.Fatalf("Sweep within the grace: %v", err)
+			}
+			if got := len(e.Pending.All()) == 1; got != tt.wantWatched {
+				t.Errorf("watched within the grace = %t, want %t", got, tt.wantWatched)
+			}
+			if tt.wantWatched && len(e.Pay.Refunded()) != 0 {
+				t.Errorf("refunded %v within the grace", e.Pay.Refunded())
+			}
+			e.Clock.Set(started.Add(grace + time.Second))
+			if tt.refundDown {
+				e.Pay.SetRefundErr(ordertest.ErrPaymentDown)
+				if st, err := e.Svc.Sweep(ctx); err != nil || st.Failed != 1 {
+					t.Fatalf("Sweep with refunds down = %+v, %v; want one failure", st, err)
+				}
+				e.Pay.SetRefundErr(nil)
+				e.Clock.Advance(time.Minute)
+			}
+
+			st, err := e.Svc.Sweep(ctx)
+
+			if err != nil {
+				t.Fatalf("Sweep after the grace: %v", err)
+			}
+			if diff := cmp.Diff(st, tt.wantLastStats); diff != "" {
+				t.Errorf("stats (-got +want):\n%s", diff)
+			}
+			// Another pass finds nothing: the watch is over.
+			if st, err := e.Svc.Sweep(ctx); err != nil || st != (order.SweepStats{}) {
+				t.Errorf("next Sweep = %+v, %v; want nothing to do", st, err)
+			}
+			o := e.mustOrder(t, "g-o1")
+			if o.Status != tt.wantStatus || !o.Settled || o.PaymentStartedAt != nil {
+				t.Errorf("order = %s settled=%t marker=%v, want %s, settled, no marker", o.Status, o.Settled, o.PaymentStartedAt, tt.wantStatus)
+			}
+			if diff := cmp.Diff(e.Pay.Refunded(), tt.wantRefunds); diff != "" {
+				t.Errorf("refunds (-got +want):\n%s", diff)
+			}
+			if diff := cmp.Diff(e.Pub.TopicsOf("g-o1"), tt.wantTopics); diff != "" {
+				t.Errorf("events (-got +want):\n%s", diff)
+			}
+			if got := e.Stock.Hold("g-o1"); got != "released" {
+				t.Errorf("hold = %q, want released", got)
+			}
+			if idx := e.Users.Of("u1"); len(idx) != 1 || idx[0].Status != tt.wantStatus {
+				t.Errorf("user index = %+v, want one %s entry", idx, tt.wantStatus)
+			}
+			if got := e.Pending.All(); len(got) != 0 {
+				t.Errorf("pending = %+v, want empty", got)
+			}
+		})
+	}
+}
+
+// Loss window 5 (issue 8): the process died right after the Paid CAS of a group order, before
+// order.paid was published (the group counts a seat as paid from that event). The sweep
+// finishes the payment instead of only dropping the order from the pending set.
+func TestSweepPublishesPaidOfGroupOrder(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e := newEnv()
+	e.groupOrder(t, "g-o1", "u1")
+	e.Pub.SetFailTopic("order.paid") // the crash: nothing after the Paid CAS happens
+	if _, err := e.Svc.Pay(ctx, order.Caller{ID: "u1"}, "g-o1", "tok_ok"); err == nil {
+		t.Fatal("Pay succeeded without publishing order.paid")
+	}
+	e.Pub.SetFailTopic("")
+	e.Clock.Set(ordertest.T0.Add(5*time.Minute + time.Second)) // past pay_by
+
+	st, err := e.Svc.Sweep(ctx)
+
+	if err != nil {
+		t.Fatalf("Sweep: %v", err)
+	}
+	if diff := cmp.Diff(st, order.SweepStats{Examined: 1, Completed: 1}); diff != "" {
+		t.Errorf("stats (-got +want):\n%s", diff)
+	}
+	if diff := cmp.Diff(e.Pub.TopicsOf("g-o1"), []string{"order.created", "order.paid"}); diff != "" {
+		t.Errorf("events (-got +want):\n%s", diff)
+	}
+	if o := e.mustOrder(t, "g-o1"); o.Status != order.StatusPaid {
+		t.Errorf("order = %s, want paid until the group is decided", o.Status)
+	}
+	if idx := e.Users.Of("u1"); len(idx) != 1 || idx[0].Status != order.StatusPaid {
+		t.Errorf("user index = %+v, want one paid entry", idx)
+	}
+	if got := e.Pending.All(); len(got) != 0 {
+		t.Errorf("pending = %+v, want empty", got)
+	}
+	if got := e.Stock.Hold("g-o1"); got != "reserved" {
+		t.Errorf("hold = %q, want reserved until the group is decided", got)
+	}
+}

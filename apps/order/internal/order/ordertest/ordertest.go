@@ -345,19 +345,19 @@ func (f *Idem) notifyLocked() {
 }
 
 // Groups is order.GroupIndex with daprstore.Groups semantics: Add records an order once
-// and fails with ErrGroupClosed once the group is decided; Decide marks it and returns the
-// orders. SetDecideOnAdd makes the group decided right after the next Add, as if its settlement
-// ran between that Add and the order's creation.
+// and fails with ErrGroupClosed once the group is decided; Decide records the first outcome
+// and returns it with the orders. SetDecideOnAdd makes the group decided (failed) right after
+// the next Add, as if its settlement ran between that Add and the order's creation.
 type Groups struct {
 	mu          sync.Mutex
-	decided     map[string]bool
+	outcomes    map[string]order.GroupOutcome
 	orders      map[string][]order.GroupEntry
 	decideOnAdd bool
 }
 
 // NewGroups returns an empty index.
 func NewGroups() *Groups {
-	return &Groups{decided: map[string]bool{}, orders: map[string][]order.GroupEntry{}}
+	return &Groups{outcomes: map[string]order.GroupOutcome{}, orders: map[string][]order.GroupEntry{}}
 }
 
 var _ order.GroupIndex = (*Groups)(nil)
@@ -368,27 +368,34 @@ func (g *Groups) Add(_ context.Context, groupID string, e order.GroupEntry) erro
 	if slices.ContainsFunc(g.orders[groupID], func(x order.GroupEntry) bool { return x.OrderID == e.OrderID }) {
 		return nil
 	}
-	if g.decided[groupID] {
+	if _, ok := g.outcomes[groupID]; ok {
 		return order.ErrGroupClosed
 	}
 	g.orders[groupID] = append(g.orders[groupID], e)
 	if g.decideOnAdd {
-		g.decided[groupID] = true
+		g.outcomes[groupID] = order.GroupOutcome{GroupID: groupID}
 	}
 	return nil
 }
 
-func (g *Groups) Decide(_ context.Context, groupID string) ([]order.GroupEntry, error) {
+func (g *Groups) Decide(_ context.Context, out order.GroupOutcome) (order.GroupOutcome, []order.GroupEntry, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.decided[groupID] = true
-	return slices.Clone(g.orders[groupID]), nil
+	rec, ok := g.outcomes[out.GroupID]
+	if !ok {
+		rec = order.GroupOutcome{GroupID: out.GroupID, Succeeded: out.Succeeded, Members: slices.Clone(out.Members)}
+		g.outcomes[out.GroupID] = rec
+	}
+	rec.Members = slices.Clone(rec.Members)
+	return rec, slices.Clone(g.orders[out.GroupID]), nil
 }
 
-func (g *Groups) Decided(_ context.Context, groupID string) (bool, error) {
+func (g *Groups) Decision(_ context.Context, groupID string) (order.GroupOutcome, bool, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.decided[groupID], nil
+	rec, ok := g.outcomes[groupID]
+	rec.Members = slices.Clone(rec.Members)
+	return rec, ok, nil
 }
 
 // SetDecideOnAdd sets whether each Add decides its group right after recording the order.
@@ -588,9 +595,11 @@ func (s *Stock) CallsOf(orderID string) []string {
 //
 // Refund is idempotent per order like the payment app's: the first refund is recorded and
 // every later call returns it; SetRefundErr fails it (an outage) until cleared. refundCalls
-// counts calls per order.
+// counts calls per order. SetOnCharge runs a function at the start of every Charge, before
+// anything is recorded: what happens elsewhere while a charge is in flight.
 type Payments struct {
 	mu          sync.Mutex
+	onCharge    func(orderID string)
 	mode        string
 	charges     map[string]order.ChargeResult
 	calls       []string // order ids charged
@@ -611,6 +620,12 @@ var _ order.Payments = (*Payments)(nil)
 var ErrPaymentDown = problem.New(problem.CodePaymentUnavailable, "payment app unavailable")
 
 func (p *Payments) Charge(_ context.Context, orderID string, _ int64, token string) (order.ChargeResult, error) {
+	p.mu.Lock()
+	hook := p.onCharge
+	p.mu.Unlock()
+	if hook != nil {
+		hook(orderID)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.calls = append(p.calls, orderID)
@@ -650,6 +665,21 @@ func (p *Payments) Refund(_ context.Context, orderID string) error {
 	}
 	p.refunds[orderID] = true
 	return nil
+}
+
+// SetOnCharge sets the function every Charge runs first, outside the fake's lock (nil
+// removes it).
+func (p *Payments) SetOnCharge(fn func(orderID string)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.onCharge = fn
+}
+
+// RefundCalls returns the number of Refund calls for an order, failed ones included.
+func (p *Payments) RefundCalls(orderID string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.refundCalls[orderID]
 }
 
 // SetRefundErr makes every Refund fail with err (nil heals it).
