@@ -74,3 +74,20 @@ func Require(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r.WithContext(WithUser(r.Context(), u)))
 	})
 }
+
+// RequireAdmin is Require for operator routes: 401 unauthorized without a forwarded user,
+// 403 forbidden for a user without the admin role. Internal apps check the role themselves
+// as well as the gateway, since their sidecar accepts calls that never passed the gateway.
+func RequireAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, ok := FromHeader(r.Header)
+		switch {
+		case !ok:
+			problem.Write(w, r, problem.New(problem.CodeUnauthorized, "authentication required"))
+		case !u.IsAdmin():
+			problem.Write(w, r, problem.New(problem.CodeForbidden, "admin role required"))
+		default:
+			next.ServeHTTP(w, r.WithContext(WithUser(r.Context(), u)))
+		}
+	})
+}

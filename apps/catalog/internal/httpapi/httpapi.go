@@ -16,7 +16,7 @@ import (
 
 // Routes mounts the catalog routes on r.
 func Routes(r chi.Router, svc *catalog.Service) {
-	r.With(requireAdmin).Post("/products", func(w http.ResponseWriter, req *http.Request) {
+	r.With(identity.RequireAdmin).Post("/products", func(w http.ResponseWriter, req *http.Request) {
 		var in catalog.NewProduct
 		if err := httpjson.Decode(w, req, &in); err != nil {
 			problem.Write(w, req, err)
@@ -29,7 +29,7 @@ func Routes(r chi.Router, svc *catalog.Service) {
 		p, err := svc.Product(req.Context(), chi.URLParam(req, "id"))
 		reply(w, req, http.StatusOK, p, err)
 	})
-	r.With(requireAdmin).Post("/deals", func(w http.ResponseWriter, req *http.Request) {
+	r.With(identity.RequireAdmin).Post("/deals", func(w http.ResponseWriter, req *http.Request) {
 		var in catalog.NewDeal
 		if err := httpjson.Decode(w, req, &in); err != nil {
 			problem.Write(w, req, err)
@@ -68,18 +68,4 @@ func reply(w http.ResponseWriter, r *http.Request, status int, v any, err error)
 		return
 	}
 	httpjson.Write(w, status, v)
-}
-
-func requireAdmin(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, ok := identity.FromHeader(r.Header)
-		switch {
-		case !ok:
-			problem.Write(w, r, problem.New(problem.CodeUnauthorized, "authentication required"))
-		case !u.IsAdmin():
-			problem.Write(w, r, problem.New(problem.CodeForbidden, "admin role required"))
-		default:
-			next.ServeHTTP(w, r)
-		}
-	})
 }
