@@ -31,6 +31,10 @@ type fakeStock struct {
 	deals    map[string][]reconcile.Bucket
 	failHold map[string]error // Holds of these deals fail
 	releases []string         // "deal/order" of every Release call
+	// releaseErr fails every Release; onRelease runs after each successful one (outside
+	// the lock), as whatever else happens meanwhile.
+	releaseErr error
+	onRelease  func(dealID, orderID string)
 }
 
 func newFakeStock() *fakeStock {
@@ -57,9 +61,20 @@ func (f *fakeStock) Holds(_ context.Context, dealID string) (reconcile.DealHolds
 }
 
 func (f *fakeStock) Release(_ context.Context, dealID, orderID string) error {
+	err := f.release(dealID, orderID)
+	if err == nil && f.onRelease != nil {
+		f.onRelease(dealID, orderID)
+	}
+	return err
+}
+
+func (f *fakeStock) release(dealID, orderID string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.releases = append(f.releases, dealID+"/"+orderID)
+	if f.releaseErr != nil {
+		return f.releaseErr
+	}
 	for i := range f.deals[dealID] {
 		b := &f.deals[dealID][i]
 		h, ok := b.Holds[orderID]
@@ -166,6 +181,12 @@ func (f *fakePayments) Refund(_ context.Context, orderID string) error {
 		}
 	}
 	return problem.New(problem.CodeConflict, "the order has no succeeded charge to refund")
+}
+
+func (f *fakePayments) lookupCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lookups
 }
 
 func (f *fakePayments) ledger(orderID string) reconcile.Ledger {

@@ -44,6 +44,7 @@ type env struct {
 	pending *ordertest.Pending
 	state   *daprstore.Reconcile
 	reader  *sdkmetric.ManualReader
+	meters  *sdkmetric.MeterProvider // every replica's, so one reader sees them all
 	rec     *reconcile.Reconciler
 }
 
@@ -59,6 +60,7 @@ func newEnv(t *testing.T, cfg reconcile.Config) *env {
 		state:   daprstore.NewReconcile(daprstate.New(daprstatetest.NewClient(), "statestore")),
 		reader:  sdkmetric.NewManualReader(),
 	}
+	e.meters = sdkmetric.NewMeterProvider(sdkmetric.WithReader(e.reader))
 	e.rec = e.newReconciler(t, cfg)
 	return e
 }
@@ -68,7 +70,7 @@ func (e *env) newReconciler(t *testing.T, cfg reconcile.Config) *reconcile.Recon
 	t.Helper()
 	rec, err := reconcile.New(cfg, reconcile.Deps{
 		Deals: e.deals, Stock: e.stock, Payments: e.pay, Orders: e.orders, Pending: e.pending, State: e.state,
-		Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(e.reader)).Meter("test"),
+		Meter: e.meters.Meter("test"),
 		Now:   e.clock.Now,
 	})
 	if err != nil {
@@ -121,7 +123,7 @@ func (e *env) counters(t *testing.T) map[string]int64 {
 			for _, dp := range sum.DataPoints {
 				key := m.Name
 				for _, kv := range dp.Attributes.ToSlice() {
-					key += " " + string(kv.Key) + "=" + kv.Value.Emit()
+					key += " " + string(kv.Key) + "=" + kv.Value.String()
 				}
 				out[key] += dp.Value
 			}
