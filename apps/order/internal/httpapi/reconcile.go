@@ -31,7 +31,12 @@ func ReconcileRoutes(r chi.Router, rec Reconciler, binding string, log *slog.Log
 			return
 		}
 		if res.Ran {
-			log.InfoContext(req.Context(), "reconcile_pass", slog.Int("findings", res.Findings), slog.Int("repaired", res.Repaired),
+			// A clean pass is the common case; say it only at debug level.
+			level := slog.LevelInfo
+			if res.Findings+res.Repaired+res.Errors == 0 {
+				level = slog.LevelDebug
+			}
+			log.Log(req.Context(), level, "reconcile_pass", slog.Int("findings", res.Findings), slog.Int("repaired", res.Repaired),
 				slog.Int("errors", res.Errors))
 		}
 		httpjson.Write(w, http.StatusOK, res)
