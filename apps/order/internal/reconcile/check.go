@@ -11,27 +11,32 @@ import (
 // the report's entries.
 type Kind string
 
-// Finding kinds. The ones the reconciler repairs say so.
+// Finding kinds. The comment says when the reconciler repairs one; the rest are reported.
 const (
-	// Stock counters.
-	KindCounterMismatch  Kind = "counter_mismatch" // a bucket's counters disagree with each other or its holds
+	// A bucket's counters against each other and its holds.
+	KindCounterMismatch  Kind = "counter_mismatch"
 	KindUnknownHoldState Kind = "unknown_hold_state"
-	KindDuplicateHold    Kind = "duplicate_hold" // an order holds stock in two buckets or deals
+	KindDuplicateHold    Kind = "duplicate_hold" // one order holding stock in two buckets or deals
 
 	// Holds against orders.
-	KindOrphanHold            Kind = "orphan_hold" // reserved, no order: released once OrphanAge old
-	KindLeakedHold            Kind = "leaked_hold" // reserved, order cancelled or refunded: released
-	KindSoldWithoutConfirmed  Kind = "sold_without_confirmed_order"
-	KindConfirmedWithoutSold  Kind = "confirmed_order_without_sold_stock"
-	KindPendingWithoutHold    Kind = "pending_order_without_hold"
-	KindPaidWithoutHold       Kind = "paid_order_without_hold"
-	KindQuantityMismatch      Kind = "quantity_mismatch"
-	KindDealMismatch          Kind = "deal_mismatch"
-	KindUnknownOrderStatus    Kind = "unknown_order_status"
-	KindOverduePending        Kind = "overdue_pending_order"  // put back into the pending set when missing there
-	KindPaidNotSettled        Kind = "paid_order_not_settled" // flash: put back into the pending set when missing there
-	KindUnsettled             Kind = "unsettled_order"        // final, side effects unfinished: put back into the pending set
-	KindChargedCancelled      Kind = "charge_of_cancelled_order"
+	KindOrphanHold           Kind = "orphan_hold" // reserved, no order: released once OrphanAge old (unless the sweep owns it)
+	KindLeakedHold           Kind = "leaked_hold" // reserved, order cancelled or refunded: released
+	KindSoldWithoutConfirmed Kind = "sold_without_confirmed_order"
+	KindConfirmedWithoutSold Kind = "confirmed_order_without_sold_stock"
+	KindPendingWithoutHold   Kind = "pending_order_without_hold"
+	KindPaidWithoutHold      Kind = "paid_order_without_hold"
+	KindQuantityMismatch     Kind = "quantity_mismatch"
+	KindDealMismatch         Kind = "deal_mismatch"
+	KindUnknownOrderStatus   Kind = "unknown_order_status"
+
+	// Orders the expiry sweep should be finishing: put back into its pending set when they
+	// are missing there (flash orders only, for paid ones).
+	KindOverduePending Kind = "overdue_pending_order"
+	KindPaidNotSettled Kind = "paid_order_not_settled"
+	KindUnsettled      Kind = "unsettled_order" // final, but its side effects did not all complete
+
+	// Payments against orders.
+	KindChargedCancelled      Kind = "charge_of_cancelled_order" // refunded once past PaymentGrace
 	KindChargedPending        Kind = "charged_order_unpaid"
 	KindKeptWithoutCharge     Kind = "paid_order_without_charge"
 	KindKeptRefunded          Kind = "refund_of_kept_order"

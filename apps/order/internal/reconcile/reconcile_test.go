@@ -190,6 +190,7 @@ func TestPass(t *testing.T) {
 	old := t0.Add(-time.Hour) // long past every window
 	tests := []struct {
 		name         string
+		deal         *reconcile.Deal // instead of the flash deal d1
 		holds        map[string]reconcile.Hold
 		stockUnits   int
 		edit         func(b *reconcile.Bucket) // breaks the bucket's counters
@@ -433,11 +434,56 @@ func TestPass(t *testing.T) {
 			},
 			wantRepaired: []got{},
 		},
+		{
+			name:       "a paid group order is reported once its group's deadline is long past",
+			deal:       &reconcile.Deal{ID: dealID, Kind: "group", EndsAt: t0.Add(time.Hour), GroupTTLSeconds: 600},
+			stockUnits: 5,
+			holds: map[string]reconcile.Hold{
+				"o-stuck":   hold(reconcile.HoldReserved, 1, t0.Add(-20*time.Minute)),
+				"o-waiting": hold(reconcile.HoldReserved, 1, t0.Add(-5*time.Minute)),
+			},
+			orders: []order.Order{
+				func() order.Order {
+					o := doc("o-stuck", order.StatusPaid, 1, t0.Add(-20*time.Minute))
+					o.Kind, o.GroupID = "group", "g1"
+					return o
+				}(),
+				func() order.Order {
+					o := doc("o-waiting", order.StatusPaid, 1, t0.Add(-5*time.Minute))
+					o.Kind, o.GroupID = "group", "g2"
+					return o
+				}(),
+			},
+			ledgers:      map[string]reconcile.Ledger{"o-stuck": charged(100, 0), "o-waiting": charged(100, 0)},
+			wantFindings: []got{{reconcile.KindPaidNotSettled, "o-stuck", ""}},
+			wantRepaired: []got{},
+		},
+		{
+			name:       "a charge of an order left pending past its pay window is reported",
+			stockUnits: 5,
+			holds:      map[string]reconcile.Hold{"o1": hold(reconcile.HoldReserved, 1, t0.Add(-20*time.Minute))},
+			orders: []order.Order{func() order.Order {
+				o := doc("o1", order.StatusPending, 1, t0.Add(-20*time.Minute))
+				started := t0.Add(-16 * time.Minute)
+				o.PaymentStartedAt = &started
+				return o
+			}()},
+			ledgers: map[string]reconcile.Ledger{"o1": charged(100, 0)},
+			pending: []order.PendingEntry{{OrderID: "o1", UserID: "u-o1", DealID: dealID, Due: t0.Add(-5 * time.Minute)}},
+			wantFindings: []got{
+				{reconcile.KindChargedPending, "o1", ""},
+				{reconcile.KindOverduePending, "o1", ""},
+			},
+			wantRepaired: []got{},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, testConfig())
+			if tc.deal != nil {
+				e.deals.deals = []reconcile.Deal{*tc.deal}
+			}
 			b := bucket(0, tc.stockUnits, tc.holds)
 			if tc.edit != nil {
 				tc.edit(&b)
