@@ -13,6 +13,7 @@ import (
 	"github.com/groupbuy/groupbuy/apps/order/internal/daprstore"
 	"github.com/groupbuy/groupbuy/apps/order/internal/httpapi"
 	"github.com/groupbuy/groupbuy/apps/order/internal/order"
+	"github.com/groupbuy/groupbuy/apps/order/internal/reconcile"
 	"github.com/groupbuy/groupbuy/pkg/bootstrap"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
 	"github.com/groupbuy/groupbuy/pkg/ids"
@@ -40,6 +41,26 @@ type config struct {
 	AdmissionQueue        int           `env:"ADMISSION_QUEUE, default=64"`
 	AdmissionQueueTimeout time.Duration `env:"ADMISSION_QUEUE_TIMEOUT, default=1s"`
 	AdmissionRetryAfter   time.Duration `env:"ADMISSION_RETRY_AFTER, default=1s"`
+	Reconcile      reconcileConfig
+}
+
+// reconcileConfig tunes the reconciler (apps/order/internal/reconcile); its pass is driven by
+// the cron binding RECONCILE_BINDING (components/order-reconcile.yaml).
+type reconcileConfig struct {
+	Binding string `env:"RECONCILE_BINDING, default=order-reconcile"`
+	// MinInterval spaces passes across replicas (every replica's sidecar fires the binding);
+	// Lease bounds one pass.
+	MinInterval time.Duration `env:"RECONCILE_MIN_INTERVAL, default=30s"`
+	Lease       time.Duration `env:"RECONCILE_LEASE, default=5m"`
+	// FlushTimeout is inventory's batch flush timeout (5s there); Margin pads every window.
+	FlushTimeout time.Duration `env:"RECONCILE_FLUSH_TIMEOUT, default=5s"`
+	Margin       time.Duration `env:"RECONCILE_MARGIN, default=1m"`
+	// OrphanAge: 0 means PAY_WINDOW + IDEMPOTENCY_LEASE + RECONCILE_FLUSH_TIMEOUT + RECONCILE_MARGIN.
+	OrphanAge   time.Duration `env:"RECONCILE_ORPHAN_AGE, default=0s"`
+	Lookback    time.Duration `env:"RECONCILE_LOOKBACK, default=24h"`
+	DealHorizon time.Duration `env:"RECONCILE_DEAL_HORIZON, default=720h"`
+	MaxListed   int           `env:"RECONCILE_MAX_LISTED, default=100"`
+	Concurrency int           `env:"RECONCILE_CONCURRENCY, default=4"`
 }
 
 func main() { bootstrap.Main(run) }
@@ -68,6 +89,11 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	orders := daprstore.NewOrders(state)
+	pending := daprstore.NewPending(state, cfg.PendingShards)
+	catalog := clients.NewCatalog(rt.Invoker, cfg.CatalogAppID)
+	inventory := clients.NewInventory(rt.Invoker, cfg.InventoryAppID)
+	payments := clients.NewPayment(rt.Invoker, cfg.PaymentAppID)
 	svc := order.NewService(order.Config{
 		PayWindow:    cfg.PayWindow,
 		IdemLease:    cfg.IdemLease,
@@ -75,21 +101,49 @@ func run(ctx context.Context) error {
 		PaymentGrace: cfg.PaymentGrace,
 		MaxQuantity:  cfg.MaxQuantity,
 	}, order.Deps{
-		Store:    daprstore.NewOrders(state),
+		Store:    orders,
 		Users:    daprstore.NewUsers(state),
-		Pending:  daprstore.NewPending(state, cfg.PendingShards),
+		Pending:  pending,
 		Groups:   daprstore.NewGroups(state),
 		Idem:     daprstore.NewIdempotency(state, cfg.IdemTTL),
 		Gate:     gate,
-		Deals:    clients.NewCatalog(rt.Invoker, cfg.CatalogAppID),
-		Stock:    clients.NewInventory(rt.Invoker, cfg.InventoryAppID),
-		Payments: clients.NewPayment(rt.Invoker, cfg.PaymentAppID),
+		Deals:    catalog,
+		Stock:    inventory,
+		Payments: payments,
 		Pub:      clients.NewPublisher(rt.Dapr, cfg.PubSub),
 		IDs:      gen,
 		Log:      rt.Log,
 	})
+	rc := cfg.Reconcile
+	rec, err := reconcile.New(reconcile.Config{
+		PayWindow:    cfg.PayWindow,
+		IdemLease:    cfg.IdemLease,
+		PaymentGrace: cfg.PaymentGrace,
+		FlushTimeout: rc.FlushTimeout,
+		Margin:       rc.Margin,
+		OrphanAge:    rc.OrphanAge,
+		Lookback:     rc.Lookback,
+		DealHorizon:  rc.DealHorizon,
+		Lease:        rc.Lease,
+		MinInterval:  rc.MinInterval,
+		MaxListed:    rc.MaxListed,
+		Concurrency:  rc.Concurrency,
+	}, reconcile.Deps{
+		Deals:    catalog,
+		Stock:    inventory,
+		Payments: payments,
+		Orders:   orders,
+		Pending:  pending,
+		State:    daprstore.NewReconcile(state),
+		Log:      rt.Log,
+		Meter:    rt.Telemetry.Meter("github.com/groupbuy/groupbuy/apps/order"),
+	})
+	if err != nil {
+		return err
+	}
 	r := rt.Router(true)
 	httpapi.Routes(r, svc, cfg.ExpiryBinding, rt.Log)
 	httpapi.GroupRoutes(r, svc, rt.Log)
+	httpapi.ReconcileRoutes(r, rec, rc.Binding, rt.Log)
 	return rt.Serve(ctx, r)
 }

@@ -22,12 +22,12 @@ import (
 // appComponents is what each app needs from Dapr (DESIGN.md §2, apps/*/main.go): the app must
 // be in the scopes of each of these components, whether or not the app is enabled. The gateway
 // subscribes to the live relay on pubsub-broadcast, which notify publishes to; order reads the
-// expiry cron binding; group keeps its actors in the state store and publishes group events.
+// expiry and reconciliation cron bindings; group keeps its actors in the state store and publishes group events.
 var appComponents = map[string][]string{
 	"gateway":   {"statestore", "secretstore", "pubsub-broadcast"},
 	"catalog":   {"statestore", "pubsub"},
 	"inventory": {"statestore"},
-	"order":     {"statestore", "pubsub", "order-expiry"},
+	"order":     {"statestore", "pubsub", "order-expiry", "order-reconcile"},
 	"payment":   {"statestore"},
 	"notify":    {"statestore", "pubsub", "pubsub-broadcast"},
 	"group":     {"statestore", "pubsub"},
@@ -683,7 +683,7 @@ func checkComponents(t reporter, m *manifest) {
 	}
 	for name, wantType := range map[string]string{
 		"statestore": "state.", "pubsub": "pubsub.", "pubsub-broadcast": "pubsub.",
-		"order-expiry": "bindings.cron", "secretstore": "secretstores.kubernetes",
+		"order-expiry": "bindings.cron", "order-reconcile": "bindings.cron", "secretstore": "secretstores.kubernetes",
 	} {
 		c, ok := byName[name]
 		if !ok {
@@ -715,9 +715,11 @@ func checkComponents(t reporter, m *manifest) {
 			t.Errorf("component pubsub: prefetchCount must be bounded, got %q", n)
 		}
 	}
-	if cron, ok := byName["order-expiry"]; ok {
-		if s, _ := cron.meta("schedule"); s == "" {
-			t.Errorf("component order-expiry: no schedule")
+	for _, name := range []string{"order-expiry", "order-reconcile"} {
+		if cron, ok := byName[name]; ok {
+			if s, _ := cron.meta("schedule"); s == "" {
+				t.Errorf("component %s: no schedule", name)
+			}
 		}
 	}
 }

@@ -96,6 +96,7 @@ func Routes(r chi.Router, svc *stock.Service) {
 	})
 	r.Post("/reservations/{orderID}/commit", holdHandler(svc.Commit))
 	r.Post("/reservations/{orderID}/release", holdHandler(svc.Release))
+	holdsRoutes(r, svc)
 }
 
 func holdHandler(do func(ctx context.Context, dealID, orderID string) (stock.HoldState, error)) http.HandlerFunc {

@@ -59,4 +59,14 @@ func Routes(r chi.Router, svc *payment.Service) {
 		}
 		httpjson.Write(w, http.StatusOK, rf)
 	})
+	// Everything recorded for an order, for the order app's reconciler: 200 with empty lists
+	// when there is nothing (a 404 would count against the payment breaker).
+	r.Get("/ledger/{orderID}", func(w http.ResponseWriter, req *http.Request) {
+		l, err := svc.Ledger(req.Context(), chi.URLParam(req, "orderID"))
+		if err != nil {
+			problem.Write(w, req, err)
+			return
+		}
+		httpjson.Write(w, http.StatusOK, l)
+	})
 }
