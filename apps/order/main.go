@@ -41,7 +41,7 @@ type config struct {
 	AdmissionQueue        int           `env:"ADMISSION_QUEUE, default=64"`
 	AdmissionQueueTimeout time.Duration `env:"ADMISSION_QUEUE_TIMEOUT, default=1s"`
 	AdmissionRetryAfter   time.Duration `env:"ADMISSION_RETRY_AFTER, default=1s"`
-	Reconcile      reconcileConfig
+	Reconcile             reconcileConfig
 }
 
 // reconcileConfig tunes the reconciler (apps/order/internal/reconcile); its pass is driven by
