@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/groupbuy/groupbuy/pkg/devstack"
+	"github.com/groupbuy/groupbuy/tests/bench/baseline"
+)
+
+// bench is one run of the harness.
+type bench struct {
+	cfg     Config
+	out     io.Writer // the table
+	log     io.Writer // progress
+	started time.Time
+
+	stack   *Stack
+	api     *api
+	seed    *seeder
+	users   []User
+	ledger  *ledger
+	secrets map[string]string
+
+	baseline    *child
+	baselineURL string
+
+	report Report
+	seq    atomic.Int64 // idempotency keys
+
+	// currentGroupDeal is the deal of the opens and joins under way (a join's URL names only
+	// its group), for answers whose outcome is open.
+	currentGroupDeal string
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.log, "%6.1fs "+format+"\n", append([]any{time.Since(b.started).Seconds()}, args...)...)
+}
+
+func (b *bench) run(ctx context.Context) (err error) {
+	b.ledger = newLedger()
+	b.report = Report{Stamp: b.cfg.Stamp, Config: reportConfig(b.cfg), Host: hostInfo(ctx, b.cfg.RepoRoot)}
+	if b.secrets, err = devSecrets(b.cfg.RepoRoot); err != nil {
+		return err
+	}
+	for _, bin := range []string{"gateway", "order", "stockbench"} {
+		if _, err := os.Stat(filepath.Join(b.cfg.BinDir, bin)); err != nil {
+			return fmt.Errorf("%s not built in %s (go build -o bin/ ./apps/..., or run through go tool task bench): %w", bin, b.cfg.BinDir, err)
+		}
+	}
+	b.logf("starting the stack (port offset %d, logs in %s)", b.cfg.PortOffset, filepath.Join(b.cfg.OutDir, "logs"))
+	if b.stack, err = startStack(ctx, b.cfg, b.logf); err != nil {
+		return err
+	}
+	defer func() {
+		if b.cfg.KeepRunning && ctx.Err() == nil {
+			b.logf("stack left running (gateway %s); Ctrl-C ends it", b.stack.GatewayURL())
+			<-ctx.Done()
+		}
+		if b.baseline != nil {
+			b.baseline.stop()
+		}
+		if serr := b.stack.Stop(); serr != nil {
+			b.logf("stop stack: %v", serr)
+		}
+	}()
+	b.logf("stack up: gateway %s, redis db %d, vhost of run %s", b.stack.GatewayURL(), b.stack.Infra.RedisDB, b.stack.Infra.RunID)
+	b.api = newAPI(b.stack.GatewayURL())
+	if err := b.seedBase(ctx); err != nil {
+		return err
+	}
+	if err := b.startBaseline(ctx); err != nil {
+		return err
+	}
+	b.report.Processes = procNames(b.stack.Procs())
+
+	steps := map[string]func(context.Context) error{
+		"S1": b.scenarioS1, "S2": b.scenarioS2, "S2-long": b.scenarioS2Long, "S3": b.scenarioS3,
+		"R": b.scenarioR, "S4": b.scenarioS4, "S5": b.scenarioS5, "S6": b.scenarioS6,
+	}
+	var failed []string
+	for _, name := range b.cfg.Scenarios {
+		if ctx.Err() != nil {
+			break
+		}
+		b.logf("== %s", name)
+		t0 := time.Now()
+		before := len(b.report.Checks)
+		if err := steps[name](ctx); err != nil {
+			b.report.Checks = append(b.report.Checks, fail(name, "scenario ran", "%v", err))
+			b.logf("%s failed to run: %v", name, err)
+		}
+		for _, c := range b.report.Checks[before:] {
+			if !c.OK {
+				failed = append(failed, name+": "+c.Name)
+			}
+			b.logf("  invariant %-4s %s: %s", okWord(c.OK), c.Name, c.Detail)
+		}
+		b.report.Durations = append(b.report.Durations, ScenarioTime{Name: name, Seconds: time.Since(t0).Seconds()})
+	}
+	b.logf("sizes: scanning redis db %d", b.stack.Infra.RedisDB)
+	if sizes, err := scanSizes(ctx, b.stack.Redis); err == nil {
+		b.report.Sizes = sizes
+	} else {
+		b.logf("size scan: %v", err)
+	}
+	b.report.Ratios = ratios(&b.report)
+	b.report.TotalSeconds = time.Since(b.started).Seconds()
+	files, werr := b.report.write(b.cfg)
+	printReport(b.out, &b.report, files)
+	if werr != nil {
+		return werr
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("invariants violated: %s", strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+func okWord(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "FAIL"
+}
+
+// seedBase logs the admin in and registers the users.
+func (b *bench) seedBase(ctx context.Context) error {
+	tok, err := b.api.login(ctx, "admin", b.secrets["admin-password-admin"])
+	if err != nil {
+		return fmt.Errorf("admin login: %w", err)
+	}
+	b.seed = &seeder{api: b.api, admin: tok}
+	return b.ensureUsers(ctx, b.cfg.Users)
+}
+
+// ensureUsers registers users until there are n.
+func (b *bench) ensureUsers(ctx context.Context, n int) error {
+	if len(b.users) >= n {
+		return nil
+	}
+	t0 := time.Now()
+	more, err := b.api.registerUsers(ctx, n-len(b.users), 32, "bench")
+	if err != nil {
+		return fmt.Errorf("register users: %w", err)
+	}
+	b.users = append(b.users, more...)
+	b.logf("users: %d registered in %.1fs (%d in all)", len(more), time.Since(t0).Seconds(), len(b.users))
+	return nil
+}
+
+// startBaseline runs the seed-style server (this binary, serve-baseline) on a free port,
+// against the run's Redis DB and vhost, accepting the gateway's tokens.
+func (b *bench) startBaseline(ctx context.Context) error {
+	port, err := devstack.FreePorts()("baseline", devstack.PortApp, 0)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	inf := b.stack.Infra
+	args := []string{"serve-baseline", "-listen", addr, "-redis-addr", inf.RedisAddr, "-redis-db", strconv.Itoa(inf.RedisDB),
+		"-amqp-url", inf.RabbitURL, "-jwt-key", b.secrets["jwt-signing-key"]}
+	c, err := startChild("baseline", self, args, nil, b.cfg.OutDir, b.stack.logFile("baseline"))
+	if err != nil {
+		return err
+	}
+	if err := waitHTTP(ctx, "http://"+addr+"/healthz", http.StatusOK, c, 30*time.Second); err != nil {
+		c.stop()
+		return err
+	}
+	b.baseline, b.baselineURL = c, "http://"+addr+"/api/v1"
+	return nil
+}
+
+// seedBaselineDeal writes a deal and its stock the way the baseline reads them.
+func (b *bench) seedBaselineDeal(ctx context.Context, id string, stock int) error {
+	data, err := json.Marshal(baseline.Deal{ID: id, ProductID: "p-" + id, Kind: "flash", PriceCents: 999, Stock: stock})
+	if err != nil {
+		return err
+	}
+	pipe := b.stack.Redis.TxPipeline()
+	pipe.Set(ctx, baseline.DealKey(id), data, 0)
+	pipe.Set(ctx, baseline.StockKey(id), stock, 0)
+	_, err = pipe.Exec(ctx)
+	return err
+}
+
+// platformMeter counts every process of the stack (and Redis and RabbitMQ) and scrapes every
+// app's and sidecar's metrics.
+func (b *bench) platformMeter() meter {
+	m := meter{procs: b.stack.Procs, appURLs: map[string]string{}, sideURLs: map[string]string{}}
+	for _, id := range b.stack.AppIDs() {
+		m.appURLs[id] = b.stack.AdminURL(id) + "/metrics"
+		m.sideURLs[id] = b.stack.SidecarMetricsURL(id)
+	}
+	return m
+}
+
+// baselineMeter counts the baseline server, Redis and RabbitMQ.
+func (b *bench) baselineMeter() meter {
+	return meter{procs: func() []proc {
+		return append([]proc{{Name: "baseline", PID: b.baseline.pid()}}, b.stack.InfraProcs()...)
+	}}
+}
+
+func (b *bench) opts(full bool) profileOpts {
+	o := profileOpts{Conc: b.cfg.Conc, Duration: b.cfg.Duration, Step: b.cfg.Step, SLO: b.cfg.SLO, Smoke: b.cfg.Smoke && full}
+	if full && !b.cfg.Smoke {
+		o.Sweep = []int{1, 16, 256}
+		o.Search = true
+	}
+	return o
+}
+
+func (b *bench) key(scen string) string {
+	return fmt.Sprintf("bench-%s-%s-%d", b.cfg.Stamp, scen, b.seq.Add(1))
+}
+
+// purchases generates flash purchases of 1 unit through base (the gateway or the baseline):
+// the i-th goes to user i mod U, and a user's 100th purchase of a deal moves the next round to
+// the next deal (the catalog caps per_user_limit at 100). With limit false every purchase goes
+// to the first deal whatever the count (a sold-out deal takes no units).
+type purchases struct {
+	base   string
+	users  []User
+	deals  []string
+	limit  bool
+	prefix string
+	n      atomic.Int64
+}
+
+var errBudget = errors.New("the seeded users' purchase budget on the deals is used up")
+
+func (p *purchases) next(t *vegeta.Target) error {
+	i := p.n.Add(1) - 1
+	u := p.users[int(i)%len(p.users)]
+	d := 0
+	if p.limit {
+		d = int(i) / len(p.users) / maxPerUser
+		if d >= len(p.deals) {
+			return errBudget
+		}
+	}
+	t.Method = http.MethodPost
+	t.URL = p.base + "/deals/" + p.deals[d] + "/orders"
+	t.Body = []byte(`{"quantity":1}`)
+	t.Header = http.Header{
+		"Authorization":   {"Bearer " + u.Token},
+		"Idempotency-Key": {p.prefix + strconv.FormatInt(i, 10)},
+		"Content-Type":    {"application/json"},
+	}
+	return nil
+}
+
+// dealOfURL returns the deal id of a purchase URL.
+func dealOfURL(u string) string {
+	_, rest, _ := strings.Cut(u, "/deals/")
+	id, _, _ := strings.Cut(rest, "/")
+	return id
+}
+
+// orderAnswer is the part of a 201 order the bench records.
+type orderAnswer struct {
+	ID       string    `json:"id"`
+	UserID   string    `json:"user_id"`
+	DealID   string    `json:"deal_id"`
+	GroupID  string    `json:"group_id"`
+	Quantity int       `json:"quantity"`
+	PayBy    time.Time `json:"pay_by"`
+}
+
+// recordOrder is an OnResult that puts 201 answers and open outcomes in the ledger.
+func (b *bench) recordOrder(r *vegeta.Result, label string) {
+	if label == "" && r.Code == http.StatusCreated {
+		var o orderAnswer
+		if err := json.Unmarshal(r.Body, &o); err == nil && o.ID != "" {
+			b.ledger.add(placedOrder{ID: o.ID, UserID: o.UserID, DealID: o.DealID, Qty: o.Quantity, PayBy: o.PayBy, At: r.End()})
+			return
+		}
+	}
+	if unknownOutcome(r) {
+		b.ledger.addUnknown(dealOfURL(r.URL), 1)
+	}
+}
+
+// placeOrders buys n units of a deal through the gateway at the reference concurrency
+// (scenario setup, not measured) and returns the orders placed.
+func (b *bench) placeOrders(ctx context.Context, dealID string, n int, scen string) ([]placedOrder, error) {
+	if err := b.ensureUsers(ctx, (n+maxPerUser-1)/maxPerUser); err != nil {
+		return nil, err
+	}
+	var placed, issued atomic.Int64
+	p := &purchases{base: b.stack.GatewayURL(), users: b.users, deals: []string{dealID}, limit: true, prefix: b.key(scen) + "-"}
+	t := &loadTarget{
+		Name: scen + " setup",
+		Next: func(t *vegeta.Target) error {
+			if issued.Add(1) > int64(n) {
+				return errDone
+			}
+			return p.next(t)
+		},
+		Classify: expect("", http.StatusCreated),
+		OnResult: func(r *vegeta.Result, label string) {
+			b.recordOrder(r, label)
+			if label == "" {
+				placed.Add(1)
+			}
+		},
+	}
+	s := attack(ctx, t, b.cfg.Conc, 0, 30*time.Minute)
+	b.logf("  %s: placed %d orders: %s", scen, placed.Load(), oneLine(s))
+	if s.OK < n {
+		return nil, fmt.Errorf("%s setup: %d of %d orders placed (%v)", scen, s.OK, n, s.Errors)
+	}
+	orders, _, _, _ := b.ledger.deal(dealID)
+	return orders, nil
+}
+
+var errDone = errors.New("done")
+
+func procNames(ps []proc) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, fmt.Sprintf("%s(%d)", p.Name, p.PID))
+	}
+	return out
+}
