@@ -20,22 +20,22 @@ import (
 
 // Report is everything a run measured; it is written as JSON and printed as tables.
 type Report struct {
-	Stamp        string         `json:"stamp"`
-	Config       map[string]any `json:"config"`
-	Host         HostInfo       `json:"host"`
-	Processes    []string       `json:"processes"`
-	Rows         []Row          `json:"rows"`
-	Values       map[string]float64    `json:"values"`
-	Ratios       []Ratio               `json:"ratios"`
-	Checks       []Check               `json:"checks"`
-	Sizes        []FamilySize          `json:"sizes"`
-	LongSizes    []FamilySize          `json:"s2_long_sizes,omitempty"`
-	Profiles     map[string]*Profile   `json:"profiles"`
+	Stamp        string                 `json:"stamp"`
+	Config       map[string]any         `json:"config"`
+	Host         HostInfo               `json:"host"`
+	Processes    []string               `json:"processes"`
+	Rows         []Row                  `json:"rows"`
+	Values       map[string]float64     `json:"values"`
+	Ratios       []Ratio                `json:"ratios"`
+	Checks       []Check                `json:"checks"`
+	Sizes        []FamilySize           `json:"sizes"`
+	LongSizes    []FamilySize           `json:"s2_long_sizes,omitempty"`
+	Profiles     map[string]*Profile    `json:"profiles"`
 	Measurements map[string]Measurement `json:"measurements"`
-	Slices       []Slice               `json:"s2_long_slices,omitempty"`
-	Extra        map[string]any        `json:"extra"`
-	Durations    []ScenarioTime        `json:"durations"`
-	TotalSeconds float64               `json:"total_seconds"`
+	Slices       []Slice                `json:"s2_long_slices,omitempty"`
+	Extra        map[string]any         `json:"extra"`
+	Durations    []ScenarioTime         `json:"durations"`
+	TotalSeconds float64                `json:"total_seconds"`
 }
 
 // ScenarioTime is how long a scenario took, setup and checks included.

@@ -156,8 +156,8 @@ func (b *bench) floor(ctx context.Context) error {
 		b.report.set("floor.path", 1/inv)
 		b.report.Rows = append(b.report.Rows, Row{Scenario: "floor", Target: "(c) purchase path: hop1 then hop2, serial",
 			Load: "c=" + fmt.Sprint(b.cfg.Conc), OKPerSec: 1 / inv, P50MS: b.report.Measurements["floor.hop1"].P50MS + b.report.Measurements["floor.hop2"].P50MS,
-			P95MS: b.report.Measurements["floor.hop1"].P95MS + b.report.Measurements["floor.hop2"].P95MS,
-			P99MS: b.report.Measurements["floor.hop1"].P99MS + b.report.Measurements["floor.hop2"].P99MS,
+			P95MS:  b.report.Measurements["floor.hop1"].P95MS + b.report.Measurements["floor.hop2"].P95MS,
+			P99MS:  b.report.Measurements["floor.hop1"].P99MS + b.report.Measurements["floor.hop2"].P99MS,
 			Errors: "0", Sustainable: -1, Note: "1/(1/hop1 + 1/hop2); latencies added"})
 	}
 	return nil
