@@ -40,10 +40,6 @@ type bench struct {
 
 	report Report
 	seq    atomic.Int64 // idempotency keys
-
-	// currentGroupDeal is the deal of the opens and joins under way (a join's URL names only
-	// its group), for answers whose outcome is open.
-	currentGroupDeal string
 }
 
 func (b *bench) logf(format string, args ...any) {

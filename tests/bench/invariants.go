@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,6 +119,9 @@ func checkFlashDeal(ctx context.Context, rdb *redis.Client, scen, dealID string,
 		lv.Stock, lv.Available, lv.Reserved, lv.Sold, lv.Buckets))
 	orders, units, dups, unknown := l.deal(dealID)
 	held := lv.Reserved + lv.Sold
+	if len(orders) == 0 && unknown == 0 && held == 0 && !released {
+		return []Check{pass(scen, name+": untouched", "no orders, stock %d all available over %d bucket(s)", lv.Stock, lv.Buckets)}
+	}
 	switch {
 	case released && held != 0:
 		out = append(out, fail(scen, name+": holds released", "%d units still held (reserved %d, sold %d)", held, lv.Reserved, lv.Sold))
@@ -161,6 +165,34 @@ func checkFlashDeal(ctx context.Context, rdb *redis.Client, scen, dealID string,
 			missing, len(orders), wrong, wantStatus, example))
 	} else {
 		out = append(out, pass(scen, name+": orders stored", "%d orders stored with status in %v", len(orders), wantStatus))
+	}
+	return out
+}
+
+// checkDeals runs checkFlashDeal over several deals and folds the passing checks into one per
+// kind ("stock counters", ...); failures stay one per deal.
+func checkDeals(ctx context.Context, rdb *redis.Client, scen, label string, deals []string, l *ledger, wantStatus []string, released bool) []Check {
+	if len(deals) == 1 {
+		return checkFlashDeal(ctx, rdb, scen, deals[0], l, wantStatus, released)
+	}
+	var out []Check
+	passed := map[string]int{}
+	var kinds []string
+	for _, d := range deals {
+		for _, c := range checkFlashDeal(ctx, rdb, scen, d, l, wantStatus, released) {
+			if !c.OK {
+				out = append(out, c)
+				continue
+			}
+			_, kind, _ := strings.Cut(c.Name, ": ")
+			if passed[kind] == 0 {
+				kinds = append(kinds, kind)
+			}
+			passed[kind]++
+		}
+	}
+	for _, k := range kinds {
+		out = append(out, pass(scen, label+": "+k, "holds on %d of %d deals", passed[k], len(deals)))
 	}
 	return out
 }

@@ -134,7 +134,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	if c.Smoke {
 		c.Duration, c.Step = 3*time.Second, 2*time.Second
 		c.Users, c.LongUnits, c.Groups, c.DLGroups = 40, 300, 20, 20
-		c.DLTTL, c.S5Rate, c.S6Orders, c.S6Window, c.S6Wait = 8*time.Second, 50, 40, 6*time.Second, 90*time.Second
+		c.DLTTL, c.S5Rate, c.S6Orders, c.S6Window, c.S6Wait = 8*time.Second, 10, 40, 6*time.Second, 90*time.Second
 		c.LongMax = 40 * time.Second
 		if c.ExpiryTick == "" {
 			c.ExpiryTick = "1s"

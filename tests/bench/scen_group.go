@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,23 +29,27 @@ type groupAnswer struct {
 type groupBook struct {
 	mu     sync.Mutex
 	groups map[string]groupExpect
-	ids    []string // in opening order
-	opened map[string]time.Time
-	expiry map[string]time.Time
+	ids    []string          // in opening order
+	deal   map[string]string // group → deal
 }
 
 func newGroupBook() *groupBook {
-	return &groupBook{groups: map[string]groupExpect{}, opened: map[string]time.Time{}, expiry: map[string]time.Time{}}
+	return &groupBook{groups: map[string]groupExpect{}, deal: map[string]string{}}
 }
 
-func (g *groupBook) add(a groupAnswer, at time.Time, open bool) {
+func (g *groupBook) dealOf(groupID string) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.deal[groupID]
+}
+
+func (g *groupBook) add(a groupAnswer, open bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	e, seen := g.groups[a.Group.ID]
 	if open && !seen {
 		g.ids = append(g.ids, a.Group.ID)
-		g.opened[a.Group.ID] = at
-		g.expiry[a.Group.ID] = a.Group.ExpiresAt
+		g.deal[a.Group.ID] = a.Group.DealID
 	}
 	e.Members = append(e.Members, a.Order.ID)
 	g.groups[a.Group.ID] = e
@@ -68,40 +73,45 @@ func (b *bench) recordSeat(book *groupBook, open bool) func(*vegeta.Result, stri
 		if label == "" && r.Code == http.StatusCreated {
 			var a groupAnswer
 			if err := json.Unmarshal(r.Body, &a); err == nil && a.Group.ID != "" {
-				book.add(a, r.End(), open)
+				book.add(a, open)
 				o := a.Order
 				b.ledger.add(placedOrder{ID: o.ID, UserID: o.UserID, DealID: o.DealID, GroupID: a.Group.ID, Qty: max(o.Quantity, 1), PayBy: o.PayBy, At: r.End()})
 				return
 			}
 		}
 		if unknownOutcome(r) {
-			b.ledger.addUnknown(b.currentGroupDeal, 1)
+			deal := dealOfURL(r.URL) // an open: /deals/{id}/groups
+			if !open {
+				_, rest, _ := strings.Cut(r.URL, "/groups/")
+				id, _, _ := strings.Cut(rest, "/")
+				deal = book.dealOf(id)
+			}
+			b.ledger.addUnknown(deal, 1)
 		}
 	}
 }
 
-// openGroups opens n groups of a deal, leader i being user i mod U, at the reference
-// concurrency (setup: not measured).
-func (b *bench) openGroups(ctx context.Context, dealID string, n int, book *groupBook, scen string) error {
+// openGroups opens n groups, group i on deal i/perDeal led by user i mod perDeal (a group
+// deal takes one seat per user), at the reference concurrency (setup: not measured).
+func (b *bench) openGroups(ctx context.Context, deals []string, perDeal, n int, book *groupBook, scen string) error {
 	var issued atomic.Int64
 	prefix := b.key(scen)
 	t := &loadTarget{
 		Name: scen + " open groups",
 		Next: func(t *vegeta.Target) error {
-			i := issued.Add(1) - 1
-			if i >= int64(n) {
+			i := int(issued.Add(1) - 1)
+			if i >= n {
 				return errDone
 			}
-			u := b.users[int(i)%len(b.users)]
-			t.Method, t.URL, t.Body = http.MethodPost, b.stack.GatewayURL()+"/deals/"+dealID+"/groups", []byte(`{}`)
-			t.Header = http.Header{"Authorization": {"Bearer " + u.Token}, "Idempotency-Key": {prefix + "-" + strconv.FormatInt(i, 10)},
+			u := b.users[i%perDeal]
+			t.Method, t.URL, t.Body = http.MethodPost, b.stack.GatewayURL()+"/deals/"+deals[i/perDeal]+"/groups", []byte(`{}`)
+			t.Header = http.Header{"Authorization": {"Bearer " + u.Token}, "Idempotency-Key": {prefix + "-" + strconv.Itoa(i)},
 				"Content-Type": {"application/json"}}
 			return nil
 		},
 		Classify: expect("", http.StatusCreated),
 		OnResult: b.recordSeat(book, true),
 	}
-	b.currentGroupDeal = dealID
 	t0 := time.Now()
 	s := attack(ctx, t, b.cfg.Conc, 0, 30*time.Minute)
 	b.logf("  %s: %d groups opened in %.1fs: %s", scen, s.OK, time.Since(t0).Seconds(), oneLine(s))
@@ -111,6 +121,25 @@ func (b *bench) openGroups(ctx context.Context, dealID string, n int, book *grou
 	return nil
 }
 
+// groupDeals creates ceil(n/perDeal) group deals.
+func (b *bench) groupDeals(ctx context.Context, n, perDeal, size int, ttl time.Duration) ([]string, error) {
+	var deals []string
+	for range (n + perDeal - 1) / perDeal {
+		d, err := b.seed.groupDeal(ctx, perDeal*size, size, ttl)
+		if err != nil {
+			return nil, err
+		}
+		deals = append(deals, d.ID)
+	}
+	return deals, nil
+}
+
+// s4GroupsPerDeal is how many of S4's open groups share a deal. A group deal takes one seat
+// per user, so a deal's joins are bounded by the users; spreading the groups over deals
+// multiplies the joins the seeded users can make (rounds of one join per group, each by a
+// user new to that deal).
+const s4GroupsPerDeal = 20
+
 // scenarioS4: group joins spread over --groups open groups (seats per second, with the sweep
 // and the search at the group objective); a few small groups filled and paid, to see success
 // settle; and --deadline-groups groups left to fail at their deadline, whose lateness is
@@ -118,39 +147,49 @@ func (b *bench) openGroups(ctx context.Context, dealID string, n int, book *grou
 func (b *bench) scenarioS4(ctx context.Context) error {
 	const scen = "S4"
 	g := b.cfg.Groups
-	// Each user leads about g/U groups and joins others; the deal allows 100 units a user.
-	if err := b.ensureUsers(ctx, max(b.cfg.Users, g/50+2)); err != nil {
+	perDeal := min(s4GroupsPerDeal, g)
+	if err := b.ensureUsers(ctx, 2*perDeal); err != nil {
 		return err
 	}
-	deal, err := b.seed.groupDeal(ctx, 1_000_000, 100, time.Hour)
+	deals, err := b.groupDeals(ctx, g, perDeal, 100, time.Hour)
 	if err != nil {
 		return err
 	}
 	book := newGroupBook()
-	if err := b.openGroups(ctx, deal.ID, g, book, scen); err != nil {
+	if err := b.openGroups(ctx, deals, perDeal, g, book, scen); err != nil {
 		return err
 	}
 	book.mu.Lock()
 	groups := slices.Clone(book.ids)
 	book.mu.Unlock()
+	// Opens answer in any order: index the groups by their deal and place within it again.
+	byDeal := map[string][]string{}
+	for _, id := range groups {
+		d := book.dealOf(id)
+		byDeal[d] = append(byDeal[d], id)
+	}
+	var ordered []string
+	for _, d := range deals {
+		ordered = append(ordered, byDeal[d]...)
+	}
 
-	// Join k goes to group k mod G, by the user after the leader shifted by the round: a user
-	// never joins a group twice, and stays within 100 seats of the deal.
+	// Join k goes to group k mod G; in round r = k / G the j-th group of a deal is joined by
+	// user perDeal + r*perDeal + j: new to that deal, never one of its leaders (users
+	// 0..perDeal-1), and one seat per user per deal.
 	users := len(b.users)
-	leadsPerUser := (g + users - 1) / users
-	rounds := min(99, users-1, (maxPerUser-leadsPerUser)*users/g)
+	rounds := min(99, (users-perDeal)/perDeal)
 	var k atomic.Int64
 	prefix := b.key(scen)
 	t := &loadTarget{
 		Name: "S4 joins",
 		Next: func(t *vegeta.Target) error {
 			i := int(k.Add(1) - 1)
-			gi, round := i%len(groups), i/len(groups)
+			gi, round := i%len(ordered), i/len(ordered)
 			if round >= rounds {
 				return errBudget
 			}
-			u := b.users[(gi+1+round)%users]
-			t.Method, t.URL, t.Body = http.MethodPost, b.stack.GatewayURL()+"/groups/"+groups[gi]+"/join", []byte(`{}`)
+			u := b.users[perDeal+round*perDeal+gi%perDeal]
+			t.Method, t.URL, t.Body = http.MethodPost, b.stack.GatewayURL()+"/groups/"+ordered[gi]+"/join", []byte(`{}`)
 			t.Header = http.Header{"Authorization": {"Bearer " + u.Token}, "Idempotency-Key": {prefix + "-" + strconv.Itoa(i)},
 				"Content-Type": {"application/json"}}
 			return nil
@@ -161,13 +200,14 @@ func (b *bench) scenarioS4(ctx context.Context) error {
 	o := b.opts(true)
 	o.SLO = b.cfg.GroupSLO
 	prof := profile(ctx, t, b.platformMeter(), o, b.logf)
-	b.report.addProfile(scen, fmt.Sprintf("platform: joins over %d open groups", g), "S4", &prof, pathNote(prof.Main))
+	b.report.addProfile(scen, fmt.Sprintf("platform: joins over %d open groups", g), "S4", &prof,
+		fmt.Sprintf("%d groups on %d deals, at most %d joins with %d users; %s", g, len(deals), rounds*g, users, pathNote(prof.Main)))
 	b.report.set("S4.sustainable", prof.Sustainable)
 	b.report.set("S4.okps", prof.Main.OKPerSec)
 	b.report.set("S4.p95", prof.Main.P95MS)
 	b.report.set("S4.cpu_ms", prof.Main.CPUPerOKMS)
 	b.report.Checks = append(b.report.Checks, checkGroups(ctx, b.stack.Redis, scen, book.expect("open"), 30*time.Second)...)
-	b.report.Checks = append(b.report.Checks, checkFlashDeal(ctx, b.stack.Redis, scen, deal.ID, b.ledger, []string{"pending_payment"}, false)...)
+	b.report.Checks = append(b.report.Checks, checkDeals(ctx, b.stack.Redis, scen, "join deals", deals, b.ledger, []string{"pending_payment"}, false)...)
 
 	if err := b.s4Succeed(ctx, scen); err != nil {
 		return err
@@ -189,14 +229,14 @@ func (b *bench) s4Succeed(ctx context.Context, scen string) error {
 		if err := b.api.do(ctx, http.MethodPost, "/deals/"+deal.ID+"/groups", lead.Token, map[string]string{"Idempotency-Key": b.key(scen)}, map[string]any{}, http.StatusCreated, &a); err != nil {
 			return err
 		}
-		book.add(a, time.Now(), true)
+		book.add(a, true)
 		b.ledger.add(placedOrder{ID: a.Order.ID, UserID: lead.ID, DealID: deal.ID, GroupID: a.Group.ID, Qty: 1})
 		paid = append(paid, placedOrder{ID: a.Order.ID, UserID: lead.ID})
 		var j groupAnswer
 		if err := b.api.do(ctx, http.MethodPost, "/groups/"+a.Group.ID+"/join", member.Token, map[string]string{"Idempotency-Key": b.key(scen)}, map[string]any{}, http.StatusCreated, &j); err != nil {
 			return err
 		}
-		book.add(j, time.Now(), false)
+		book.add(j, false)
 		b.ledger.add(placedOrder{ID: j.Order.ID, UserID: member.ID, DealID: deal.ID, GroupID: a.Group.ID, Qty: 1})
 		paid = append(paid, placedOrder{ID: j.Order.ID, UserID: member.ID})
 	}
@@ -238,16 +278,14 @@ func waitCheck(ctx context.Context, timeout time.Duration, check func() []Check)
 // closed (the actor state's closed_at).
 func (b *bench) s4Deadlines(ctx context.Context, scen string) error {
 	n := b.cfg.DLGroups
-	if err := b.ensureUsers(ctx, n/maxPerUser+1); err != nil {
-		return err
-	}
-	deal, err := b.seed.groupDeal(ctx, max(n, 1), 100, b.cfg.DLTTL)
+	perDeal := min(n, len(b.users))
+	deals, err := b.groupDeals(ctx, n, perDeal, 100, b.cfg.DLTTL)
 	if err != nil {
 		return err
 	}
 	book := newGroupBook()
 	t0 := time.Now()
-	if err := b.openGroups(ctx, deal.ID, n, book, scen+" deadlines"); err != nil {
+	if err := b.openGroups(ctx, deals, perDeal, n, book, scen+" deadlines"); err != nil {
 		return err
 	}
 	openFor := time.Since(t0)
@@ -299,7 +337,7 @@ func (b *bench) s4Deadlines(ctx context.Context, scen string) error {
 	b.logf("  deadlines: %v, lateness p50 %.2fs p99 %.2fs", counts, p50.Seconds(), p99.Seconds())
 	b.report.Checks = append(b.report.Checks, checkGroups(ctx, b.stack.Redis, scen+" deadlines", book.expect("failed"), time.Minute)...)
 	b.report.Checks = append(b.report.Checks, waitCheck(ctx, time.Minute, func() []Check {
-		return checkFlashDeal(ctx, b.stack.Redis, scen+" deadlines", deal.ID, b.ledger, []string{"cancelled"}, true)
+		return checkDeals(ctx, b.stack.Redis, scen+" deadlines", "deadline deals", deals, b.ledger, []string{"cancelled"}, true)
 	})...)
 	return nil
 }

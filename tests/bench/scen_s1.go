@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -231,9 +232,8 @@ func (b *bench) engineRun(ctx context.Context, sidecars []*engineSidecar, deal s
 		procs = append(procs, engineProc{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)})
 	}
 	for i, p := range procs {
-		line, err := p.out.ReadString('\n')
-		if err != nil || line != "ready\n" {
-			return Measurement{}, engineResult{}, fmt.Errorf("stockbench %d did not get ready (%q, %v; log %s)", i, line, err,
+		if _, err := protocolLine(p.out, func(l string) bool { return l == "ready" }); err != nil {
+			return Measurement{}, engineResult{}, fmt.Errorf("stockbench %d did not get ready (%v; log %s)", i, err,
 				filepath.Join(b.stack.LogDir, fmt.Sprintf("stockbench-%d.log", i)))
 		}
 	}
@@ -256,7 +256,7 @@ func (b *bench) engineRun(ctx context.Context, sidecars []*engineSidecar, deal s
 		}
 		s := Summary{Target: "engine", Mode: "closed", Concurrency: conc, Errors: map[string]int{}}
 		for i, p := range procs {
-			line, err := p.out.ReadString('\n')
+			line, err := protocolLine(p.out, func(l string) bool { return strings.HasPrefix(l, "{") })
 			var r engineResult
 			if err == nil {
 				err = json.Unmarshal([]byte(line), &r)
@@ -295,6 +295,23 @@ func (b *bench) engineRun(ctx context.Context, sidecars []*engineSidecar, deal s
 		return s
 	})
 	return meas, total, runErr
+}
+
+// protocolLine reads stdout lines until one satisfies want (the Dapr SDK prints a line of its
+// own there when it starts).
+func protocolLine(r *bufio.Reader, want func(string) bool) (string, error) {
+	var skipped []string
+	for {
+		line, err := r.ReadString('\n')
+		line = strings.TrimSpace(line)
+		if err == nil && want(line) {
+			return line, nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("%w after %q", err, skipped)
+		}
+		skipped = append(skipped, line)
+	}
 }
 
 // checkReserved checks an inventory deal that only took reservations: counters intact and

@@ -167,7 +167,8 @@ func (s *seeder) flashDeal(ctx context.Context, stock int) (createdDeal, error) 
 	return d, err
 }
 
-// groupDeal creates an active group deal.
+// groupDeal creates an active group deal (one seat per user: the catalog requires
+// per_user_limit 1 on group deals).
 func (s *seeder) groupDeal(ctx context.Context, stock, size int, ttl time.Duration) (createdDeal, error) {
 	pid, err := s.product(ctx)
 	if err != nil {
@@ -178,7 +179,7 @@ func (s *seeder) groupDeal(ctx context.Context, stock, size int, ttl time.Durati
 	err = s.api.do(ctx, http.MethodPost, "/deals", s.admin, nil, map[string]any{
 		"product_id": pid, "kind": "group", "price_cents": 799, "stock": stock,
 		"starts_at": now.Add(-time.Minute).Format(time.RFC3339), "ends_at": now.Add(24 * time.Hour).Format(time.RFC3339),
-		"per_user_limit": maxPerUser, "group_size": size, "group_ttl_seconds": int(ttl.Seconds()),
+		"per_user_limit": 1, "group_size": size, "group_ttl_seconds": int(ttl.Seconds()),
 	}, http.StatusCreated, &d)
 	return d, err
 }
