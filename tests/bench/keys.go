@@ -153,6 +153,26 @@ func readStock(ctx context.Context, rdb *redis.Client, dealID string) (StockLeve
 	return l, nil
 }
 
+// stockDocSize is the size of a deal's largest stock document (meta or bucket).
+func stockDocSize(ctx context.Context, rdb *redis.Client, dealID string) (int64, error) {
+	var meta stockMeta
+	if _, err := readState(ctx, rdb, "inventory", "stock:"+dealID, &meta); err != nil {
+		return 0, err
+	}
+	largest, err := rdb.HStrLen(ctx, stateKey("inventory", "stock:"+dealID), "data").Result()
+	if err != nil {
+		return 0, err
+	}
+	for i := range max(meta.Buckets, 1) {
+		n, err := rdb.HStrLen(ctx, stateKey("inventory", fmt.Sprintf("stock:%s:%d", dealID, i)), "data").Result()
+		if err != nil {
+			return 0, err
+		}
+		largest = max(largest, n)
+	}
+	return largest, nil
+}
+
 // --- order: "order:<id>" ---
 
 // storedOrder is an order document as the order app stores it.

@@ -50,10 +50,13 @@ func plotS2(r *Report, file string) (string, error) {
 	}
 	p := plot.New()
 	p.Title.Text = "S2 flash purchase: p95 latency vs offered rate (open loop)"
-	p.X.Label.Text = "offered purchases per second"
+	// Both axes logarithmic: the platform and the baseline may be orders of magnitude apart.
+	p.X.Label.Text = "offered purchases per second (log)"
+	p.X.Scale = plot.LogScale{}
+	p.X.Tick.Marker = plot.TickerFunc(ticks125)
 	p.Y.Label.Text = "p95 latency (ms, log)"
 	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Tick.Marker = plot.TickerFunc(ticks125)
 	p.Legend.Top = true
 	var lines []any
 	if len(platform) > 0 {
@@ -62,18 +65,20 @@ func plotS2(r *Report, file string) (string, error) {
 	if len(base) > 0 {
 		lines = append(lines, "baseline (b): seed-style single process", base)
 	}
-	maxX := 0.0
+	minX, maxX := math.Inf(1), 0.0
 	for _, xy := range append(append(plotter.XYs{}, platform...), base...) {
-		maxX = math.Max(maxX, xy.X)
+		minX, maxX = math.Min(minX, xy.X), math.Max(maxX, xy.X)
 	}
 	slo := r.Profiles["S2"]
 	if slo == nil {
 		slo = r.Profiles["S2.baseline"]
 	}
-	lines = append(lines, fmt.Sprintf("p95 objective %.0f ms", slo.SLOMS), plotter.XYs{{X: 0, Y: slo.SLOMS}, {X: maxX, Y: slo.SLOMS}})
+	lines = append(lines, fmt.Sprintf("p95 objective %.0f ms", slo.SLOMS), plotter.XYs{{X: minX, Y: slo.SLOMS}, {X: maxX, Y: slo.SLOMS}})
 	if err := plotutil.AddLinePoints(p, lines...); err != nil {
 		return "", err
 	}
+	// Head room for the legend above the highest point.
+	p.Y.Min, p.Y.Max = math.Min(p.Y.Min, slo.SLOMS)/2, math.Max(p.Y.Max, slo.SLOMS)*8
 	if err := p.Save(9*vg.Inch, 5*vg.Inch, file); err != nil {
 		return "", err
 	}
@@ -104,4 +109,18 @@ func plotSlices(r *Report, file string) (string, error) {
 		return "", err
 	}
 	return file, nil
+}
+
+// ticks125 labels a log axis at 1, 2 and 5 times each power of ten within [min, max].
+func ticks125(min, max float64) []plot.Tick {
+	var out []plot.Tick
+	for e := math.Floor(math.Log10(min)); math.Pow(10, e) <= max; e++ {
+		for _, m := range []float64{1, 2, 5} {
+			v := m * math.Pow(10, e)
+			if v >= min && v <= max {
+				out = append(out, plot.Tick{Value: v, Label: fmt.Sprintf("%g", v)})
+			}
+		}
+	}
+	return out
 }

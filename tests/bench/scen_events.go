@@ -107,6 +107,30 @@ func (b *bench) scenarioS5(ctx context.Context) error {
 	return nil
 }
 
+// waitInvocable waits until three calls in a row from the gateway's sidecar reach app's
+// /healthz.
+func (b *bench) waitInvocable(ctx context.Context, app string, timeout time.Duration) error {
+	c := newAPI(b.stack.App("gateway").DaprHTTPURL() + "/v1.0/invoke/" + app + "/method")
+	hdr := map[string]string{"dapr-api-token": b.stack.DaprToken()}
+	deadline := time.Now().Add(timeout)
+	ok := 0
+	for ok < 3 {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := c.do(rctx, http.MethodGet, "/healthz", "", hdr, nil, http.StatusOK, nil)
+		cancel()
+		switch {
+		case err == nil:
+			ok++
+		case time.Now().After(deadline):
+			return fmt.Errorf("%s not reachable through the sidecars after its restart: %w", app, err)
+		default:
+			ok = 0
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return nil
+}
+
 // checkPaidConfirmed checks that every order whose payment was answered 200 is confirmed, and
 // that the deal's sold units are the units of its confirmed orders (a payment answered with
 // an error may still have gone through; the store decides).
@@ -264,6 +288,11 @@ func (b *bench) scenarioS6(ctx context.Context) error {
 	b.logf("  restarting the order app with PAY_WINDOW=%s", b.cfg.S6Window)
 	if err := b.stack.restartApp(ctx, "order", map[string]string{"PAY_WINDOW": b.cfg.S6Window.String()}); err != nil {
 		return fmt.Errorf("restart order: %w", err)
+	}
+	// Ready is not reachable: the order's sidecar refuses invocations until its app health
+	// probe (every 5s) has passed. Wait until calls go through the gateway's sidecar again.
+	if err := b.waitInvocable(ctx, "order", time.Minute); err != nil {
+		return err
 	}
 	d, err := b.seed.flashDeal(ctx, n)
 	if err != nil {
