@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -235,7 +236,8 @@ func (b *bench) key(scen string) string {
 // purchases generates flash purchases of 1 unit through base (the gateway or the baseline):
 // the i-th goes to user i mod U, and a user's 100th purchase of a deal moves the next round to
 // the next deal (the catalog caps per_user_limit at 100). With limit false every purchase goes
-// to the first deal whatever the count (a sold-out deal takes no units).
+// to the first deal whatever the count (a sold-out deal takes no units). Each request is a
+// pure function of i, which its URL carries (withSeq), so an open outcome can be replayed.
 type purchases struct {
 	base   string
 	users  []User
@@ -247,8 +249,9 @@ type purchases struct {
 
 var errBudget = errors.New("the seeded users' purchase budget on the deals is used up")
 
-func (p *purchases) next(t *vegeta.Target) error {
-	i := p.n.Add(1) - 1
+func (p *purchases) next(t *vegeta.Target) error { return p.build(p.n.Add(1)-1, t) }
+
+func (p *purchases) build(i int64, t *vegeta.Target) error {
 	u := p.users[int(i)%len(p.users)]
 	d := 0
 	if p.limit {
@@ -258,7 +261,7 @@ func (p *purchases) next(t *vegeta.Target) error {
 		}
 	}
 	t.Method = http.MethodPost
-	t.URL = p.base + "/deals/" + p.deals[d] + "/orders"
+	t.URL = withSeq(p.base+"/deals/"+p.deals[d]+"/orders", i)
 	t.Body = []byte(`{"quantity":1}`)
 	t.Header = http.Header{
 		"Authorization":   {"Bearer " + u.Token},
@@ -272,6 +275,7 @@ func (p *purchases) next(t *vegeta.Target) error {
 func dealOfURL(u string) string {
 	_, rest, _ := strings.Cut(u, "/deals/")
 	id, _, _ := strings.Cut(rest, "/")
+	id, _, _ = strings.Cut(id, "?")
 	return id
 }
 
@@ -285,50 +289,117 @@ type orderAnswer struct {
 	PayBy    time.Time `json:"pay_by"`
 }
 
-// recordOrder is an OnResult that puts 201 answers and open outcomes in the ledger.
-func (b *bench) recordOrder(r *vegeta.Result, label string) {
-	if label == "" && r.Code == http.StatusCreated {
-		var o orderAnswer
-		if err := json.Unmarshal(r.Body, &o); err == nil && o.ID != "" {
-			b.ledger.add(placedOrder{ID: o.ID, UserID: o.UserID, DealID: o.DealID, Qty: o.Quantity, PayBy: o.PayBy, At: r.End()})
-			return
-		}
-	}
-	if unknownOutcome(r) {
-		b.ledger.addUnknown(dealOfURL(r.URL), 1)
+// addOrderAnswer records a 201 order answer in the ledger.
+func (b *bench) addOrderAnswer(body []byte, at time.Time) {
+	var o orderAnswer
+	if err := json.Unmarshal(body, &o); err == nil && o.ID != "" {
+		b.ledger.add(placedOrder{ID: o.ID, UserID: o.UserID, DealID: o.DealID, Qty: o.Quantity, PayBy: o.PayBy, At: at})
 	}
 }
 
+// orderRecorder is an OnResult that puts 201 answers in the ledger and keeps the requests
+// whose outcome is open (openOutcome) to be replayed with their Idempotency-Key before the
+// checks, as a client would retry them; build rebuilds a request from its sequence number.
+// Without replay (the baseline has no idempotency keys: a replay would buy again) an open
+// outcome only widens the checks' tolerance.
+func (b *bench) orderRecorder(build func(int64, *vegeta.Target) error, replay bool) func(*vegeta.Result, string) {
+	return func(r *vegeta.Result, label string) {
+		if label == "" && r.Code == http.StatusCreated {
+			b.addOrderAnswer(r.Body, r.End())
+			return
+		}
+		if !openOutcome(r) {
+			return
+		}
+		deal := dealOfURL(r.URL)
+		var t vegeta.Target
+		if i, ok := seqOf(r.URL); ok && replay && build(i, &t) == nil {
+			b.ledger.addOpen(openRequest{Deal: deal, Target: t, Created: b.addOrderAnswer})
+			return
+		}
+		b.ledger.addUnknown(deal, 1)
+	}
+}
+
+// resolveOpen replays every request whose outcome was left open, with the same
+// Idempotency-Key and user, until it gets a definite answer (a 201, replayed or new, is
+// recorded; any other 4xx means nothing was taken) or ten tries passed; the ones still open
+// widen the checks' tolerance.
+func (b *bench) resolveOpen(ctx context.Context) {
+	reqs := b.ledger.takeOpen()
+	if len(reqs) == 0 {
+		return
+	}
+	hc := &http.Client{Timeout: 30 * time.Second}
+	var created, refused, open atomic.Int64
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for _, o := range reqs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			for try := range 10 {
+				if try > 0 {
+					time.Sleep(time.Duration(try) * 500 * time.Millisecond)
+				}
+				req, err := o.Target.Request()
+				if err != nil {
+					break
+				}
+				resp, err := hc.Do(req.WithContext(ctx))
+				if err != nil {
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				r := &vegeta.Result{Code: uint16(resp.StatusCode), Body: body}
+				switch {
+				case resp.StatusCode == http.StatusCreated:
+					o.Created(body, time.Now())
+					created.Add(1)
+					return
+				case !openOutcome(r):
+					refused.Add(1)
+					return
+				}
+			}
+			open.Add(1)
+			b.ledger.addUnknown(o.Deal, 1)
+		})
+	}
+	wg.Wait()
+	b.logf("  replayed %d requests whose outcome was open (no answer, 5xx, idempotency-key-in-use) with their Idempotency-Key: %d created, %d refused, %d still open",
+		len(reqs), created.Load(), refused.Load(), open.Load())
+	b.report.extra(fmt.Sprintf("replays.%d", len(b.report.Extra)), map[string]int64{"replayed": int64(len(reqs)), "created": created.Load(), "refused": refused.Load(), "open": open.Load()})
+}
+
 // placeOrders buys n units of a deal through the gateway at the reference concurrency
-// (scenario setup, not measured) and returns the orders placed.
+// (scenario setup, not measured) and returns the deal's orders.
 func (b *bench) placeOrders(ctx context.Context, dealID string, n int, scen string) ([]placedOrder, error) {
 	if err := b.ensureUsers(ctx, (n+maxPerUser-1)/maxPerUser); err != nil {
 		return nil, err
 	}
-	var placed, issued atomic.Int64
+	var issued atomic.Int64
 	p := &purchases{base: b.stack.GatewayURL(), users: b.users, deals: []string{dealID}, limit: true, prefix: b.key(scen) + "-"}
 	t := &loadTarget{
 		Name: scen + " setup",
 		Next: func(t *vegeta.Target) error {
-			if issued.Add(1) > int64(n) {
+			i := issued.Add(1) - 1
+			if i >= int64(n) {
 				return errDone
 			}
-			return p.next(t)
+			return p.build(i, t)
 		},
 		Classify: expect("", http.StatusCreated),
-		OnResult: func(r *vegeta.Result, label string) {
-			b.recordOrder(r, label)
-			if label == "" {
-				placed.Add(1)
-			}
-		},
+		OnResult: b.orderRecorder(p.build, true),
 	}
 	s := attack(ctx, t, b.cfg.Conc, 0, 30*time.Minute)
-	b.logf("  %s: placed %d orders: %s", scen, placed.Load(), oneLine(s))
-	if s.OK < n {
-		return nil, fmt.Errorf("%s setup: %d of %d orders placed (%v)", scen, s.OK, n, s.Errors)
+	b.resolveOpen(ctx)
+	orders, units, _, _ := b.ledger.deal(dealID)
+	b.logf("  %s: placed %d orders: %s", scen, len(orders), oneLine(s))
+	if units < n {
+		return nil, fmt.Errorf("%s setup: %d of %d orders placed (%v)", scen, units, n, s.Errors)
 	}
-	orders, _, _, _ := b.ledger.deal(dealID)
 	return orders, nil
 }
 

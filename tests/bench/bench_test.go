@@ -328,3 +328,37 @@ func TestRatios(t *testing.T) {
 	check("S6 expiry lateness p99 (s), pay_by → stock back", true, false, 45)
 	check("S1 engine (1 process) / per-request Lua (a)", false, false, 0)
 }
+
+func TestSeqInURL(t *testing.T) {
+	t.Parallel()
+	u := withSeq("http://gw/api/v1/deals/42/orders", 17)
+	if i, ok := seqOf(u); !ok || i != 17 {
+		t.Errorf("seqOf(%q) = %d, %t; want 17, true", u, i, ok)
+	}
+	if got := dealOfURL(u); got != "42" {
+		t.Errorf("dealOfURL(%q) = %q, want 42", u, got)
+	}
+	if _, ok := seqOf("http://gw/api/v1/deals/42"); ok {
+		t.Error("seqOf found a sequence number in a URL without one")
+	}
+}
+
+func TestOpenOutcome(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		r    vegeta.Result
+		want bool
+	}{
+		{"no answer", vegeta.Result{Code: 0, Error: "timeout"}, true},
+		{"server error", vegeta.Result{Code: 503}, true},
+		{"key in use", vegeta.Result{Code: 409, Body: []byte(`{"code":"idempotency-key-in-use"}`)}, true},
+		{"sold out", vegeta.Result{Code: 409, Body: []byte(`{"code":"sold-out"}`)}, false},
+		{"created", vegeta.Result{Code: 201}, false},
+	}
+	for _, tt := range tests {
+		if got := openOutcome(&tt.r); got != tt.want {
+			t.Errorf("%s: openOutcome = %t, want %t", tt.name, got, tt.want)
+		}
+	}
+}

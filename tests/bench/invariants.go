@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/groupbuy/groupbuy/tests/bench/baseline"
 )
@@ -46,7 +47,29 @@ type ledger struct {
 	orders  map[string]placedOrder
 	byDeal  map[string][]string
 	dups    map[string]int // deal → ids answered twice
-	unknown map[string]int // deal → units of answers that leave the outcome open
+	unknown map[string]int // deal → units of answers whose outcome stayed open
+	open    []openRequest  // to replay before the next checks
+}
+
+// openRequest is a request whose answer left its outcome open, to be replayed.
+type openRequest struct {
+	Deal    string
+	Target  vegeta.Target
+	Created func(body []byte, at time.Time) // records a 201 answer
+}
+
+func (l *ledger) addOpen(o openRequest) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open = append(l.open, o)
+}
+
+func (l *ledger) takeOpen() []openRequest {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.open
+	l.open = nil
+	return out
 }
 
 func newLedger() *ledger {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -168,8 +169,31 @@ func expect(code string, statuses ...int) func(int, []byte) string {
 }
 
 // unknownOutcome reports whether an answer leaves open whether the request took effect (no
-// answer, or a server error): the invariant checks allow for these.
+// answer, or a server error).
 func unknownOutcome(r *vegeta.Result) bool { return r.Code == 0 || r.Code >= 500 }
+
+// openOutcome is unknownOutcome, plus 409 idempotency-key-in-use: under overload the
+// platform's own retry of a timed-out call meets the first attempt still running, which may
+// yet succeed. A client retries such a request with the same Idempotency-Key.
+func openOutcome(r *vegeta.Result) bool {
+	return unknownOutcome(r) || (r.Code == http.StatusConflict && problemCode(r.Body) == "idempotency-key-in-use")
+}
+
+// seqParam carries a request's sequence number in its URL (the gateway forwards the path
+// only, and the baseline ignores queries), so a request whose outcome was open can be rebuilt
+// and replayed with the same Idempotency-Key.
+const seqParam = "bench_seq"
+
+func withSeq(url string, i int64) string { return url + "?" + seqParam + "=" + strconv.FormatInt(i, 10) }
+
+func seqOf(url string) (int64, bool) {
+	_, q, ok := strings.Cut(url, "?"+seqParam+"=")
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.ParseInt(q, 10, 64)
+	return i, err == nil
+}
 
 // Profile is a target's measurement: the reference closed-loop phase with its cost and
 // metrics, the concurrency sweep, and the open-loop rate search.

@@ -28,8 +28,9 @@ func (b *bench) scenarioS2(ctx context.Context) error {
 		deals = append(deals, d.ID)
 	}
 	p := &purchases{base: b.stack.GatewayURL(), users: b.users, deals: deals, limit: true, prefix: b.key(scen) + "-"}
-	t := &loadTarget{Name: "S2 platform", Next: p.next, Classify: expect("", http.StatusCreated), OnResult: b.recordOrder}
+	t := &loadTarget{Name: "S2 platform", Next: p.next, Classify: expect("", http.StatusCreated), OnResult: b.orderRecorder(p.build, true)}
 	prof := profile(ctx, t, b.platformMeter(), b.opts(true), b.logf)
+	b.resolveOpen(ctx)
 	b.report.addProfile(scen, "platform: POST /deals/{id}/orders", "S2", &prof, pathNote(prof.Main))
 	b.report.set("S2.sustainable", prof.Sustainable)
 	b.report.set("S2.okps", prof.Main.OKPerSec)
@@ -51,7 +52,7 @@ func (b *bench) scenarioS2(ctx context.Context) error {
 		bdeals = append(bdeals, id)
 	}
 	bp := &purchases{base: b.baselineURL, users: b.users, deals: bdeals, limit: true, prefix: b.key(scen) + "-"}
-	bt := &loadTarget{Name: "S2 baseline (b)", Next: bp.next, Classify: expect("", http.StatusCreated), OnResult: b.recordOrder}
+	bt := &loadTarget{Name: "S2 baseline (b)", Next: bp.next, Classify: expect("", http.StatusCreated), OnResult: b.orderRecorder(bp.build, false)}
 	bprof := profile(ctx, bt, b.baselineMeter(), b.opts(true), b.logf)
 	b.report.addProfile(scen, "baseline (b): same request, seed-style", "S2.baseline", &bprof, "Lua decrement + order SET + confirmed publish per request")
 	b.report.set("S2.baseline.sustainable", bprof.Sustainable)
@@ -212,12 +213,13 @@ func (b *bench) scenarioS2Long(ctx context.Context) error {
 	var ends []time.Time
 	var soldOut atomic.Bool
 	p := &purchases{base: b.stack.GatewayURL(), users: b.users, deals: []string{d.ID}, limit: true, prefix: b.key(scen) + "-"}
+	record := b.orderRecorder(p.build, true)
 	t := &loadTarget{
 		Name:     "S2-long platform",
 		Next:     p.next,
 		Classify: expect("", http.StatusCreated),
 		OnResult: func(r *vegeta.Result, label string) {
-			b.recordOrder(r, label)
+			record(r, label)
 			switch {
 			case label == "":
 				mu.Lock()
@@ -265,6 +267,7 @@ func (b *bench) scenarioS2Long(ctx context.Context) error {
 		}
 	}
 	b.report.set("S2-long.largest_kb", float64(largest)/1024)
+	b.resolveOpen(ctx)
 	b.report.Checks = append(b.report.Checks, checkFlashDeal(ctx, b.stack.Redis, scen, d.ID, b.ledger, activeStatuses, false)...)
 	return nil
 }
@@ -294,8 +297,9 @@ func (b *bench) scenarioS3(ctx context.Context) error {
 	}
 
 	p := &purchases{base: b.stack.GatewayURL(), users: b.users, deals: []string{d.ID}, prefix: b.key(scen) + "-"}
-	t := &loadTarget{Name: "S3 platform sold out", Next: p.next, Classify: expect("sold-out", http.StatusConflict), OnResult: b.recordOrder}
+	t := &loadTarget{Name: "S3 platform sold out", Next: p.next, Classify: expect("sold-out", http.StatusConflict), OnResult: b.orderRecorder(p.build, true)}
 	prof := profile(ctx, t, b.platformMeter(), b.opts(false), b.logf)
+	b.resolveOpen(ctx)
 	var writes float64
 	var per []string
 	for _, id := range pathApps {
@@ -323,10 +327,10 @@ func (b *bench) scenarioS3(ctx context.Context) error {
 		return err
 	}
 	bp := &purchases{base: b.baselineURL, users: b.users, deals: []string{bid}, prefix: b.key(scen) + "-"}
-	buy := &loadTarget{Name: "S3 baseline setup", Next: bp.next, Classify: expect("", http.StatusCreated), OnResult: b.recordOrder,
+	buy := &loadTarget{Name: "S3 baseline setup", Next: bp.next, Classify: expect("", http.StatusCreated), OnResult: b.orderRecorder(bp.build, false),
 		Done: func() bool { _, units, _, _ := b.ledger.deal(bid); return units >= stock }}
 	attack(ctx, buy, 1, 0, time.Minute)
-	bt := &loadTarget{Name: "S3 baseline (b) sold out", Next: bp.next, Classify: expect("sold-out", http.StatusConflict), OnResult: b.recordOrder}
+	bt := &loadTarget{Name: "S3 baseline (b) sold out", Next: bp.next, Classify: expect("sold-out", http.StatusConflict), OnResult: b.orderRecorder(bp.build, false)}
 	bprof := profile(ctx, bt, b.baselineMeter(), b.opts(false), b.logf)
 	b.report.addProfile(scen, "baseline (b): sold-out answers", "S3.baseline", &bprof, "")
 	b.report.set("S3.baseline.okps", bprof.Main.OKPerSec)

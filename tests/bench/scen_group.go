@@ -67,27 +67,37 @@ func (g *groupBook) expect(status string) map[string]groupExpect {
 }
 
 // recordSeat is an OnResult for opens and joins: the group and the member order go to the
-// book and the ledger.
-func (b *bench) recordSeat(book *groupBook, open bool) func(*vegeta.Result, string) {
+// book and the ledger; a request whose outcome is open is kept for a replay with its
+// Idempotency-Key (build rebuilds it from its sequence number).
+func (b *bench) recordSeat(book *groupBook, open bool, build func(int64, *vegeta.Target) error) func(*vegeta.Result, string) {
+	created := func(body []byte, _ time.Time) {
+		var a groupAnswer
+		if err := json.Unmarshal(body, &a); err == nil && a.Group.ID != "" {
+			book.add(a, open)
+			o := a.Order
+			b.ledger.add(placedOrder{ID: o.ID, UserID: o.UserID, DealID: o.DealID, GroupID: a.Group.ID, Qty: max(o.Quantity, 1), PayBy: o.PayBy})
+		}
+	}
 	return func(r *vegeta.Result, label string) {
 		if label == "" && r.Code == http.StatusCreated {
-			var a groupAnswer
-			if err := json.Unmarshal(r.Body, &a); err == nil && a.Group.ID != "" {
-				book.add(a, open)
-				o := a.Order
-				b.ledger.add(placedOrder{ID: o.ID, UserID: o.UserID, DealID: o.DealID, GroupID: a.Group.ID, Qty: max(o.Quantity, 1), PayBy: o.PayBy, At: r.End()})
-				return
-			}
+			created(r.Body, r.End())
+			return
 		}
-		if unknownOutcome(r) {
-			deal := dealOfURL(r.URL) // an open: /deals/{id}/groups
-			if !open {
-				_, rest, _ := strings.Cut(r.URL, "/groups/")
-				id, _, _ := strings.Cut(rest, "/")
-				deal = book.dealOf(id)
-			}
-			b.ledger.addUnknown(deal, 1)
+		if !openOutcome(r) {
+			return
 		}
+		deal := dealOfURL(r.URL) // an open: /deals/{id}/groups
+		if !open {
+			_, rest, _ := strings.Cut(r.URL, "/groups/")
+			id, _, _ := strings.Cut(rest, "/")
+			deal = book.dealOf(id)
+		}
+		var t vegeta.Target
+		if i, ok := seqOf(r.URL); ok && build(i, &t) == nil {
+			b.ledger.addOpen(openRequest{Deal: deal, Target: t, Created: created})
+			return
+		}
+		b.ledger.addUnknown(deal, 1)
 	}
 }
 
@@ -96,27 +106,35 @@ func (b *bench) recordSeat(book *groupBook, open bool) func(*vegeta.Result, stri
 func (b *bench) openGroups(ctx context.Context, deals []string, perDeal, n int, book *groupBook, scen string) error {
 	var issued atomic.Int64
 	prefix := b.key(scen)
+	build := func(i int64, t *vegeta.Target) error {
+		u := b.users[int(i)%perDeal]
+		t.Method, t.Body = http.MethodPost, []byte(`{}`)
+		t.URL = withSeq(b.stack.GatewayURL()+"/deals/"+deals[int(i)/perDeal]+"/groups", i)
+		t.Header = http.Header{"Authorization": {"Bearer " + u.Token}, "Idempotency-Key": {prefix + "-" + strconv.FormatInt(i, 10)},
+			"Content-Type": {"application/json"}}
+		return nil
+	}
 	t := &loadTarget{
 		Name: scen + " open groups",
 		Next: func(t *vegeta.Target) error {
-			i := int(issued.Add(1) - 1)
-			if i >= n {
+			i := issued.Add(1) - 1
+			if i >= int64(n) {
 				return errDone
 			}
-			u := b.users[i%perDeal]
-			t.Method, t.URL, t.Body = http.MethodPost, b.stack.GatewayURL()+"/deals/"+deals[i/perDeal]+"/groups", []byte(`{}`)
-			t.Header = http.Header{"Authorization": {"Bearer " + u.Token}, "Idempotency-Key": {prefix + "-" + strconv.Itoa(i)},
-				"Content-Type": {"application/json"}}
-			return nil
+			return build(i, t)
 		},
 		Classify: expect("", http.StatusCreated),
-		OnResult: b.recordSeat(book, true),
+		OnResult: b.recordSeat(book, true, build),
 	}
 	t0 := time.Now()
 	s := attack(ctx, t, b.cfg.Conc, 0, 30*time.Minute)
-	b.logf("  %s: %d groups opened in %.1fs: %s", scen, s.OK, time.Since(t0).Seconds(), oneLine(s))
-	if s.OK < n {
-		return fmt.Errorf("%s: opened %d of %d groups (%v)", scen, s.OK, n, s.Errors)
+	b.resolveOpen(ctx)
+	book.mu.Lock()
+	opened := len(book.ids)
+	book.mu.Unlock()
+	b.logf("  %s: %d groups opened in %.1fs: %s", scen, opened, time.Since(t0).Seconds(), oneLine(s))
+	if opened < n {
+		return fmt.Errorf("%s: opened %d of %d groups (%v)", scen, opened, n, s.Errors)
 	}
 	return nil
 }
@@ -180,22 +198,24 @@ func (b *bench) scenarioS4(ctx context.Context) error {
 	rounds := min(99, (users-perDeal)/perDeal)
 	var k atomic.Int64
 	prefix := b.key(scen)
+	build := func(i64 int64, t *vegeta.Target) error {
+		i := int(i64)
+		gi, round := i%len(ordered), i/len(ordered)
+		if round >= rounds {
+			return errBudget
+		}
+		u := b.users[perDeal+round*perDeal+gi%perDeal]
+		t.Method, t.Body = http.MethodPost, []byte(`{}`)
+		t.URL = withSeq(b.stack.GatewayURL()+"/groups/"+ordered[gi]+"/join", i64)
+		t.Header = http.Header{"Authorization": {"Bearer " + u.Token}, "Idempotency-Key": {prefix + "-" + strconv.Itoa(i)},
+			"Content-Type": {"application/json"}}
+		return nil
+	}
 	t := &loadTarget{
-		Name: "S4 joins",
-		Next: func(t *vegeta.Target) error {
-			i := int(k.Add(1) - 1)
-			gi, round := i%len(ordered), i/len(ordered)
-			if round >= rounds {
-				return errBudget
-			}
-			u := b.users[perDeal+round*perDeal+gi%perDeal]
-			t.Method, t.URL, t.Body = http.MethodPost, b.stack.GatewayURL()+"/groups/"+ordered[gi]+"/join", []byte(`{}`)
-			t.Header = http.Header{"Authorization": {"Bearer " + u.Token}, "Idempotency-Key": {prefix + "-" + strconv.Itoa(i)},
-				"Content-Type": {"application/json"}}
-			return nil
-		},
+		Name:     "S4 joins",
+		Next:     func(t *vegeta.Target) error { return build(k.Add(1)-1, t) },
 		Classify: expect("", http.StatusCreated),
-		OnResult: b.recordSeat(book, false),
+		OnResult: b.recordSeat(book, false, build),
 	}
 	o := b.opts(true)
 	o.SLO = b.cfg.GroupSLO
@@ -206,6 +226,7 @@ func (b *bench) scenarioS4(ctx context.Context) error {
 	b.report.set("S4.okps", prof.Main.OKPerSec)
 	b.report.set("S4.p95", prof.Main.P95MS)
 	b.report.set("S4.cpu_ms", prof.Main.CPUPerOKMS)
+	b.resolveOpen(ctx)
 	b.report.Checks = append(b.report.Checks, checkGroups(ctx, b.stack.Redis, scen, book.expect("open"), 30*time.Second)...)
 	b.report.Checks = append(b.report.Checks, checkDeals(ctx, b.stack.Redis, scen, "join deals", deals, b.ledger, []string{"pending_payment"}, false)...)
 
