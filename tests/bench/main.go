@@ -103,7 +103,9 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.S6Window, "s6-window", 30*time.Second, "S6: pay window of the order app (restarted with it)")
 	fs.DurationVar(&c.S6Wait, "s6-wait", 2*time.Minute, "S6: how long after the last pay_by to wait for every release")
 	fs.StringVar(&c.ExpiryTick, "expiry-tick", "", "order-expiry cron interval, e.g. 1s (default: components/order-expiry.yaml's)")
-	fs.IntVar(&c.PortOffset, "port-offset", 1000, "add N to every port of the stack (as go tool task run -- --port-offset)")
+	// 12000 moves every port of dapr/dapr.yaml (3500..50206) outside Linux's default ephemeral
+	// range (32768-60999), where a busy machine's outgoing connections would take them.
+	fs.IntVar(&c.PortOffset, "port-offset", 12000, "add N to every port of the stack (as go tool task run -- --port-offset)")
 	fs.StringVar(&c.ResultsDir, "out", "bench-results", "directory for <timestamp>.json, plots and logs")
 	fs.StringVar(&c.BinDir, "bin", "bin", "directory holding the app binaries and stockbench (go build -o bin/ ./apps/...)")
 	fs.BoolVar(&c.KeepRunning, "keep-running", false, "leave the stack up after the run until Ctrl-C (to poke at it)")
