@@ -100,6 +100,15 @@ func (b *bench) run(ctx context.Context) (err error) {
 			b.report.Checks = append(b.report.Checks, fail(name, "scenario ran", "%v", err))
 			b.logf("%s failed to run: %v", name, err)
 		}
+		if err := b.stack.Dead(); err != nil {
+			// A process died under load: a finding in itself, and nothing after it would
+			// measure the platform.
+			b.report.Checks = append(b.report.Checks, fail(name, "every process of the stack still running", "%v", err))
+			b.logf("%s: the stack is broken, skipping the remaining scenarios: %v", name, err)
+			failed = append(failed, name+": a process of the stack died")
+			b.report.Durations = append(b.report.Durations, ScenarioTime{Name: name, Seconds: time.Since(t0).Seconds()})
+			break
+		}
 		for _, c := range b.report.Checks[before:] {
 			if !c.OK {
 				failed = append(failed, name+": "+c.Name)
@@ -221,7 +230,8 @@ func (b *bench) baselineMeter() meter {
 }
 
 func (b *bench) opts(full bool) profileOpts {
-	o := profileOpts{Conc: b.cfg.Conc, Duration: b.cfg.Duration, Step: b.cfg.Step, SLO: b.cfg.SLO, Smoke: b.cfg.Smoke && full}
+	o := profileOpts{Conc: b.cfg.Conc, Duration: b.cfg.Duration, Step: b.cfg.Step, SLO: b.cfg.SLO, Smoke: b.cfg.Smoke && full,
+		Alive: b.stack.Dead}
 	if full && !b.cfg.Smoke {
 		o.Sweep = []int{1, 16, 256}
 		o.Search = true
@@ -330,17 +340,27 @@ func (b *bench) resolveOpen(ctx context.Context) {
 	if len(reqs) == 0 {
 		return
 	}
-	hc := &http.Client{Timeout: 30 * time.Second}
+	// A minute in all: a stack that cannot answer a replay by then is broken, and the
+	// requests left open only widen the checks' tolerance.
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	hc := &http.Client{Timeout: 15 * time.Second}
 	var created, refused, open atomic.Int64
-	sem := make(chan struct{}, 16)
+	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
 	for _, o := range reqs {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			for try := range 10 {
+			for try := range 8 {
 				if try > 0 {
-					time.Sleep(time.Duration(try) * 500 * time.Millisecond)
+					select {
+					case <-time.After(time.Duration(try) * 250 * time.Millisecond):
+					case <-ctx.Done():
+					}
+				}
+				if ctx.Err() != nil {
+					break
 				}
 				req, err := o.Target.Request()
 				if err != nil {

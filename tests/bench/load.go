@@ -299,21 +299,34 @@ type profileOpts struct {
 	Search   bool          // open-loop search of the sustainable rate
 	SLO      time.Duration // p95 objective
 	Smoke    bool          // one short open-loop step instead of the search
+	// Alive, when set, is asked after every phase; an error ends the profile (a process of
+	// the stack died: what follows would measure nothing).
+	Alive func() error
 }
 
 // profile measures a target: the main closed-loop phase (with cost), the sweep, the search.
 func profile(ctx context.Context, t *loadTarget, m meter, o profileOpts, logf func(string, ...any)) Profile {
 	p := Profile{Target: t.Name, SLOMS: ms(o.SLO)}
+	dead := func() bool {
+		if o.Alive == nil {
+			return false
+		}
+		if err := o.Alive(); err != nil {
+			logf("  %s: stopping: %v", t.Name, err)
+			return true
+		}
+		return false
+	}
 	p.Main = m.measure(ctx, func() Summary { return attack(ctx, t, o.Conc, 0, o.Duration) })
 	logf("  %-28s c=%-4d %s", t.Name, o.Conc, oneLine(p.Main.Summary))
-	if ctx.Err() != nil || p.Main.Stopped != "" {
+	if ctx.Err() != nil || p.Main.Stopped != "" || dead() {
 		return p
 	}
 	for _, c := range o.Sweep {
 		s := attack(ctx, t, c, 0, o.Step)
 		logf("  %-28s c=%-4d %s", t.Name, c, oneLine(s))
 		p.Sweep = append(p.Sweep, s)
-		if ctx.Err() != nil || s.Stopped != "" {
+		if ctx.Err() != nil || s.Stopped != "" || dead() {
 			return p
 		}
 	}
@@ -328,6 +341,9 @@ func profile(ctx context.Context, t *loadTarget, m meter, o profileOpts, logf fu
 		return p
 	}
 	step := func(rate float64) bool {
+		if dead() {
+			return false
+		}
 		s := attack(ctx, t, 0, rate, o.Step)
 		ok := s.Sustainable(o.SLO)
 		logf("  %-28s rate=%-7.0f %s sustainable=%t", t.Name, rate, oneLine(s), ok)
@@ -346,7 +362,7 @@ func profile(ctx context.Context, t *loadTarget, m meter, o profileOpts, logf fu
 	lowestFail := math.Inf(1)
 	for _, f := range []float64{0.25, 0.5, 0.75, 1.0, 1.25} {
 		r := math.Max(1, math.Round(best*f))
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || dead() {
 			return p
 		}
 		if !step(r) {
@@ -355,7 +371,7 @@ func profile(ctx context.Context, t *loadTarget, m meter, o profileOpts, logf fu
 		}
 	}
 	for range 2 {
-		if math.IsInf(lowestFail, 1) || ctx.Err() != nil || lowestFail-p.Sustainable < math.Max(2, 0.05*lowestFail) {
+		if math.IsInf(lowestFail, 1) || ctx.Err() != nil || dead() || lowestFail-p.Sustainable < math.Max(2, 0.05*lowestFail) {
 			break
 		}
 		mid := math.Round((p.Sustainable + lowestFail) / 2)

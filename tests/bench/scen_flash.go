@@ -30,8 +30,11 @@ func (b *bench) scenarioS2(ctx context.Context) error {
 	p := &purchases{base: b.stack.GatewayURL(), users: b.users, deals: deals, limit: true, prefix: b.key(scen) + "-"}
 	t := &loadTarget{Name: "S2 platform", Next: p.next, Classify: expect("", http.StatusCreated), OnResult: b.orderRecorder(p.build, true)}
 	prof := profile(ctx, t, b.platformMeter(), b.opts(true), b.logf)
-	b.resolveOpen(ctx)
 	b.report.addProfile(scen, "platform: POST /deals/{id}/orders", "S2", &prof, pathNote(prof.Main))
+	if err := b.stack.Dead(); err != nil {
+		return err
+	}
+	b.resolveOpen(ctx)
 	b.report.set("S2.sustainable", prof.Sustainable)
 	b.report.set("S2.okps", prof.Main.OKPerSec)
 	b.report.set("S2.cpu_ms", prof.Main.CPUPerOKMS)

@@ -226,6 +226,9 @@ func (b *bench) scenarioS4(ctx context.Context) error {
 	b.report.set("S4.okps", prof.Main.OKPerSec)
 	b.report.set("S4.p95", prof.Main.P95MS)
 	b.report.set("S4.cpu_ms", prof.Main.CPUPerOKMS)
+	if err := b.stack.Dead(); err != nil {
+		return err
+	}
 	b.resolveOpen(ctx)
 	b.report.Checks = append(b.report.Checks, checkGroups(ctx, b.stack.Redis, scen, book.expect("open"), 30*time.Second)...)
 	b.report.Checks = append(b.report.Checks, checkDeals(ctx, b.stack.Redis, scen, "join deals", deals, b.ledger, []string{"pending_payment"}, false)...)

@@ -201,6 +201,18 @@ func (s *Stack) Procs() []proc {
 	return append(out, s.InfraProcs()...)
 }
 
+// Dead names the stack's processes that exited (a crashed sidecar under load, say); nil
+// while every process runs.
+func (s *Stack) Dead() error {
+	var errs []error
+	for _, p := range s.Sup.Processes() {
+		if !p.Running {
+			errs = append(errs, fmt.Errorf("%s (pid %d) exited: %s; see %s", p.Name, p.PID, p.Exit, filepath.Join(s.LogDir, p.Name+".log")))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // AppProcs lists one app's process and its sidecar's.
 func (s *Stack) AppProcs(id string) []proc {
 	var out []proc
