@@ -101,7 +101,7 @@ func (b *bench) scenarioS5(ctx context.Context) error {
 		paid[id] = true
 	}
 	b.report.Checks = append(b.report.Checks, waitCheck(ctx, time.Minute, func() []Check {
-		cs := checkFlashDeal(ctx, b.stack.Redis, scen, d.ID, b.ledger, []string{"pending_payment", "paid", "confirmed"}, false)
+		cs := checkFlashDeal(ctx, b.stack.Redis, scen, d.ID, b.ledger, []string{"pending_payment", "paid", "confirmed"})
 		return append(cs, b.checkPaidConfirmed(ctx, scen, d.ID, paid)...)
 	})...)
 	return nil
@@ -414,6 +414,6 @@ func (b *bench) scenarioS6(ctx context.Context) error {
 		Load: "window " + b.cfg.S6Window.String(), P50MS: ms(p50), P95MS: ms(quantile(unitLate, 0.95)), P99MS: ms(p99),
 		Errors: fmt.Sprintf("%d not back", notBack), Sustainable: -1, Note: note})
 	b.logf("  %s", note)
-	b.report.Checks = append(b.report.Checks, checkFlashDeal(ctx, b.stack.Redis, scen, d.ID, b.ledger, []string{"cancelled"}, true)...)
+	b.report.Checks = append(b.report.Checks, checkFlashDeal(ctx, b.stack.Redis, scen, d.ID, b.ledger, []string{"pending_payment", "cancelled"})...)
 	return nil
 }

@@ -39,7 +39,7 @@ func (b *bench) scenarioS2(ctx context.Context) error {
 	b.report.set("S2.okps", prof.Main.OKPerSec)
 	b.report.set("S2.cpu_ms", prof.Main.CPUPerOKMS)
 	for _, d := range deals {
-		b.report.Checks = append(b.report.Checks, checkFlashDeal(ctx, b.stack.Redis, scen, d, b.ledger, activeStatuses, false)...)
+		b.report.Checks = append(b.report.Checks, checkFlashDeal(ctx, b.stack.Redis, scen, d, b.ledger, activeStatuses)...)
 	}
 
 	if err := b.floor(ctx); err != nil {
@@ -271,7 +271,7 @@ func (b *bench) scenarioS2Long(ctx context.Context) error {
 	}
 	b.report.set("S2-long.largest_kb", float64(largest)/1024)
 	b.resolveOpen(ctx)
-	b.report.Checks = append(b.report.Checks, checkFlashDeal(ctx, b.stack.Redis, scen, d.ID, b.ledger, activeStatuses, false)...)
+	b.report.Checks = append(b.report.Checks, checkFlashDeal(ctx, b.stack.Redis, scen, d.ID, b.ledger, activeStatuses)...)
 	return nil
 }
 
@@ -320,7 +320,7 @@ func (b *bench) scenarioS3(ctx context.Context) error {
 	b.report.addProfile(scen, "platform: purchase of a sold-out deal", "S3", &prof, note)
 	b.report.set("S3.okps", prof.Main.OKPerSec)
 	b.report.set("S3.writes_per_op", wpo)
-	b.report.Checks = append(b.report.Checks, checkFlashDeal(ctx, b.stack.Redis, scen, d.ID, b.ledger, activeStatuses, false)...)
+	b.report.Checks = append(b.report.Checks, checkFlashDeal(ctx, b.stack.Redis, scen, d.ID, b.ledger, activeStatuses)...)
 	if lv, err := readStock(ctx, b.stack.Redis, d.ID); err == nil && lv.Available != 0 {
 		b.report.Checks = append(b.report.Checks, fail(scen, "deal "+d.ID+": sold out", "%d units still available", lv.Available))
 	}

@@ -231,7 +231,7 @@ func (b *bench) scenarioS4(ctx context.Context) error {
 	}
 	b.resolveOpen(ctx)
 	b.report.Checks = append(b.report.Checks, checkGroups(ctx, b.stack.Redis, scen, book.expect("open"), 30*time.Second)...)
-	b.report.Checks = append(b.report.Checks, checkDeals(ctx, b.stack.Redis, scen, "join deals", deals, b.ledger, []string{"pending_payment"}, false)...)
+	b.report.Checks = append(b.report.Checks, checkDeals(ctx, b.stack.Redis, scen, "join deals", deals, b.ledger, []string{"pending_payment"})...)
 
 	if err := b.s4Succeed(ctx, scen); err != nil {
 		return err
@@ -275,7 +275,7 @@ func (b *bench) s4Succeed(ctx context.Context, scen string) error {
 	}
 	b.report.Checks = append(b.report.Checks, checkGroups(ctx, b.stack.Redis, scen+" filled", book.expect("succeeded"), time.Minute)...)
 	b.report.Checks = append(b.report.Checks, waitCheck(ctx, time.Minute, func() []Check {
-		return checkFlashDeal(ctx, b.stack.Redis, scen+" filled", deal.ID, b.ledger, []string{"confirmed"}, false)
+		return checkFlashDeal(ctx, b.stack.Redis, scen+" filled", deal.ID, b.ledger, []string{"confirmed"})
 	})...)
 	return nil
 }
@@ -361,7 +361,7 @@ func (b *bench) s4Deadlines(ctx context.Context, scen string) error {
 	b.logf("  deadlines: %v, lateness p50 %.2fs p99 %.2fs", counts, p50.Seconds(), p99.Seconds())
 	b.report.Checks = append(b.report.Checks, checkGroups(ctx, b.stack.Redis, scen+" deadlines", book.expect("failed"), time.Minute)...)
 	b.report.Checks = append(b.report.Checks, waitCheck(ctx, time.Minute, func() []Check {
-		return checkDeals(ctx, b.stack.Redis, scen+" deadlines", "deadline deals", deals, b.ledger, []string{"cancelled"}, true)
+		return checkDeals(ctx, b.stack.Redis, scen+" deadlines", "deadline deals", deals, b.ledger, []string{"pending_payment", "cancelled"})
 	})...)
 	return nil
 }
