@@ -362,3 +362,26 @@ func TestOpenOutcome(t *testing.T) {
 		}
 	}
 }
+
+func TestHeldMatches(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name                                 string
+		held1, held2, active, released, open int
+		want                                 bool
+	}{
+		{"exact", 100, 100, 100, 0, 0, true},
+		{"an active order lost its hold", 99, 99, 100, 0, 0, false},
+		{"hold without an order", 101, 101, 100, 0, 0, false},
+		{"extra hold explained by an open outcome", 101, 101, 100, 0, 1, true},
+		{"release on its way", 100, 100, 60, 40, 0, true},
+		{"released meanwhile (read before the orders)", 100, 60, 60, 40, 0, true},
+		{"more held than all orders", 100, 101, 60, 40, 0, false},
+		{"all released", 0, 0, 0, 40, 0, true},
+	}
+	for _, tt := range tests {
+		if got, why := heldMatches(tt.held1, tt.held2, tt.active, tt.released, tt.open); got != tt.want {
+			t.Errorf("%s: heldMatches = %t (%s), want %t", tt.name, got, why, tt.want)
+		}
+	}
+}

@@ -195,22 +195,10 @@ func checkFlashDeal(ctx context.Context, rdb *redis.Client, scen, dealID string,
 
 	held1, held2 := first.Reserved+first.Sold, second.Reserved+second.Sold
 	const check = "orders == held + sold"
-	switch {
-	case held1 < activeUnits:
-		out = append(out, fail(scen, name+": "+check, "orders holding stock have %d units, the store holds only %d (reserved %d + sold %d)",
-			activeUnits, held1, first.Reserved, first.Sold))
-	case held2 > activeUnits+releasedUnits+unknown:
-		out = append(out, fail(scen, name+": "+check, "the store holds %d units (reserved %d + sold %d), orders account for %d (%d of them cancelled or refunded; %d units of requests whose outcome stayed open allowed)",
-			held2, second.Reserved, second.Sold, activeUnits+releasedUnits, releasedUnits, unknown))
-	case releasedUnits == 0 && held2 > activeUnits+unknown:
-		out = append(out, fail(scen, name+": "+check, "the store holds %d units, the orders %d (%d units of requests whose outcome stayed open allowed)",
-			held2, activeUnits, unknown))
-	case held2 > activeUnits:
-		out = append(out, pass(scen, name+": "+check, "%d units held by %d active orders; %d units of cancelled orders (or open outcomes) not released yet",
-			activeUnits, len(orders), held2-activeUnits))
-	default:
-		out = append(out, pass(scen, name+": "+check, "%d units in %d successful orders, %d still holding stock: store holds %d (%d open-outcome units allowed)",
-			units, len(orders), activeUnits, held2, unknown))
+	if ok, why := heldMatches(held1, held2, activeUnits, releasedUnits, unknown); ok {
+		out = append(out, pass(scen, name+": "+check, "%d units in %d successful orders, %d still holding stock; %s", units, len(orders), activeUnits, why))
+	} else {
+		out = append(out, fail(scen, name+": "+check, "reserved %d + sold %d: %s", second.Reserved, second.Sold, why))
 	}
 	if dups > 0 {
 		out = append(out, fail(scen, name+": no duplicate order ids", "%d order ids answered twice", dups))
@@ -218,6 +206,27 @@ func checkFlashDeal(ctx context.Context, rdb *redis.Client, scen, dealID string,
 		out = append(out, pass(scen, name+": no duplicate order ids", "%d distinct ids", len(orders)))
 	}
 	return out
+}
+
+// heldMatches judges the units a deal holds (held1 read before the orders, held2 after)
+// against its orders: active is the units of orders that hold stock by their stored status,
+// released those of cancelled or refunded ones, open those of requests whose outcome stayed
+// open. No active order may have lost its hold (held1 >= active), and no hold may exist
+// without an order (held2 <= active + released + open); with nothing cancelled, the units
+// held beyond the active ones can only be open outcomes.
+func heldMatches(held1, held2, active, released, open int) (bool, string) {
+	switch {
+	case held1 < active:
+		return false, fmt.Sprintf("orders holding stock have %d units, the store holds only %d", active, held1)
+	case held2 > active+released+open:
+		return false, fmt.Sprintf("the store holds %d units, orders account for %d (%d of them cancelled or refunded, %d of open outcomes)",
+			held2, active+released+open, released, open)
+	case released == 0 && held2 > active+open:
+		return false, fmt.Sprintf("the store holds %d units, the orders %d (%d of open outcomes allowed)", held2, active, open)
+	case held2 > active:
+		return true, fmt.Sprintf("the store holds %d: %d units of cancelled orders or open outcomes not released yet", held2, held2-active)
+	}
+	return true, fmt.Sprintf("the store holds %d (%d units of open outcomes allowed)", held2, open)
 }
 
 // checkDeals runs checkFlashDeal over several deals and folds the passing checks into one per

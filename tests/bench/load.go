@@ -184,7 +184,9 @@ func openOutcome(r *vegeta.Result) bool {
 // and replayed with the same Idempotency-Key.
 const seqParam = "bench_seq"
 
-func withSeq(url string, i int64) string { return url + "?" + seqParam + "=" + strconv.FormatInt(i, 10) }
+func withSeq(url string, i int64) string {
+	return url + "?" + seqParam + "=" + strconv.FormatInt(i, 10)
+}
 
 func seqOf(url string) (int64, bool) {
 	_, q, ok := strings.Cut(url, "?"+seqParam+"=")
