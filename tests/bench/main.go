@@ -97,11 +97,11 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.LongMax, "long-max", 120*time.Second, "S2-long: stop selling after this long; the slices then cover the units sold")
 	fs.IntVar(&c.Groups, "groups", 1000, "S4: open groups the joins spread over")
 	fs.IntVar(&c.DLGroups, "deadline-groups", 1000, "S4: open groups whose deadlines pass (issue 11 asks for 10,000)")
-	fs.DurationVar(&c.DLTTL, "deadline-ttl", 60*time.Second, "S4: group_ttl of the deadline groups (at least 5s)")
+	fs.DurationVar(&c.DLTTL, "deadline-ttl", 45*time.Second, "S4: group_ttl of the deadline groups (at least 5s)")
 	fs.IntVar(&c.S5Rate, "s5-rate", 500, "S5: payments per second")
 	fs.IntVar(&c.S6Orders, "s6-orders", 2000, "S6: unpaid orders left to expire (issue 10 asks for 10,000)")
 	fs.DurationVar(&c.S6Window, "s6-window", 30*time.Second, "S6: pay window of the order app (restarted with it)")
-	fs.DurationVar(&c.S6Wait, "s6-wait", 2*time.Minute, "S6: how long after the last pay_by to wait for every release")
+	fs.DurationVar(&c.S6Wait, "s6-wait", 90*time.Second, "S6: how long after the last pay_by to wait for every release")
 	fs.StringVar(&c.ExpiryTick, "expiry-tick", "", "order-expiry cron interval, e.g. 1s (default: components/order-expiry.yaml's)")
 	// 12000 moves every port of dapr/dapr.yaml (3500..50206) outside Linux's default ephemeral
 	// range (32768-60999), where a busy machine's outgoing connections would take them.

@@ -233,6 +233,10 @@ func (b *bench) scenarioS4(ctx context.Context) error {
 	b.report.Checks = append(b.report.Checks, checkGroups(ctx, b.stack.Redis, scen, book.expect("open"), 30*time.Second)...)
 	b.report.Checks = append(b.report.Checks, checkDeals(ctx, b.stack.Redis, scen, "join deals", deals, b.ledger, []string{"pending_payment"})...)
 
+	// The floor is the yardstick of the joins (issue 11), measured once per run.
+	if err := b.floor(ctx); err != nil {
+		return err
+	}
 	if err := b.s4Succeed(ctx, scen); err != nil {
 		return err
 	}
