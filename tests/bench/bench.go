@@ -39,8 +39,9 @@ type bench struct {
 	baseline    *child
 	baselineURL string
 
-	report Report
-	seq    atomic.Int64 // idempotency keys
+	report  Report
+	seq     atomic.Int64 // idempotency keys
+	current string       // the scenario running
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -94,6 +95,7 @@ func (b *bench) run(ctx context.Context) (err error) {
 			break
 		}
 		b.logf("== %s", name)
+		b.current = name
 		t0 := time.Now()
 		before := len(b.report.Checks)
 		if err := steps[name](ctx); err != nil {
@@ -420,7 +422,7 @@ func (b *bench) resolveOpen(ctx context.Context) {
 	wg.Wait()
 	b.logf("  replayed %d requests whose outcome was open (no answer, 5xx, idempotency-key-in-use) with their Idempotency-Key: %d created, %d refused, %d still open",
 		len(reqs), created.Load(), refused.Load(), open.Load())
-	b.report.extra(fmt.Sprintf("replays.%d", len(b.report.Extra)), map[string]int64{"replayed": int64(len(reqs)), "created": created.Load(), "refused": refused.Load(), "open": open.Load()})
+	b.report.extra(fmt.Sprintf("replays.%s.%d", b.current, b.seq.Add(1)), map[string]int64{"replayed": int64(len(reqs)), "created": created.Load(), "refused": refused.Load(), "open": open.Load()})
 }
 
 // placeOrders buys n units of a deal through the gateway at the reference concurrency
