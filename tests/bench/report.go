@@ -135,6 +135,13 @@ func (r *Report) set(key string, v float64) {
 	r.Values[key] = v
 }
 
+// setSustainable keeps a profile's sustainable rate, when its rate search ran at all.
+func (r *Report) setSustainable(key string, p *Profile) {
+	if len(p.Rates) > 0 {
+		r.set(key, p.Sustainable)
+	}
+}
+
 func (r *Report) extra(key string, v any) {
 	if r.Extra == nil {
 		r.Extra = map[string]any{}

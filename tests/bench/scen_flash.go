@@ -35,7 +35,7 @@ func (b *bench) scenarioS2(ctx context.Context) error {
 		return err
 	}
 	b.resolveOpen(ctx)
-	b.report.set("S2.sustainable", prof.Sustainable)
+	b.report.setSustainable("S2.sustainable", &prof)
 	b.report.set("S2.okps", prof.Main.OKPerSec)
 	b.report.set("S2.cpu_ms", prof.Main.CPUPerOKMS)
 	for _, d := range deals {
@@ -58,7 +58,7 @@ func (b *bench) scenarioS2(ctx context.Context) error {
 	bt := &loadTarget{Name: "S2 baseline (b)", Next: bp.next, Classify: expect("", http.StatusCreated), OnResult: b.orderRecorder(bp.build, false)}
 	bprof := profile(ctx, bt, b.baselineMeter(), b.opts(true), b.logf)
 	b.report.addProfile(scen, "baseline (b): same request, seed-style", "S2.baseline", &bprof, "Lua decrement + order SET + confirmed publish per request")
-	b.report.set("S2.baseline.sustainable", bprof.Sustainable)
+	b.report.setSustainable("S2.baseline.sustainable", &bprof)
 	b.report.set("S2.baseline.okps", bprof.Main.OKPerSec)
 	b.report.set("S2.baseline.cpu_ms", bprof.Main.CPUPerOKMS)
 	for _, d := range bdeals {

@@ -222,7 +222,7 @@ func (b *bench) scenarioS4(ctx context.Context) error {
 	prof := profile(ctx, t, b.platformMeter(), o, b.logf)
 	b.report.addProfile(scen, fmt.Sprintf("platform: joins over %d open groups", g), "S4", &prof,
 		fmt.Sprintf("%d groups on %d deals, at most %d joins with %d users; %s", g, len(deals), rounds*g, users, pathNote(prof.Main)))
-	b.report.set("S4.sustainable", prof.Sustainable)
+	b.report.setSustainable("S4.sustainable", &prof)
 	b.report.set("S4.okps", prof.Main.OKPerSec)
 	b.report.set("S4.p95", prof.Main.P95MS)
 	b.report.set("S4.cpu_ms", prof.Main.CPUPerOKMS)
