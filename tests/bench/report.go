@@ -366,6 +366,39 @@ func printReport(w io.Writer, r *Report, files []string) {
 	}
 	_ = tw.Flush()
 
+	for _, key := range []string{"S2", "S3", "S4"} {
+		m, ok := r.Measurements[key]
+		if !ok || m.OK == 0 || len(m.Sidecars) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\nsidecar metrics during %s's main phase, per success (daprd /metrics):\n", key)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
+		fmt.Fprintln(tw, "app\tstate ops (mean ms)\tfailed state ops\tpublishes\tpublish ms\tapp conflicts\tapp batch means\t")
+		n := float64(m.OK)
+		for _, id := range sortedKeys(m.Sidecars) {
+			st := m.Sidecars[id]
+			if len(st.StateOps) == 0 && st.Publishes == 0 && len(m.Apps[id].Conflicts) == 0 && len(m.Apps[id].BatchMeans) == 0 {
+				continue
+			}
+			var ops []string
+			for _, op := range sortedKeys(st.StateOps) {
+				ops = append(ops, fmt.Sprintf("%s %.2f (%.1f)", op, st.StateOps[op]/n, st.StateLatencyMS[op]))
+			}
+			a := m.Apps[id]
+			var conflicts float64
+			for _, v := range a.Conflicts {
+				conflicts += v
+			}
+			var batches []string
+			for _, k := range sortedKeys(a.BatchMeans) {
+				batches = append(batches, fmt.Sprintf("%s %.1f", k, a.BatchMeans[k]))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.2f\t%.1f\t%.3f\t%s\t\n", id, strings.Join(ops, ", "), st.StateFailures/n,
+				st.Publishes/n, st.EgressLatencyMS, conflicts/n, strings.Join(batches, ", "))
+		}
+		_ = tw.Flush()
+	}
+
 	if len(r.Sizes) > 0 {
 		fmt.Fprintln(w, "\nlargest value per key family (bench Redis DB, end of run):")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
