@@ -49,6 +49,9 @@ type Summary struct {
 	P99MS       float64        `json:"p99_ms"`
 	Seconds     float64        `json:"seconds"`
 	Stopped     string         `json:"stopped,omitempty"` // why the attack ended early
+	// HDR is vegeta's HdrHistogram plot of the phase's latencies (the format the
+	// HdrHistogram plotter reads), for the main phases the report writes out.
+	HDR string `json:"-"`
 }
 
 // Sustainable reports whether the phase met the service objective: p95 under slo, errors
@@ -127,6 +130,10 @@ func attack(ctx context.Context, t *loadTarget, conc int, rate float64, dur time
 		s.ErrorRate = float64(s.Requests-s.OK) / float64(s.Requests)
 	}
 	s.P50MS, s.P95MS, s.P99MS = ms(m.Latencies.P50), ms(m.Latencies.P95), ms(m.Latencies.P99)
+	var hdr strings.Builder
+	if m.Requests > 0 && vegeta.NewHDRHistogramPlotReporter(&m).Report(&hdr) == nil {
+		s.HDR = hdr.String()
+	}
 	return s
 }
 

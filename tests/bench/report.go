@@ -312,6 +312,15 @@ func (r *Report) write(cfg Config) ([]string, error) {
 		return nil, err
 	}
 	files = append(files, path)
+	for _, key := range []string{"S2", "S2.baseline"} {
+		if m, ok := r.Measurements[key]; ok && m.HDR != "" {
+			f := filepath.Join(cfg.ResultsDir, cfg.Stamp+"-"+strings.ReplaceAll(key, ".", "-")+".hdr")
+			if err := os.WriteFile(f, []byte(m.HDR), 0o644); err != nil {
+				return files, err
+			}
+			files = append(files, f)
+		}
+	}
 	plots, err := writePlots(r, cfg.ResultsDir, cfg.Stamp)
 	files = append(files, plots...)
 	return files, err
