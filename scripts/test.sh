@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Test entry point: `scripts/test.sh all|unit|integration|smoke`.
+# Test entry point: `scripts/test.sh all|unit|integration|smoke|profiles|bench`.
 #   unit         go vet + unit tests with -race (no services needed)
 #   integration  the integration suite (tests/integration, build tag "integration") against
 #                Redis, RabbitMQ and real daprd/placement/scheduler processes
 #   smoke        the integration suite's smoke subset (tests named TestSmoke*)
 #   profiles     the core scenarios again on the second infrastructure profile
 #                (GROUPBUY_TEST_PROFILE=postgres: PostgreSQL state store, Redis Streams pub/sub)
-#   all          unit, integration, profiles
+#   bench        the benchmark harness's own tests, then `scripts/bench.sh --smoke`: every
+#                scenario for a few seconds; it asserts that the harness runs and that the
+#                stores' invariants hold after each scenario, never a speed
+#   all          unit, integration, profiles, bench
 # GROUPBUY_TEST_INFRA=local|testcontainers picks where Redis/RabbitMQ come from (default local
 # here: the services already running; see tests/testinfra).
 set -euo pipefail
@@ -74,6 +77,18 @@ integration() {
   fi
 }
 
+bench() {
+  echo "== bench harness: its tests, then a smoke run (invariants only, never a speed)"
+  go test -count=1 ./tests/bench/...
+  local log=/tmp/groupbuy-bench-smoke.log
+  if bash scripts/bench.sh --smoke --out /tmp/groupbuy-bench-smoke >"$log" 2>&1; then
+    summary+=("bench smoke: PASS ($(grep -c '^  ok ' "$log") invariant checks held; log $log)")
+  else
+    tail -n 60 "$log"
+    summary+=("bench smoke: FAIL (log $log)"); print_summary; exit 1
+  fi
+}
+
 print_summary() {
   echo
   echo "== test summary"
@@ -97,7 +112,8 @@ case "$mode" in
   integration) integration ;;
   smoke) integration '^TestSmoke' smoke ;;
   profiles) profiles ;;
-  all) unit; integration; profiles ;;
-  *) echo "usage: $0 all|unit|integration|smoke" >&2; exit 2 ;;
+  bench) bench ;;
+  all) unit; integration; profiles; bench ;;
+  *) echo "usage: $0 all|unit|integration|smoke|profiles|bench" >&2; exit 2 ;;
 esac
 print_summary
