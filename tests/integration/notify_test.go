@@ -372,7 +372,9 @@ func TestRedeliveryAfterNotifyRestart(t *testing.T) {
 	})
 
 	o := placeAndPay(t, ctx, user, dealID, "notify-down")
-	time.Sleep(time.Second)
+	// Settled means every event of the order was published (settle publishes before it marks
+	// the order), so they wait in notify's queues now.
+	ordersIn(t, stack, map[string]string{o.ID: "confirmed"})
 	var inbox struct {
 		Items []notificationItem `json:"items"`
 	}

@@ -147,8 +147,12 @@ func TestReconcilerRepairsStores(t *testing.T) {
 	if rep.CheckedAt == nil || rep.Findings == nil || rep.Errors == nil {
 		t.Errorf("report %+v, want checked_at and the lists", rep)
 	}
+	// The stacks of one run share the Redis DB and so the catalog's deals: other tests reserve
+	// stock behind the order app's back on deals of their own. This deal must be clean.
 	for _, f := range rep.Findings {
-		t.Errorf("unexpected finding: %+v", f)
+		if f.DealID == dealID {
+			t.Errorf("unexpected finding: %+v", f)
+		}
 	}
 	for _, e := range rep.Errors {
 		t.Errorf("pass error: %s", e)
