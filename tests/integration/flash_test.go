@@ -415,14 +415,11 @@ func TestExpiryReleasesStock(t *testing.T) {
 	if st, _ := s.Stock(ctx, dealID); st.Reserved != 2 {
 		t.Fatalf("reserved %d, want 2", st.Reserved)
 	}
+	// The sweep writes "cancelled" first and releases the stock after, marking the order
+	// settled once every side effect is applied: wait for that, not for the status alone.
+	ordersIn(t, s, map[string]string{o.ID: "cancelled"})
 	var got orderView
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
-		user.MustDo(t, http.MethodGet, "/orders/"+o.ID, nil, http.StatusOK, &got)
-		if got.Status == "cancelled" {
-			break
-		}
-	}
-	if got.Status != "cancelled" {
+	if user.MustDo(t, http.MethodGet, "/orders/"+o.ID, nil, http.StatusOK, &got); got.Status != "cancelled" {
 		t.Fatalf("order status %q after the pay window, want cancelled", got.Status)
 	}
 	st, err := s.Stock(ctx, dealID)
