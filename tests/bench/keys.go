@@ -206,7 +206,7 @@ func readOrders(ctx context.Context, rdb *redis.Client, ids []string) (map[strin
 	return out, nil
 }
 
-// --- group: GroupActor state "GroupActor||<group>||group" ---
+// --- group: GroupActor's state, the group app's own ETag-checked key "group:<group>" ---
 
 type storedGroup struct {
 	ID        string     `json:"id"`
@@ -225,9 +225,9 @@ type storedGroup struct {
 	} `json:"seats"`
 }
 
-func groupKey(id string) string { return "GroupActor||" + id + "||group" }
+func groupKey(id string) string { return "group:" + id }
 
-// readGroups reads GroupActor states by group id.
+// readGroups reads the groups' states by group id.
 func readGroups(ctx context.Context, rdb *redis.Client, ids []string) (map[string]storedGroup, error) {
 	keys := make([]string, len(ids))
 	for i, id := range ids {
