@@ -80,8 +80,8 @@ integration() {
 bench() {
   echo "== bench harness: its tests, then a smoke run (invariants only, never a speed)"
   go test -count=1 ./tests/bench/...
-  local log=/tmp/groupbuy-bench-smoke.log
-  if bash scripts/bench.sh --smoke --out /tmp/groupbuy-bench-smoke >"$log" 2>&1; then
+  local log=${TMPDIR:-/tmp}/groupbuy-bench-smoke.log
+  if bash scripts/bench.sh --smoke --out "${TMPDIR:-/tmp}/groupbuy-bench-smoke" >"$log" 2>&1; then
     summary+=("bench smoke: PASS ($(grep -c '^  ok ' "$log") invariant checks held; log $log)")
   else
     tail -n 60 "$log"

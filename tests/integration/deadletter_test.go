@@ -92,23 +92,7 @@ func TestDeadLetterReplayThroughGatewayOnce(t *testing.T) {
 		ev.EventID, topic, topic, data)
 
 	// daprd publishes a dead letter to the component as the bytes of the original message.
-	_, daprToken := stack.Sup.Tokens()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
-		stack.App("order").DaprHTTPURL()+"/v1.0/publish/pubsub/"+deadTopic+"?metadata.rawPayload=true", strings.NewReader(original))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("dapr-api-token", daprToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("publish to %s: %d %s", deadTopic, resp.StatusCode, b)
-	}
+	publishThroughOrderSidecar(ctx, t, deadTopic, "metadata.rawPayload=true", original)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		if status, _, ok := deadLetterState(t, ctx, deadTopic, ev.EventID); ok {
 			if status != "pending" {
@@ -210,23 +194,7 @@ func TestReplayedPoisonComesBackUnderItsID(t *testing.T) {
 	ceID := harness.UniqueName("poison-")
 	original := fmt.Sprintf(`{"specversion":"1.0","id":%q,"source":"order","type":%q,"topic":%q,"pubsubname":"pubsub","datacontenttype":"application/json","data":{"v":99,"marker":%q}}`,
 		ceID, topic, topic, ceID)
-	_, daprToken := stack.Sup.Tokens()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
-		stack.App("order").DaprHTTPURL()+"/v1.0/publish/pubsub/"+deadTopic+"?metadata.rawPayload=true", strings.NewReader(original))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("dapr-api-token", daprToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("publish to %s: %d %s", deadTopic, resp.StatusCode, b)
-	}
+	publishThroughOrderSidecar(ctx, t, deadTopic, "metadata.rawPayload=true", original)
 	var first time.Time
 	for deadline := time.Now().Add(30 * time.Second); first.IsZero(); time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -274,5 +242,28 @@ func TestReplayedPoisonComesBackUnderItsID(t *testing.T) {
 	}
 	if len(mine) != 1 || mine[0] != ceID {
 		t.Errorf("letters carrying the poison: %v, want only %s", mine, ceID)
+	}
+}
+
+// publishThroughOrderSidecar publishes body to the pubsub component through the order app's
+// sidecar, as the order app would; query carries publish metadata (e.g. rawPayload).
+func publishThroughOrderSidecar(ctx context.Context, t *testing.T, topic, query, body string) {
+	t.Helper()
+	_, daprToken := stack.Sup.Tokens()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
+		stack.App("order").DaprHTTPURL()+"/v1.0/publish/pubsub/"+topic+"?"+query, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("dapr-api-token", daprToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("publish to %s: %d %s", topic, resp.StatusCode, b)
 	}
 }

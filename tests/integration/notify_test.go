@@ -261,24 +261,8 @@ func TestNotificationOfCancelledOrder(t *testing.T) {
 func TestDeadLetterKeptForPoison(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, daprToken := stack.Sup.Tokens()
 	ceID := harness.UniqueName("poison-")
-	u := stack.App("order").DaprHTTPURL() + "/v1.0/publish/pubsub/order.created?metadata.cloudevent.id=" + url.QueryEscape(ceID)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(`{"v":99}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("dapr-api-token", daprToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("publish: %d %s", resp.StatusCode, b)
-	}
+	publishThroughOrderSidecar(ctx, t, "order.created", "metadata.cloudevent.id="+url.QueryEscape(ceID), `{"v":99}`)
 
 	type letter struct {
 		Topic      string    `json:"topic"`
@@ -326,14 +310,15 @@ func TestDeadLetterKeptForPoison(t *testing.T) {
 	if r.Status != http.StatusOK || !bytes.Contains(r.Body, []byte(ceID)) {
 		t.Errorf("gateway GET /admin/dead-letters as admin: %d %s", r.Status, r.Body)
 	}
-	req, _ = http.NewRequestWithContext(ctx, http.MethodGet,
+	_, daprToken := stack.Sup.Tokens()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet,
 		stack.App("notify").DaprHTTPURL()+"/v1.0/invoke/notify/method/admin/dead-letters?topic=order.created.dead", nil)
 	req.Header.Set("dapr-api-token", daprToken)
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ = io.ReadAll(resp.Body)
+	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("GET /admin/dead-letters via notify's sidecar without a user: %d %s, want 401", resp.StatusCode, b)
