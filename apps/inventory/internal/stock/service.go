@@ -12,7 +12,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 
-	"github.com/groupbuy/groupbuy/apps/inventory/internal/batch"
+	"github.com/groupbuy/groupbuy/pkg/batch"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 

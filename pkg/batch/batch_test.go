@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/groupbuy/groupbuy/apps/inventory/internal/batch"
+	"github.com/groupbuy/groupbuy/pkg/batch"
 )
 
 // recorder is a flush that records its batches and can be held in flight.
