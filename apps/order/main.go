@@ -33,8 +33,8 @@ type config struct {
 	IdemLease      time.Duration `env:"IDEMPOTENCY_LEASE, default=30s"`
 	IdemWait       time.Duration `env:"IDEMPOTENCY_WAIT, default=3s"` // below the sidecar's timeout for the order app
 	PaymentGrace   time.Duration `env:"PAYMENT_GRACE, default=30s"`
-	PendingShards  int           `env:"PENDING_SHARDS, default=16"`
 	MaxQuantity    int           `env:"MAX_QUANTITY, default=100"`
+	Pending        pendingConfig
 	// Admission: placements worked on at once per replica, how many may wait and for how long,
 	// and the Retry-After of a refusal (see internal/admission).
 	AdmissionLimit        int           `env:"ADMISSION_LIMIT, default=32"`
@@ -42,6 +42,23 @@ type config struct {
 	AdmissionQueueTimeout time.Duration `env:"ADMISSION_QUEUE_TIMEOUT, default=1s"`
 	AdmissionRetryAfter   time.Duration `env:"ADMISSION_RETRY_AFTER, default=1s"`
 	Reconcile             reconcileConfig
+}
+
+// pendingConfig shapes the pending set (daprstore.Pending) and the expiry sweep over it.
+type pendingConfig struct {
+	// Shards and Window: one document holds the orders due in one Window whose id hashes to
+	// one of Shards, so its size is bounded by the registrations of that span.
+	Shards int           `env:"PENDING_SHARDS, default=16"`
+	Window time.Duration `env:"PENDING_WINDOW, default=2s"`
+	// Lag keeps an empty window listed after it ended (above the flush timeout plus the clock
+	// skew between replicas); Lease bounds a sweep's hold on one window.
+	Lag          time.Duration `env:"PENDING_LAG, default=1m"`
+	Lease        time.Duration `env:"PENDING_LEASE, default=1m"`
+	FlushTimeout time.Duration `env:"PENDING_FLUSH_TIMEOUT, default=5s"`
+	MaxBatch     int           `env:"PENDING_MAX_BATCH, default=256"`
+	// SweepParallelism orders at once per sweep; SweepBudget stops claiming windows after it.
+	SweepParallelism int           `env:"SWEEP_PARALLELISM, default=64"`
+	SweepBudget      time.Duration `env:"SWEEP_BUDGET, default=20s"`
 }
 
 // reconcileConfig tunes the reconciler (apps/order/internal/reconcile); its pass is driven by
@@ -90,7 +107,15 @@ func run(ctx context.Context) error {
 		return err
 	}
 	orders := daprstore.NewOrders(state)
-	pending := daprstore.NewPending(state, cfg.PendingShards)
+	pc := cfg.Pending
+	pending := daprstore.NewPending(state, daprstore.PendingConfig{
+		Shards:       pc.Shards,
+		Window:       pc.Window,
+		Lag:          pc.Lag,
+		Lease:        pc.Lease,
+		FlushTimeout: pc.FlushTimeout,
+		MaxBatch:     pc.MaxBatch,
+	})
 	catalog := clients.NewCatalog(rt.Invoker, cfg.CatalogAppID)
 	inventory := clients.NewInventory(rt.Invoker, cfg.InventoryAppID)
 	payments := clients.NewPayment(rt.Invoker, cfg.PaymentAppID)
@@ -100,6 +125,9 @@ func run(ctx context.Context) error {
 		IdemWait:     cfg.IdemWait,
 		PaymentGrace: cfg.PaymentGrace,
 		MaxQuantity:  cfg.MaxQuantity,
+
+		SweepParallelism: pc.SweepParallelism,
+		SweepBudget:      pc.SweepBudget,
 	}, order.Deps{
 		Store:    orders,
 		Users:    daprstore.NewUsers(state),

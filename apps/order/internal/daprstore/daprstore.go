@@ -2,8 +2,8 @@
 //
 //	order:<id>                 the order (ETag CAS on every transition)
 //	userorders:<user>          the user's orders: purchase-limit counting and GET /me/orders
-//	pending:<shard>            orders awaiting settlement, sharded so placements on one hot
-//	                           deal do not all contend for one document
+//	pendingwin:<start>:<shard> orders awaiting settlement, by due-time window and shard, with
+//	                           their directory and sweep leases (see Pending)
 //	idem:<user>:<sha256(key)>  Idempotency-Key records, expiring after 24 h (pkg/idempotency)
 //	grouporders:<group>        the orders of a group and whether it was decided
 package daprstore
@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"time"
 
@@ -136,84 +135,6 @@ func (r *Users) List(ctx context.Context, userID string) ([]order.IndexEntry, er
 		return nil, nil
 	}
 	return d.Entries, err
-}
-
-// Pending implements order.Pending over Shards documents.
-type Pending struct {
-	s      *daprstate.Store
-	shards int
-}
-
-// NewPending returns the pending set with the given number of shards.
-func NewPending(s *daprstate.Store, shards int) *Pending {
-	return &Pending{s: s, shards: max(shards, 1)}
-}
-
-type pendingDoc struct {
-	Orders map[string]pendingItem `json:"orders"`
-}
-
-type pendingItem struct {
-	UserID string    `json:"user_id"`
-	DealID string    `json:"deal_id"`
-	Due    time.Time `json:"due"`
-}
-
-func (p *Pending) key(orderID string) string {
-	h := fnv.New32a()
-	h.Write([]byte(orderID))
-	// Reduce in uint32: int(Sum32()) is negative for half the ids where int has 32 bits,
-	// and Due only reads shards 0..shards-1.
-	return fmt.Sprintf("pending:%d", h.Sum32()%uint32(p.shards))
-}
-
-// Add implements order.Pending.
-func (p *Pending) Add(ctx context.Context, e order.PendingEntry) error {
-	_, err := daprstate.Mutate(ctx, p.s, p.key(e.OrderID), casAttempts, func(d *pendingDoc, _ bool) error {
-		if _, ok := d.Orders[e.OrderID]; ok {
-			return daprstate.ErrNoChange
-		}
-		if d.Orders == nil {
-			d.Orders = map[string]pendingItem{}
-		}
-		d.Orders[e.OrderID] = pendingItem{UserID: e.UserID, DealID: e.DealID, Due: e.Due}
-		return nil
-	})
-	return err
-}
-
-// Remove implements order.Pending.
-func (p *Pending) Remove(ctx context.Context, orderID string) error {
-	_, err := daprstate.Mutate(ctx, p.s, p.key(orderID), casAttempts, func(d *pendingDoc, _ bool) error {
-		if _, ok := d.Orders[orderID]; !ok {
-			return daprstate.ErrNoChange
-		}
-		delete(d.Orders, orderID)
-		return nil
-	})
-	return err
-}
-
-// Due implements order.Pending.
-func (p *Pending) Due(ctx context.Context, t time.Time) ([]order.PendingEntry, error) {
-	var out []order.PendingEntry
-	for i := range p.shards {
-		var d pendingDoc
-		_, err := p.s.Get(ctx, fmt.Sprintf("pending:%d", i), &d)
-		if errors.Is(err, daprstate.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		for id, it := range d.Orders {
-			if it.Due.Before(t) {
-				out = append(out, order.PendingEntry{OrderID: id, UserID: it.UserID, DealID: it.DealID, Due: it.Due})
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b order.PendingEntry) int { return a.Due.Compare(b.Due) })
-	return out, nil
 }
 
 // NewIdempotency returns the Idempotency-Key store (order.Idempotency); records expire after

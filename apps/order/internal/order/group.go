@@ -169,7 +169,7 @@ func (out GroupOutcome) keeps(orderID string) bool {
 // settleGroupOrder brings one order of a decided group to its end: confirmed when keep (a
 // paid member of a succeeded group), otherwise refunded or cancelled.
 func (s *Service) settleGroupOrder(ctx context.Context, id, groupID string, keep bool) error {
-	added := false // this call put the order into the pending set
+	var added *PendingEntry // what this call put into the pending set
 	// An order can move under us at most twice (pending → paid → final), and is read once
 	// more after it is put into the pending set.
 	for range 4 {
@@ -185,23 +185,23 @@ func (s *Service) settleGroupOrder(ctx context.Context, id, groupID string, keep
 			return nil
 		}
 		if o.finished() {
-			if added {
+			if added != nil {
 				// Finished by another runner, whose settle may have removed the entry
 				// before we added it.
-				return s.pending.Remove(ctx, o.ID)
+				return s.pending.Remove(ctx, *added)
 			}
 			return nil
 		}
-		if !added {
+		if added == nil {
 			// Written before any effect, so a settlement that fails here, or whose process
 			// dies, is finished by the sweep (a paid group order is out of the set until now).
 			// settle removes the entry once the order is done. Read again after: an order
 			// another runner finished before the Add is then seen finished, above.
-			now := s.now().UTC()
-			if err := s.pending.Add(ctx, PendingEntry{OrderID: o.ID, UserID: o.UserID, DealID: o.DealID, Due: now}); err != nil {
+			e := PendingEntry{OrderID: o.ID, UserID: o.UserID, DealID: o.DealID, Due: s.now().UTC()}
+			if err := s.pending.Add(ctx, e); err != nil {
 				return err
 			}
-			added = true
+			added = &e
 			continue
 		}
 		switch o.Status {
@@ -283,7 +283,7 @@ func (s *Service) awaitGroup(ctx context.Context, o Order) (Order, error) {
 		return Order{}, err
 	}
 	if !decided {
-		if err := s.pending.Remove(ctx, o.ID); err != nil {
+		if err := s.pending.Remove(ctx, pendingOf(o)); err != nil {
 			return Order{}, err
 		}
 		// SettleGroup records the outcome, then re-adds each order; had it re-added this one

@@ -156,12 +156,25 @@ type IndexEntry struct {
 	Status   Status `json:"status"`
 }
 
-// Pending is the sharded set of orders the expiry sweep must look at: placed, not settled.
+// Pending is the set of orders the expiry sweep must look at: placed, not settled. It is
+// kept in windows of due time, so a sweep reads only what is due, and runners share the due
+// windows under a lease per window instead of each walking all of them.
 type Pending interface {
+	// Add registers e (a no-op for an order already in the set); it returns once the entry is
+	// durable.
 	Add(ctx context.Context, e PendingEntry) error
-	Remove(ctx context.Context, orderID string) error
-	// Due returns ids whose due time is before t, across all shards.
+	// Remove drops e, found by its order id and the due time it was added with (or the Key a
+	// read returned). An entry it misses stays until the sweep finds its order finished.
+	Remove(ctx context.Context, e PendingEntry) error
+	// Due returns every entry due before t.
 	Due(ctx context.Context, t time.Time) ([]PendingEntry, error)
+	// Windows lists the windows that may hold entries due before t, oldest first.
+	Windows(ctx context.Context, t time.Time) ([]string, error)
+	// Claim leases window w to this call and returns its entries due before t; ok is false
+	// while another claim holds the lease.
+	Claim(ctx context.Context, w string, t time.Time) (c PendingClaim, ok bool, err error)
+	// Release ends a claim's lease early (it also ends by itself).
+	Release(ctx context.Context, c PendingClaim) error
 }
 
 // PendingEntry is an order awaiting settlement.
@@ -170,6 +183,15 @@ type PendingEntry struct {
 	UserID  string
 	DealID  string
 	Due     time.Time
+	// Key is where a read found the entry (opaque to the domain); Remove uses it before Due.
+	Key string
+}
+
+// PendingClaim is one window leased to one sweep.
+type PendingClaim struct {
+	Window  string
+	Owner   string
+	Entries []PendingEntry
 }
 
 // Idempotency stores one record per (user, Idempotency-Key) (pkg/idempotency runs Place over

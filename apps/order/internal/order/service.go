@@ -29,6 +29,10 @@ type Config struct {
 	// asking the payment app what happened.
 	PaymentGrace time.Duration
 	MaxQuantity  int
+	// SweepParallelism is how many orders one expiry pass works on at once; SweepBudget
+	// bounds how long it keeps claiming windows (0: no bound).
+	SweepParallelism int
+	SweepBudget      time.Duration
 }
 
 // Service implements the order use cases.
@@ -210,7 +214,7 @@ func (s *Service) admit(ctx context.Context, o Order, limit int, owns func(conte
 	}
 	// Registered before the hold is taken: if we crash after reserving, the sweep finds the
 	// id, sees no order document, and releases the hold.
-	if err := s.pending.Add(ctx, PendingEntry{OrderID: o.ID, UserID: o.UserID, DealID: o.DealID, Due: o.PayBy}); err != nil {
+	if err := s.pending.Add(ctx, pendingOf(o)); err != nil {
 		return Order{}, err
 	}
 	state, soldOut, err := s.stock.Reserve(ctx, o.DealID, o.ID, o.Quantity, o.PayBy)
@@ -245,6 +249,11 @@ func (s *Service) admit(ctx context.Context, o Order, limit int, owns func(conte
 	return o, nil
 }
 
+// pendingOf is o's entry in the pending set, as admit registers it.
+func pendingOf(o Order) PendingEntry {
+	return PendingEntry{OrderID: o.ID, UserID: o.UserID, DealID: o.DealID, Due: o.PayBy}
+}
+
 // undoPlacement forgets an order that never came to be (no stock). Inventory may answer
 // "sold out" from its cache without looking for the order's hold, so an earlier attempt of
 // this placement (a lost answer, retried by the sidecar or by the client) may still hold
@@ -260,7 +269,7 @@ func (s *Service) undoPlacement(ctx context.Context, o Order) {
 		s.log.WarnContext(ctx, "undo_placement_failed", slog.String("order_id", o.ID), slog.String("error", err.Error()))
 		return
 	}
-	if err := s.pending.Remove(ctx, o.ID); err != nil {
+	if err := s.pending.Remove(ctx, pendingOf(o)); err != nil {
 		s.log.WarnContext(ctx, "undo_placement_failed", slog.String("order_id", o.ID), slog.String("error", err.Error()))
 	}
 }
@@ -482,7 +491,7 @@ func (s *Service) settle(ctx context.Context, o Order, topic string) error {
 		return err
 	}
 	if o.PaymentStartedAt == nil {
-		if err := s.pending.Remove(ctx, o.ID); err != nil {
+		if err := s.pending.Remove(ctx, pendingOf(o)); err != nil {
 			return err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/groupbuy/groupbuy/pkg/events"
 )
@@ -19,40 +20,88 @@ type SweepStats struct {
 	Failed    int `json:"failed"`
 }
 
+func (st *SweepStats) count(outcome string) {
+	st.Examined++
+	switch outcome {
+	case "cancelled":
+		st.Cancelled++
+	case "completed":
+		st.Completed++
+	case "cleaned":
+		st.Cleaned++
+	case "refunded":
+		st.Refunded++
+	}
+}
+
 // Sweep is the expiry pass the cron binding triggers: pending orders past pay_by are
 // cancelled and their stock released; orders whose side effects were interrupted are
-// finished. It is safe to run concurrently on several replicas and with overlapping ticks:
-// every transition is a CAS that only one runner wins, and every side effect is idempotent.
+// finished. The pass takes the due windows of the pending set one at a time, each under a
+// lease, so replicas and overlapping ticks share the due work instead of repeating it; it
+// works on SweepParallelism orders at once (their stock releases meet in inventory's group
+// commit) and claims the next window only when a worker is free, and claims none after
+// SweepBudget. Every transition is a CAS that only one runner wins and every side effect is
+// idempotent, so a window taken over after a lease ran out is merely swept twice.
 func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
-	var st SweepStats
-	now := s.now().UTC()
-	due, err := s.pending.Due(ctx, now)
+	var (
+		st    SweepStats
+		mu    sync.Mutex
+		all   sync.WaitGroup
+		start = s.now()
+		now   = start.UTC()
+		sem   = make(chan struct{}, max(s.cfg.SweepParallelism, 1))
+	)
+	defer all.Wait()
+	windows, err := s.pending.Windows(ctx, now)
 	if err != nil {
 		return st, err
 	}
-	for _, e := range due {
-		if ctx.Err() != nil {
-			return st, ctx.Err()
+	for _, w := range windows {
+		if s.cfg.SweepBudget > 0 && s.now().Sub(start) >= s.cfg.SweepBudget {
+			break
 		}
-		st.Examined++
-		outcome, err := s.sweepOne(ctx, e)
+		c, ok, err := s.pending.Claim(ctx, w, now)
 		if err != nil {
-			st.Failed++
-			s.log.WarnContext(ctx, "sweep_order_failed", slog.String("order_id", e.OrderID), slog.String("error", err.Error()))
+			s.log.WarnContext(ctx, "sweep_window_failed", slog.String("window", w), slog.String("error", err.Error()))
+		}
+		if !ok {
 			continue
 		}
-		switch outcome {
-		case "cancelled":
-			st.Cancelled++
-		case "completed":
-			st.Completed++
-		case "cleaned":
-			st.Cleaned++
-		case "refunded":
-			st.Refunded++
+		var win sync.WaitGroup
+		for _, e := range c.Entries {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			win.Go(func() {
+				defer func() { <-sem }()
+				outcome, err := s.sweepOne(ctx, e)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					st.Examined++
+					st.Failed++
+					s.log.WarnContext(ctx, "sweep_order_failed", slog.String("order_id", e.OrderID), slog.String("error", err.Error()))
+					return
+				}
+				st.count(outcome)
+			})
+		}
+		all.Go(func() {
+			win.Wait()
+			if err := s.pending.Release(context.WithoutCancel(ctx), c); err != nil {
+				s.log.WarnContext(ctx, "sweep_release_failed", slog.String("window", w), slog.String("error", err.Error()))
+			}
+		})
+		if ctx.Err() != nil {
+			break
 		}
 	}
-	return st, nil
+	all.Wait()
+	return st, ctx.Err()
 }
 
 func (s *Service) sweepOne(ctx context.Context, e PendingEntry) (string, error) {
@@ -66,7 +115,7 @@ func (s *Service) sweepOne(ctx context.Context, e PendingEntry) (string, error) 
 		if err := s.users.Remove(ctx, e.UserID, e.OrderID); err != nil {
 			return "", err
 		}
-		return "cleaned", s.pending.Remove(ctx, e.OrderID)
+		return "cleaned", s.pending.Remove(ctx, e)
 	}
 	if err != nil {
 		return "", err
@@ -138,7 +187,7 @@ func (s *Service) sweepOne(ctx context.Context, e PendingEntry) (string, error) 
 			o.Settled = true
 		}
 		if o.PaymentStartedAt != nil {
-			return s.watchCharge(ctx, o)
+			return s.watchCharge(ctx, e, o)
 		}
 	case StatusConfirmed:
 		if !o.Settled {
@@ -151,14 +200,14 @@ func (s *Service) sweepOne(ctx context.Context, e PendingEntry) (string, error) 
 	default:
 		return "", fmt.Errorf("order %s has unknown status %q", o.ID, o.Status)
 	}
-	return "cleaned", s.pending.Remove(ctx, o.ID)
+	return "cleaned", s.pending.Remove(ctx, e)
 }
 
 // watchCharge follows a cancelled order whose charge may still land (cancelled by its group's
 // settlement while the charge was in flight, and the Pay request may have died since). Once
 // PaymentGrace has passed, the payment app's record is final: a succeeded charge is refunded
 // and the order ends refunded; otherwise the marker goes and the order leaves the pending set.
-func (s *Service) watchCharge(ctx context.Context, o Order) (string, error) {
+func (s *Service) watchCharge(ctx context.Context, e PendingEntry, o Order) (string, error) {
 	marker := *o.PaymentStartedAt
 	if s.now().UTC().Sub(marker) < s.cfg.PaymentGrace {
 		return "skipped", nil
@@ -186,5 +235,5 @@ func (s *Service) watchCharge(ctx context.Context, o Order) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return "cleaned", s.pending.Remove(ctx, o.ID)
+	return "cleaned", s.pending.Remove(ctx, e)
 }

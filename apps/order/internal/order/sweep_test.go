@@ -377,6 +377,94 @@ func TestSweepConcurrent(t *testing.T) {
 	}
 }
 
+// A window another runner holds is left to it: a sweep takes only the windows it leases, and
+// gives its leases back when it is done.
+func TestSweepSharesWindowsByLease(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e := newEnv()
+	first := e.place(t, alice, "k1", "flash", 1)
+	e.Clock.Advance(10 * time.Second)
+	second := e.place(t, alice, "k2", "flash", 1)
+	e.Clock.Set(second.PayBy.Add(time.Second))
+
+	ws, err := e.Pending.Windows(ctx, e.Clock.Now())
+	if err != nil || len(ws) != 2 {
+		t.Fatalf("Windows = %v, %v; want two", ws, err)
+	}
+	other, ok, err := e.Pending.Claim(ctx, ws[0], e.Clock.Now()) // another replica's sweep
+	if err != nil || !ok {
+		t.Fatalf("Claim = %t, %v", ok, err)
+	}
+
+	st, err := e.Svc.Sweep(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(st, order.SweepStats{Examined: 1, Cancelled: 1}); diff != "" {
+		t.Errorf("stats with the first window leased (-got +want):\n%s", diff)
+	}
+	if got := e.mustOrder(t, first.ID).Status; got != order.StatusPending {
+		t.Errorf("order in the leased window = %s, want untouched", got)
+	}
+	if got := e.mustOrder(t, second.ID).Status; got != order.StatusCancelled {
+		t.Errorf("order in the free window = %s, want cancelled", got)
+	}
+	if got := e.Pending.Leased(); !cmp.Equal(got, []string{ws[0]}) {
+		t.Errorf("leased after the sweep = %v, want only the other runner's %s", got, ws[0])
+	}
+
+	if err := e.Pending.Release(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := e.Svc.Sweep(ctx); err != nil || st.Cancelled != 1 {
+		t.Errorf("sweep after the release = %+v, %v; want the first order cancelled", st, err)
+	}
+	if got := e.Pending.All(); len(got) != 0 {
+		t.Errorf("pending = %+v, want empty", got)
+	}
+}
+
+// One pass cancels a whole wave of due orders, many at once (SweepParallelism), each once,
+// over many windows.
+func TestSweepParallelWave(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg := ordertest.TestConfig
+	cfg.SweepParallelism = 16
+	e := &env{ordertest.NewEnvWith(ordertest.Options{Config: cfg})}
+	const orders = 120
+	for i := range orders {
+		u := order.Caller{ID: fmt.Sprintf("user%d", i)}
+		e.place(t, u, "k", "flash", 1)
+		e.Clock.Advance(250 * time.Millisecond) // 4 orders per one-second window
+	}
+	e.Clock.Advance(cfg.PayWindow)
+
+	st, err := e.Svc.Sweep(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(st, order.SweepStats{Examined: orders, Cancelled: orders}); diff != "" {
+		t.Errorf("stats (-got +want):\n%s", diff)
+	}
+	for i := range orders {
+		id := fmt.Sprintf("o%d", i+1)
+		if diff := cmp.Diff(e.Store.TransitionsOf(id), []order.Status{order.StatusCancelled}); diff != "" {
+			t.Errorf("%s transitions (-got +want):\n%s", id, diff)
+		}
+		if got := e.Stock.Hold(id); got != "released" {
+			t.Errorf("%s hold = %q, want released", id, got)
+		}
+	}
+	if got := e.Pending.Leased(); len(got) != 0 {
+		t.Errorf("leases left = %v", got)
+	}
+
+}
+
 // Loss window 4 (issue 8): the group fails while a member's charge is in flight, so its
 // settlement finds no charge and cancels the order. The charge then lands. Whether or not the
 // Pay request lives to see it, the order stays watched until a lookup after PaymentGrace: a

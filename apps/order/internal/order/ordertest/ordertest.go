@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -225,14 +226,20 @@ func (u *Users) Of(userID string) []order.IndexEntry {
 	return l
 }
 
-// Pending is order.Pending: a set keyed by order id; Due is strictly before t, oldest first.
+// Pending is order.Pending: a set keyed by order id, in windows of one second of due time;
+// Due is strictly before t, oldest first. A lease lasts until its Release. Remove finds an
+// entry by its id alone (the store needs its due time).
 type Pending struct {
 	mu      sync.Mutex
 	entries map[string]order.PendingEntry
+	leases  map[string]string // window → owner
+	claims  int
 }
 
 // NewPending returns an empty set.
-func NewPending() *Pending { return &Pending{entries: map[string]order.PendingEntry{}} }
+func NewPending() *Pending {
+	return &Pending{entries: map[string]order.PendingEntry{}, leases: map[string]string{}}
+}
 
 var _ order.Pending = (*Pending)(nil)
 
@@ -240,31 +247,78 @@ func (p *Pending) Add(_ context.Context, e order.PendingEntry) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, ok := p.entries[e.OrderID]; !ok {
+		e.Key = ""
 		p.entries[e.OrderID] = e
 	}
 	return nil
 }
 
-func (p *Pending) Remove(_ context.Context, orderID string) error {
+func (p *Pending) Remove(_ context.Context, e order.PendingEntry) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.entries, orderID)
+	delete(p.entries, e.OrderID)
 	return nil
 }
 
 func (p *Pending) Due(_ context.Context, t time.Time) ([]order.PendingEntry, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.dueLocked("", t), nil
+}
+
+func window(e order.PendingEntry) string { return strconv.FormatInt(e.Due.Unix(), 10) }
+
+func (p *Pending) dueLocked(w string, t time.Time) []order.PendingEntry {
 	var out []order.PendingEntry
 	for _, e := range p.entries {
-		if e.Due.Before(t) {
+		if e.Due.Before(t) && (w == "" || window(e) == w) {
 			out = append(out, e)
 		}
 	}
 	slices.SortFunc(out, func(a, b order.PendingEntry) int {
 		return cmp.Or(a.Due.Compare(b.Due), cmp.Compare(a.OrderID, b.OrderID))
 	})
+	return out
+}
+
+func (p *Pending) Windows(_ context.Context, t time.Time) ([]string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, e := range p.dueLocked("", t) {
+		if w := window(e); !slices.Contains(out, w) {
+			out = append(out, w)
+		}
+	}
 	return out, nil
+}
+
+func (p *Pending) Claim(_ context.Context, w string, t time.Time) (order.PendingClaim, bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, held := p.leases[w]; held {
+		return order.PendingClaim{}, false, nil
+	}
+	p.claims++
+	owner := fmt.Sprintf("claim%d", p.claims)
+	p.leases[w] = owner
+	return order.PendingClaim{Window: w, Owner: owner, Entries: p.dueLocked(w, t)}, true, nil
+}
+
+func (p *Pending) Release(_ context.Context, c order.PendingClaim) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.leases[c.Window] == c.Owner {
+		delete(p.leases, c.Window)
+	}
+	return nil
+}
+
+// Leased returns the windows under a lease.
+func (p *Pending) Leased() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Sorted(maps.Keys(p.leases))
 }
 
 // All returns every entry, by order id.
