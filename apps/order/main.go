@@ -35,6 +35,10 @@ type config struct {
 	PaymentGrace   time.Duration `env:"PAYMENT_GRACE, default=30s"`
 	MaxQuantity    int           `env:"MAX_QUANTITY, default=100"`
 	Pending        pendingConfig
+	// UserPage is how many order ids one page of a user's index holds; ListLimit caps
+	// GET /me/orders (the newest orders).
+	UserPage  int `env:"USER_INDEX_PAGE, default=100"`
+	ListLimit int `env:"ME_ORDERS_LIMIT, default=100"`
 	// Admission: placements worked on at once per replica, how many may wait and for how long,
 	// and the Retry-After of a refusal (see internal/admission).
 	AdmissionLimit        int           `env:"ADMISSION_LIMIT, default=32"`
@@ -128,9 +132,10 @@ func run(ctx context.Context) error {
 
 		SweepParallelism: pc.SweepParallelism,
 		SweepBudget:      pc.SweepBudget,
+		ListLimit:        cfg.ListLimit,
 	}, order.Deps{
 		Store:    orders,
-		Users:    daprstore.NewUsers(state),
+		Users:    daprstore.NewUsers(state, cfg.UserPage, nil),
 		Pending:  pending,
 		Groups:   daprstore.NewGroups(state),
 		Idem:     daprstore.NewIdempotency(state, cfg.IdemTTL),

@@ -1,7 +1,8 @@
 // Package daprstore keeps the order app's documents in the Dapr state store:
 //
 //	order:<id>                 the order (ETag CAS on every transition)
-//	userorders:<user>          the user's orders: purchase-limit counting and GET /me/orders
+//	userorders:<user>[:<page>] the user's orders, newest in the head with the per-deal counters
+//	                           of the purchase limit, older ones in sealed pages (see Users)
 //	pendingwin:<start>:<shard> orders awaiting settlement, by due-time window and shard, with
 //	                           their directory and sweep leases (see Pending)
 //	idem:<user>:<sha256(key)>  Idempotency-Key records, expiring after 24 h (pkg/idempotency)
@@ -57,84 +58,6 @@ func (r *Orders) Update(ctx context.Context, o order.Order, etag string) error {
 		return order.ErrConflict
 	}
 	return err
-}
-
-// Users implements order.UserIndex.
-type Users struct{ s *daprstate.Store }
-
-// NewUsers returns the user index.
-func NewUsers(s *daprstate.Store) *Users { return &Users{s: s} }
-
-type userDoc struct {
-	Entries []order.IndexEntry `json:"entries"`
-}
-
-func userKey(id string) string { return "userorders:" + id }
-
-// Add implements order.UserIndex.
-func (r *Users) Add(ctx context.Context, userID string, e order.IndexEntry, limit int) error {
-	_, err := daprstate.Mutate(ctx, r.s, userKey(userID), casAttempts, func(d *userDoc, _ bool) error {
-		units := 0
-		for _, x := range d.Entries {
-			if x.OrderID == e.OrderID {
-				return daprstate.ErrNoChange
-			}
-			if x.DealID == e.DealID && x.Status.Active() {
-				units += x.Quantity
-			}
-		}
-		if units+e.Quantity > limit {
-			return order.ErrPurchaseLimit
-		}
-		d.Entries = append(d.Entries, e)
-		return nil
-	})
-	return err
-}
-
-// SetStatus implements order.UserIndex.
-func (r *Users) SetStatus(ctx context.Context, userID, orderID string, st order.Status) error {
-	_, err := daprstate.Mutate(ctx, r.s, userKey(userID), casAttempts, func(d *userDoc, _ bool) error {
-		i := slices.IndexFunc(d.Entries, func(x order.IndexEntry) bool { return x.OrderID == orderID })
-		if i < 0 || d.Entries[i].Status == st {
-			return daprstate.ErrNoChange
-		}
-		// Statuses only move forward: a late "paid" (a slow completePayment) must not
-		// overwrite the "refunded" a group settlement wrote meanwhile.
-		if final(d.Entries[i].Status) && !final(st) {
-			return daprstate.ErrNoChange
-		}
-		d.Entries[i].Status = st
-		return nil
-	})
-	return err
-}
-
-func final(s order.Status) bool {
-	return s == order.StatusConfirmed || s == order.StatusCancelled || s == order.StatusRefunded
-}
-
-// Remove implements order.UserIndex.
-func (r *Users) Remove(ctx context.Context, userID, orderID string) error {
-	_, err := daprstate.Mutate(ctx, r.s, userKey(userID), casAttempts, func(d *userDoc, found bool) error {
-		i := slices.IndexFunc(d.Entries, func(x order.IndexEntry) bool { return x.OrderID == orderID })
-		if !found || i < 0 {
-			return daprstate.ErrNoChange
-		}
-		d.Entries = slices.Delete(d.Entries, i, i+1)
-		return nil
-	})
-	return err
-}
-
-// List implements order.UserIndex.
-func (r *Users) List(ctx context.Context, userID string) ([]order.IndexEntry, error) {
-	var d userDoc
-	_, err := r.s.Get(ctx, userKey(userID), &d)
-	if errors.Is(err, daprstate.ErrNotFound) {
-		return nil, nil
-	}
-	return d.Entries, err
 }
 
 // NewIdempotency returns the Idempotency-Key store (order.Idempotency); records expire after

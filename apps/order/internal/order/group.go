@@ -96,7 +96,7 @@ func (s *Service) PlaceGroupOrder(ctx context.Context, req GroupOrderRequest) (O
 	if err := s.groups.Add(ctx, o.GroupID, GroupEntry{OrderID: o.ID, UserID: o.UserID}); err != nil {
 		return Order{}, err
 	}
-	o, err = s.admit(ctx, o, deal.PerUserLimit, nil)
+	o, err = s.admit(ctx, o, deal, nil)
 	if err != nil {
 		return Order{}, err
 	}

@@ -136,16 +136,19 @@ type Store interface {
 	Update(ctx context.Context, o Order, etag string) error    // ErrConflict on ETag mismatch
 }
 
-// UserIndex is the per-user list of orders (GET /me/orders and the purchase limit).
+// UserIndex is the per-user list of orders (GET /me/orders) and the purchase-limit counters.
 type UserIndex interface {
 	// Add records order id for user if the user's active quantity on the deal plus qty stays
 	// within limit; otherwise it returns ErrPurchaseLimit. Adding an id twice is a no-op.
 	Add(ctx context.Context, userID string, e IndexEntry, limit int) error
-	// SetStatus updates the status of an entry (no-op when absent).
+	// SetStatus records the order's new status: a cancelled or refunded order stops counting
+	// toward its deal's limit (for good; statuses only move forward).
 	SetStatus(ctx context.Context, userID, orderID string, s Status) error
 	// Remove drops an entry (a placement that did not happen).
 	Remove(ctx context.Context, userID, orderID string) error
-	List(ctx context.Context, userID string) ([]IndexEntry, error)
+	// List returns the user's newest entries, newest first, at most limit. Only OrderID is
+	// sure to be set: the order document has the rest.
+	List(ctx context.Context, userID string, limit int) ([]IndexEntry, error)
 }
 
 // IndexEntry is one order in a user's index.
@@ -154,6 +157,8 @@ type IndexEntry struct {
 	DealID   string `json:"deal_id"`
 	Quantity int    `json:"quantity"`
 	Status   Status `json:"status"`
+	// Until is the deal's end: its purchase-limit counter is not needed after it.
+	Until time.Time `json:"until,omitzero"`
 }
 
 // Pending is the set of orders the expiry sweep must look at: placed, not settled. It is

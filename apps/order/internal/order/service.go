@@ -33,6 +33,8 @@ type Config struct {
 	// bounds how long it keeps claiming windows (0: no bound).
 	SweepParallelism int
 	SweepBudget      time.Duration
+	// ListLimit caps GET /me/orders (the newest orders; 0: 100).
+	ListLimit int
 }
 
 // Service implements the order use cases.
@@ -77,6 +79,9 @@ func NewService(cfg Config, d Deps) *Service {
 	}
 	if d.Gate == nil {
 		d.Gate = admitAll{}
+	}
+	if cfg.ListLimit <= 0 {
+		cfg.ListLimit = 100
 	}
 	keys := idempotency.NewRunner[IdemRecord](d.Idem, idempotency.Config{Lease: cfg.IdemLease, Wait: cfg.IdemWait}, d.Now, d.Log)
 	return &Service{cfg: cfg, store: d.Store, users: d.Users, pending: d.Pending, groups: d.Groups, keys: keys,
@@ -188,7 +193,7 @@ func (s *Service) place(ctx context.Context, u Caller, req PlaceRequest, orderID
 		CreatedAt:      now.Truncate(time.Millisecond),
 	}
 	o.UpdatedAt = o.CreatedAt
-	return s.admit(ctx, o, deal.PerUserLimit, owns)
+	return s.admit(ctx, o, deal, owns)
 }
 
 // admit makes a new pending order: counts it against the user's limit, registers it for the
@@ -204,12 +209,14 @@ func (s *Service) place(ctx context.Context, u Caller, req PlaceRequest, orderID
 // stale attempt's own re-added index and pending entries stay only where the holder undid
 // the placement: the sweep then finds the id without an order and cleans it. owns is nil
 // for group orders, which the group app's key protects.
-func (s *Service) admit(ctx context.Context, o Order, limit int, owns func(context.Context) error) (Order, error) {
+func (s *Service) admit(ctx context.Context, o Order, deal Deal, owns func(context.Context) error) (Order, error) {
 	if owns == nil {
 		owns = func(context.Context) error { return nil }
 	}
-	// The purchase limit is checked and the quantity counted in one CAS of the user's index.
-	if err := s.users.Add(ctx, o.UserID, IndexEntry{OrderID: o.ID, DealID: o.DealID, Quantity: o.Quantity, Status: StatusPending}, limit); err != nil {
+	// The purchase limit is checked and the quantity counted in one CAS of the user's index;
+	// the counter lives until the deal ends.
+	e := IndexEntry{OrderID: o.ID, DealID: o.DealID, Quantity: o.Quantity, Status: StatusPending, Until: deal.EndsAt}
+	if err := s.users.Add(ctx, o.UserID, e, deal.PerUserLimit); err != nil {
 		return Order{}, err
 	}
 	// Registered before the hold is taken: if we crash after reserving, the sweep finds the
@@ -286,15 +293,15 @@ func (s *Service) Get(ctx context.Context, u Caller, id string) (Order, error) {
 	return o, nil
 }
 
-// List returns the caller's orders, newest first.
+// List returns the caller's newest orders, newest first, at most ListLimit.
 func (s *Service) List(ctx context.Context, u Caller) ([]Order, error) {
-	entries, err := s.users.List(ctx, u.ID)
+	entries, err := s.users.List(ctx, u.ID, s.cfg.ListLimit)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]Order, 0, len(entries))
-	for i := len(entries) - 1; i >= 0; i-- {
-		o, _, err := s.store.Get(ctx, entries[i].OrderID)
+	for _, e := range entries {
+		o, _, err := s.store.Get(ctx, e.OrderID)
 		if errors.Is(err, ErrNotFound) {
 			continue // a placement in flight or undone
 		}

@@ -100,7 +100,7 @@ func TestPlace(t *testing.T) {
 				UnitPriceCents: 1250, TotalCents: 2500, Status: order.StatusPending,
 				PayBy: ordertest.T0.Add(15 * time.Minute), CreatedAt: ordertest.T0, UpdatedAt: ordertest.T0,
 			},
-			wantIndex:   []order.IndexEntry{{OrderID: "o1", DealID: "flash", Quantity: 2, Status: order.StatusPending}},
+			wantIndex:   []order.IndexEntry{{OrderID: "o1", DealID: "flash", Quantity: 2, Status: order.StatusPending, Until: ordertest.TestDeals["flash"].EndsAt}},
 			wantPending: []order.PendingEntry{{OrderID: "o1", UserID: "u1", DealID: "flash", Due: ordertest.T0.Add(15 * time.Minute)}},
 			wantStock:   []string{"reserve"},
 			wantTopics:  []string{"order.created"},

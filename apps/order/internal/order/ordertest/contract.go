@@ -273,3 +273,140 @@ func PendingContract(t *testing.T, newSet func(t *testing.T) (order.Pending, tim
 		}
 	})
 }
+
+// UserIndexContract is the behaviour every order.UserIndex must show, run against Users and
+// daprstore.Users: the purchase limit counts a user's active orders per deal, checked and
+// counted in one step; cancelled and refunded orders stop counting for good; the list is
+// newest first and bounded by its limit. Every entry's deal ends after now.
+func UserIndexContract(t *testing.T, newIndex func(t *testing.T) (order.UserIndex, time.Time)) {
+	ctx := context.Background()
+	entry := func(now time.Time, id, deal string, qty int) order.IndexEntry {
+		return order.IndexEntry{OrderID: id, DealID: deal, Quantity: qty, Status: order.StatusPending, Until: now.Add(time.Hour)}
+	}
+	listed := func(t *testing.T, u order.UserIndex, limit int) []string {
+		t.Helper()
+		l, err := u.List(ctx, "u1", limit)
+		if err != nil {
+			t.Fatalf("List = %v", err)
+		}
+		out := []string{}
+		for _, e := range l {
+			out = append(out, e.OrderID)
+		}
+		return out
+	}
+
+	t.Run("the limit counts active orders of the deal", func(t *testing.T) {
+		u, now := newIndex(t)
+		for _, e := range []order.IndexEntry{entry(now, "o1", "d1", 2), entry(now, "o2", "d1", 1), entry(now, "o3", "d2", 3)} {
+			if err := u.Add(ctx, "u1", e, 3); err != nil {
+				t.Fatalf("Add(%s) = %v", e.OrderID, err)
+			}
+		}
+		if err := u.Add(ctx, "u1", entry(now, "o4", "d1", 1), 3); !errors.Is(err, order.ErrPurchaseLimit) {
+			t.Errorf("Add over the limit = %v, want %v", err, order.ErrPurchaseLimit)
+		}
+		if err := u.Add(ctx, "u1", entry(now, "o1", "d1", 2), 3); err != nil {
+			t.Errorf("adding an id twice at the limit = %v, want a no-op", err)
+		}
+		if err := u.Add(ctx, "u9", entry(now, "o5", "d1", 3), 3); err != nil {
+			t.Errorf("another user's Add = %v", err)
+		}
+		if diff := cmp.Diff(listed(t, u, 10), []string{"o3", "o2", "o1"}); diff != "" {
+			t.Errorf("list (-got +want):\n%s", diff)
+		}
+	})
+
+	t.Run("cancelled and refunded orders stop counting, for good", func(t *testing.T) {
+		u, now := newIndex(t)
+		for _, e := range []order.IndexEntry{entry(now, "o1", "d1", 1), entry(now, "o2", "d1", 1)} {
+			if err := u.Add(ctx, "u1", e, 2); err != nil {
+				t.Fatal(err)
+			}
+		}
+		steps := []struct {
+			id string
+			st order.Status
+		}{{"o1", order.StatusPaid}, {"o1", order.StatusRefunded}, {"o1", order.StatusPaid}, {"o2", order.StatusConfirmed}, {"o9", order.StatusCancelled}}
+		for _, s := range steps {
+			if err := u.SetStatus(ctx, "u1", s.id, s.st); err != nil {
+				t.Fatalf("SetStatus(%s, %s) = %v", s.id, s.st, err)
+			}
+		}
+		if err := u.Add(ctx, "u1", entry(now, "o3", "d1", 1), 2); err != nil {
+			t.Errorf("Add after a refund freed a unit = %v", err)
+		}
+		if err := u.Add(ctx, "u1", entry(now, "o4", "d1", 1), 2); !errors.Is(err, order.ErrPurchaseLimit) {
+			t.Errorf("Add with o2 confirmed and o3 pending = %v, want %v", err, order.ErrPurchaseLimit)
+		}
+		if diff := cmp.Diff(listed(t, u, 10), []string{"o3", "o2", "o1"}); diff != "" {
+			t.Errorf("list keeps finished orders (-got +want):\n%s", diff)
+		}
+	})
+
+	t.Run("remove forgets a placement", func(t *testing.T) {
+		u, now := newIndex(t)
+		if err := u.Add(ctx, "u1", entry(now, "o1", "d1", 2), 2); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"o1", "o1", "o9"} {
+			if err := u.Remove(ctx, "u1", id); err != nil {
+				t.Fatalf("Remove(%s) = %v", id, err)
+			}
+		}
+		if err := u.Remove(ctx, "u8", "o1"); err != nil {
+			t.Fatalf("Remove of an unknown user = %v", err)
+		}
+		if got := listed(t, u, 10); len(got) != 0 {
+			t.Errorf("list after Remove = %v, want empty", got)
+		}
+		if err := u.Add(ctx, "u1", entry(now, "o2", "d1", 2), 2); err != nil {
+			t.Errorf("Add after the removal = %v", err)
+		}
+	})
+
+	t.Run("the list is newest first up to its limit", func(t *testing.T) {
+		u, now := newIndex(t)
+		var want []string
+		for i := range 25 {
+			id := fmt.Sprintf("o%02d", i)
+			if err := u.Add(ctx, "u1", entry(now, id, fmt.Sprintf("d%d", i), 1), 1); err != nil {
+				t.Fatal(err)
+			}
+			want = append([]string{id}, want...)
+		}
+		if diff := cmp.Diff(listed(t, u, 100), want); diff != "" {
+			t.Errorf("list (-got +want):\n%s", diff)
+		}
+		if diff := cmp.Diff(listed(t, u, 7), want[:7]); diff != "" {
+			t.Errorf("list limited to 7 (-got +want):\n%s", diff)
+		}
+		l, err := u.List(ctx, "nobody", 10)
+		if err != nil || len(l) != 0 {
+			t.Errorf("List of an unknown user = %v, %v", l, err)
+		}
+	})
+
+	t.Run("concurrent adds never exceed the limit", func(t *testing.T) {
+		u, now := newIndex(t)
+		const adders, limit = 16, 5
+		errs := make([]error, adders)
+		var wg sync.WaitGroup
+		for i := range adders {
+			wg.Go(func() { errs[i] = u.Add(ctx, "u1", entry(now, fmt.Sprintf("o%d", i), "d1", 1), limit) })
+		}
+		wg.Wait()
+		ok := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				ok++
+			case !errors.Is(err, order.ErrPurchaseLimit):
+				t.Errorf("Add #%d = %v", i, err)
+			}
+		}
+		if ok != limit || len(listed(t, u, 100)) != limit {
+			t.Errorf("%d adds succeeded, %d listed; want %d", ok, len(listed(t, u, 100)), limit)
+		}
+	})
+}

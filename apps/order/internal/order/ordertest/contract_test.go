@@ -17,3 +17,8 @@ func TestPendingContract(t *testing.T) {
 	t.Parallel()
 	ordertest.PendingContract(t, func(*testing.T) (order.Pending, time.Time) { return ordertest.NewPending(), ordertest.T0 })
 }
+
+func TestUserIndexContract(t *testing.T) {
+	t.Parallel()
+	ordertest.UserIndexContract(t, func(*testing.T) (order.UserIndex, time.Time) { return ordertest.NewUsers(), ordertest.T0 })
+}

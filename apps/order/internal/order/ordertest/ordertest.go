@@ -200,7 +200,8 @@ func (u *Users) SetStatus(_ context.Context, userID, orderID string, st order.St
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for i, x := range u.entries[userID] {
-		if x.OrderID == orderID {
+		// Statuses only move forward: a late "paid" does not undo a refund.
+		if x.OrderID == orderID && (x.Status.Active() || !st.Active()) {
 			u.entries[userID][i].Status = st
 		}
 	}
@@ -214,16 +215,19 @@ func (u *Users) Remove(_ context.Context, userID, orderID string) error {
 	return nil
 }
 
-func (u *Users) List(_ context.Context, userID string) ([]order.IndexEntry, error) {
+func (u *Users) List(_ context.Context, userID string, limit int) ([]order.IndexEntry, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return slices.Clone(u.entries[userID]), nil
+	out := slices.Clone(u.entries[userID])
+	slices.Reverse(out)
+	return out[:min(limit, len(out))], nil
 }
 
-// Of returns userID's entries.
+// Of returns userID's entries, oldest first.
 func (u *Users) Of(userID string) []order.IndexEntry {
-	l, _ := u.List(context.Background(), userID)
-	return l
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.entries[userID])
 }
 
 // Pending is order.Pending: a set keyed by order id, in windows of one second of due time;
