@@ -60,7 +60,8 @@ type pendingConfig struct {
 	Lease        time.Duration `env:"PENDING_LEASE, default=1m"`
 	FlushTimeout time.Duration `env:"PENDING_FLUSH_TIMEOUT, default=5s"`
 	MaxBatch     int           `env:"PENDING_MAX_BATCH, default=256"`
-	// SweepParallelism orders at once per sweep; SweepBudget stops claiming windows after it.
+	// SweepParallelism orders at once per replica, over all its sweeps; SweepBudget stops a
+	// sweep claiming windows after it.
 	SweepParallelism int           `env:"SWEEP_PARALLELISM, default=64"`
 	SweepBudget      time.Duration `env:"SWEEP_BUDGET, default=20s"`
 }

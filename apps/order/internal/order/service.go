@@ -29,8 +29,8 @@ type Config struct {
 	// asking the payment app what happened.
 	PaymentGrace time.Duration
 	MaxQuantity  int
-	// SweepParallelism is how many orders one expiry pass works on at once; SweepBudget
-	// bounds how long it keeps claiming windows (0: no bound).
+	// SweepParallelism is how many orders the expiry passes of a replica work on at once;
+	// SweepBudget bounds how long a pass keeps claiming windows (0: no bound).
 	SweepParallelism int
 	SweepBudget      time.Duration
 	// ListLimit caps GET /me/orders (the newest orders; 0: 100).
@@ -53,6 +53,8 @@ type Service struct {
 	ids      IDs
 	log      *slog.Logger
 	now      func() time.Time
+	// sweepSlots bounds the orders the expiry passes of this replica work on at once.
+	sweepSlots chan struct{}
 }
 
 // Deps are the service's collaborators.
@@ -85,7 +87,8 @@ func NewService(cfg Config, d Deps) *Service {
 	}
 	keys := idempotency.NewRunner[IdemRecord](d.Idem, idempotency.Config{Lease: cfg.IdemLease, Wait: cfg.IdemWait}, d.Now, d.Log)
 	return &Service{cfg: cfg, store: d.Store, users: d.Users, pending: d.Pending, groups: d.Groups, keys: keys,
-		gate: d.Gate, deals: d.Deals, stock: d.Stock, payments: d.Payments, pub: d.Pub, ids: d.IDs, log: d.Log, now: d.Now}
+		gate: d.Gate, deals: d.Deals, stock: d.Stock, payments: d.Payments, pub: d.Pub, ids: d.IDs, log: d.Log, now: d.Now,
+		sweepSlots: make(chan struct{}, max(cfg.SweepParallelism, 1))}
 }
 
 // PlaceRequest is a flash order request.

@@ -37,10 +37,10 @@ func (st *SweepStats) count(outcome string) {
 // Sweep is the expiry pass the cron binding triggers: pending orders past pay_by are
 // cancelled and their stock released; orders whose side effects were interrupted are
 // finished. The pass takes the due windows of the pending set one at a time, each under a
-// lease, so replicas and overlapping ticks share the due work instead of repeating it; it
-// works on SweepParallelism orders at once (their stock releases meet in inventory's group
-// commit) and claims the next window only when a worker is free, and claims none after
-// SweepBudget. Every transition is a CAS that only one runner wins and every side effect is
+// lease, so replicas and overlapping ticks share the due work instead of repeating it. The
+// replica works on SweepParallelism orders at once, over all its running passes (their stock
+// releases meet in inventory's group commit); a pass claims the next window only when a
+// worker is free, and claims none after SweepBudget. Every transition is a CAS that only one runner wins and every side effect is
 // idempotent, so a window taken over after a lease ran out is merely swept twice.
 func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 	var (
@@ -49,7 +49,6 @@ func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 		all   sync.WaitGroup
 		start = s.now()
 		now   = start.UTC()
-		sem   = make(chan struct{}, max(s.cfg.SweepParallelism, 1))
 	)
 	defer all.Wait()
 	windows, err := s.pending.Windows(ctx, now)
@@ -70,14 +69,14 @@ func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 		var win sync.WaitGroup
 		for _, e := range c.Entries {
 			select {
-			case sem <- struct{}{}:
+			case s.sweepSlots <- struct{}{}:
 			case <-ctx.Done():
 			}
 			if ctx.Err() != nil {
 				break
 			}
 			win.Go(func() {
-				defer func() { <-sem }()
+				defer func() { <-s.sweepSlots }()
 				outcome, err := s.sweepOne(ctx, e)
 				mu.Lock()
 				defer mu.Unlock()
