@@ -39,9 +39,10 @@ func (st *SweepStats) count(outcome string) {
 // finished. The pass takes the due windows of the pending set one at a time, each under a
 // lease, so replicas and overlapping ticks share the due work instead of repeating it. The
 // replica works on SweepParallelism orders at once, over all its running passes (their stock
-// releases meet in inventory's group commit); a pass claims the next window only when a
-// worker is free, and claims none after SweepBudget. Every transition is a CAS that only one runner wins and every side effect is
-// idempotent, so a window taken over after a lease ran out is merely swept twice.
+// releases meet in inventory's group commit); a pass claims its next window once every order
+// of the last one has a worker, and claims none after SweepBudget. Every transition is a CAS
+// that only one runner wins and every side effect is idempotent, so a window taken over
+// after a lease ran out is merely swept twice.
 func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 	var (
 		st    SweepStats
@@ -50,7 +51,6 @@ func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 		start = s.now()
 		now   = start.UTC()
 	)
-	defer all.Wait()
 	windows, err := s.pending.Windows(ctx, now)
 	if err != nil {
 		return st, err
@@ -68,11 +68,13 @@ func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 		}
 		var win sync.WaitGroup
 		for _, e := range c.Entries {
+			acquired := false
 			select {
 			case s.sweepSlots <- struct{}{}:
+				acquired = true
 			case <-ctx.Done():
 			}
-			if ctx.Err() != nil {
+			if !acquired {
 				break
 			}
 			win.Go(func() {

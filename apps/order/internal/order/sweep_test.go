@@ -465,6 +465,31 @@ func TestSweepParallelWave(t *testing.T) {
 
 }
 
+// A pass whose request ended gives its workers back: the next pass still runs.
+func TestSweepCancelledPassFreesWorkers(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e := newEnv() // one worker
+	for i := range 3 {
+		e.place(t, order.Caller{ID: fmt.Sprintf("user%d", i)}, "k", "flash", 1)
+	}
+	e.Clock.Advance(ordertest.TestConfig.PayWindow + time.Second)
+	gone, stop := context.WithCancel(ctx)
+	stop()
+	first, err := e.Svc.Sweep(gone)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Sweep with an ended request = %v, want %v", err, context.Canceled)
+	}
+	st, err := e.Svc.Sweep(ctx)
+	if err != nil || first.Cancelled+st.Cancelled != 3 {
+		t.Errorf("Sweeps = %+v then %+v, %v; want the three orders cancelled between them", first, st, err)
+	}
+	if got := e.Pending.Leased(); len(got) != 0 {
+		t.Errorf("leases left = %v", got)
+	}
+}
+
 // Loss window 4 (issue 8): the group fails while a member's charge is in flight, so its
 // settlement finds no charge and cancels the order. The charge then lands. Whether or not the
 // Pay request lives to see it, the order stays watched until a lookup after PaymentGrace: a
