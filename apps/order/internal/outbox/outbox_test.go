@@ -245,8 +245,10 @@ func TestRecoveryPublishesWhatACrashLeft(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv()
 	dead := e.relay(t, "dead")
-	e.commit(t, dead, "o1") // never relayed: the process died
-	if _, err := dead.Register(ctx, "o2"); err != nil { // registered, then sold out: no order was written
+	// o1 is committed and never relayed: the process died. o2 was registered, then sold out:
+	// no order was written.
+	e.commit(t, dead, "o1")
+	if _, err := dead.Register(ctx, "o2"); err != nil {
 		t.Fatal(err)
 	}
 	r := e.relay(t, "b")
