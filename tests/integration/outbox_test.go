@@ -16,9 +16,11 @@ import (
 // TestOrderEventSurvivesACrashBetweenCommitAndPublish: the order app answers a purchase
 // without waiting for the broker, and dies before its relay could publish (its relay
 // publishes through a component that does not exist, so nothing ever leaves). The order
-// document holds order.created in its outbox; another replica's recovery pass, once the dead
-// replica's lease has ended, publishes it, and the event reaches notify's inbox exactly once.
-// The document's outbox and the outbox index are emptied after.
+// document holds order.created in its outbox; another replica's recovery pass publishes it
+// (the replica started here once the dead one's lease has ended, or, on the default profile,
+// the shared stack's order app, which uses the same store and broker and may hold the
+// lease), and the event reaches notify's inbox exactly once. The document's outbox and the
+// outbox index are emptied after.
 func TestOrderEventSurvivesACrashBetweenCommitAndPublish(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
