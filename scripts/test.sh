@@ -96,7 +96,7 @@ print_summary() {
 }
 
 # The core scenarios every infrastructure profile must pass.
-CORE='^(TestSmoke|TestFlashRace|TestIdempotent|TestOrderLifecycle|TestExpiry|TestNotif|TestDeadLetter|TestGroup(SucceedsWhenAllPay|FailsAtDeadline|JoinRace)|TestPaymentDown)'
+CORE='^(TestSmoke|TestFlashRace|TestIdempotent|TestOrderLifecycle|TestOrderEventSurvives|TestExpiry|TestNotif|TestDeadLetter|TestGroup(SucceedsWhenAllPay|FailsAtDeadline|JoinRace)|TestPaymentDown)'
 
 profiles() {
   local prev_infra=$GROUPBUY_TEST_INFRA

@@ -6,6 +6,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/groupbuy/groupbuy/apps/order/internal/admission"
@@ -13,6 +15,7 @@ import (
 	"github.com/groupbuy/groupbuy/apps/order/internal/daprstore"
 	"github.com/groupbuy/groupbuy/apps/order/internal/httpapi"
 	"github.com/groupbuy/groupbuy/apps/order/internal/order"
+	"github.com/groupbuy/groupbuy/apps/order/internal/outbox"
 	"github.com/groupbuy/groupbuy/apps/order/internal/reconcile"
 	"github.com/groupbuy/groupbuy/pkg/bootstrap"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
@@ -22,7 +25,6 @@ import (
 type config struct {
 	bootstrap.Base
 	StateStore     string        `env:"STATE_STORE, default=statestore"`
-	PubSub         string        `env:"PUBSUB, default=pubsub"`
 	ExpiryBinding  string        `env:"EXPIRY_BINDING, default=order-expiry"`
 	CatalogAppID   string        `env:"CATALOG_APP_ID, default=catalog"`
 	InventoryAppID string        `env:"INVENTORY_APP_ID, default=inventory"`
@@ -46,6 +48,35 @@ type config struct {
 	AdmissionQueueTimeout time.Duration `env:"ADMISSION_QUEUE_TIMEOUT, default=1s"`
 	AdmissionRetryAfter   time.Duration `env:"ADMISSION_RETRY_AFTER, default=1s"`
 	Reconcile             reconcileConfig
+	Outbox                outboxConfig
+}
+
+// outboxConfig tunes the event relay (apps/order/internal/outbox) and its index
+// (daprstore.Outbox).
+type outboxConfig struct {
+	// PubSubs are the pub/sub components the relay publishes through, all pointing at the
+	// broker of the "pubsub" component subscribers use (components/pubsub-relay-*.yaml):
+	// one confirm in flight each.
+	PubSubs     []string `env:"OUTBOX_PUBSUBS, default=pubsub-relay-0,pubsub-relay-1,pubsub-relay-2,pubsub-relay-3,pubsub-relay-4,pubsub-relay-5,pubsub-relay-6,pubsub-relay-7"`
+	Queue       int      `env:"OUTBOX_QUEUE, default=8192"`
+	BatchSize   int      `env:"OUTBOX_BATCH_SIZE, default=256"`
+	Workers     int      `env:"OUTBOX_WORKERS, default=2"`
+	Concurrency int      `env:"OUTBOX_CONCURRENCY, default=16"`
+	// FlushTimeout bounds one live batch; what it leaves is published by recovery.
+	FlushTimeout time.Duration `env:"OUTBOX_FLUSH_TIMEOUT, default=10s"`
+	// Recovery: buckets older than Grace are published by a pass every Interval, run by the
+	// replica holding the lease.
+	Grace      time.Duration `env:"OUTBOX_GRACE, default=5s"`
+	Interval   time.Duration `env:"OUTBOX_RECOVERY_INTERVAL, default=1s"`
+	Lease      time.Duration `env:"OUTBOX_LEASE, default=10s"`
+	MaxBuckets int           `env:"OUTBOX_MAX_BUCKETS, default=120"`
+	// Index: documents per bucket, bucket width, where recovery starts on a new install, and
+	// the group commit of registrations.
+	Shards          int           `env:"OUTBOX_SHARDS, default=4"`
+	Bucket          time.Duration `env:"OUTBOX_BUCKET, default=1s"`
+	Lookback        time.Duration `env:"OUTBOX_LOOKBACK, default=10m"`
+	RegisterTimeout time.Duration `env:"OUTBOX_REGISTER_TIMEOUT, default=2s"`
+	RegisterBatch   int           `env:"OUTBOX_REGISTER_BATCH, default=512"`
 }
 
 // pendingConfig shapes the pending set (daprstore.Pending) and the expiry sweep over it.
@@ -112,6 +143,37 @@ func run(ctx context.Context) error {
 		return err
 	}
 	orders := daprstore.NewOrders(state)
+	oc := cfg.Outbox
+	if oc.Grace <= oc.RegisterTimeout+oc.Bucket {
+		return fmt.Errorf("OUTBOX_GRACE %s must exceed OUTBOX_REGISTER_TIMEOUT + OUTBOX_BUCKET (%s)", oc.Grace, oc.RegisterTimeout+oc.Bucket)
+	}
+	relay, err := outbox.New(outbox.Config{
+		Queue:        oc.Queue,
+		BatchSize:    oc.BatchSize,
+		Workers:      oc.Workers,
+		Concurrency:  oc.Concurrency,
+		FlushTimeout: oc.FlushTimeout,
+		Grace:        oc.Grace,
+		Interval:     oc.Interval,
+		Lease:        oc.Lease,
+		MaxBuckets:   oc.MaxBuckets,
+	}, outbox.Deps{
+		Publisher: clients.NewPublisher(rt.Dapr, oc.PubSubs),
+		Orders:    orders,
+		Index: daprstore.NewOutbox(state, daprstore.OutboxConfig{
+			Shards:          oc.Shards,
+			Bucket:          oc.Bucket,
+			Lookback:        oc.Lookback,
+			RegisterTimeout: oc.RegisterTimeout,
+			MaxBatch:        oc.RegisterBatch,
+		}, nil),
+		Owner: owner(),
+		Log:   rt.Log,
+		Meter: rt.Telemetry.Meter("github.com/groupbuy/groupbuy/apps/order"),
+	})
+	if err != nil {
+		return err
+	}
 	pc := cfg.Pending
 	pending := daprstore.NewPending(state, daprstore.PendingConfig{
 		Shards:       pc.Shards,
@@ -144,7 +206,7 @@ func run(ctx context.Context) error {
 		Deals:    catalog,
 		Stock:    inventory,
 		Payments: payments,
-		Pub:      clients.NewPublisher(rt.Dapr, cfg.PubSub),
+		Outbox:   relay,
 		IDs:      gen,
 		Log:      rt.Log,
 	})
@@ -179,5 +241,19 @@ func run(ctx context.Context) error {
 	httpapi.Routes(r, svc, cfg.ExpiryBinding, rt.Log)
 	httpapi.GroupRoutes(r, svc, rt.Log)
 	httpapi.ReconcileRoutes(r, rec, rc.Binding, rt.Log)
+	// The relay outlives the server's shutdown by nothing: what it has not published stays
+	// in the documents and the index for the next replica's recovery.
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go relay.Run(rctx)
 	return rt.Serve(ctx, r)
+}
+
+// owner names this process in the outbox recovery lease.
+func owner() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "order"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }

@@ -148,6 +148,9 @@ func Start(ctx context.Context, infra *testinfra.Infra, opts Options) (*Stack, e
 		"pubsub-broadcast": {"connectionString": infra.RabbitURL},
 		"order-expiry":     {"schedule": "@every 1s"},
 	}
+	for i := range relayPubSubs {
+		components[fmt.Sprintf("pubsub-relay-%d", i)] = map[string]string{"connectionString": infra.RabbitURL}
+	}
 	var pg *pgDatabase
 	if profile == ProfilePostgres {
 		var dsn string
@@ -158,6 +161,9 @@ func Start(ctx context.Context, infra *testinfra.Infra, opts Options) (*Stack, e
 		components["statestore"] = map[string]string{"connectionString": dsn}
 		components["pubsub"] = map[string]string{"redisHost": infra.RedisAddr, "redisDB": redisDB}
 		components["pubsub-broadcast"] = map[string]string{"redisHost": infra.RedisAddr, "redisDB": redisDB}
+		for i := range relayPubSubs {
+			components[fmt.Sprintf("pubsub-relay-%d", i)] = map[string]string{"redisHost": infra.RedisAddr, "redisDB": redisDB}
+		}
 	}
 	cleanupPG := func() {
 		if pg != nil {

@@ -22,6 +22,10 @@ const (
 	ProfilePostgres = "postgres"
 )
 
+// relayPubSubs is the number of the order relay's pub/sub components
+// (components/pubsub-relay.yaml, pubsub-relay-0..7), pointed at the stack's broker.
+const relayPubSubs = 8
+
 // EnvProfile selects the infrastructure profile of the stacks a test run starts.
 const EnvProfile = "GROUPBUY_TEST_PROFILE"
 

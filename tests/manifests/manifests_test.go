@@ -715,6 +715,36 @@ func checkComponents(t reporter, m *manifest) {
 			t.Errorf("component pubsub: prefetchCount must be bounded, got %q", n)
 		}
 	}
+	// The order app's outbox relay publishes through copies of pubsub: every copy needs the
+	// same broker-side exchange settings (a redeclaration with others fails) and loses nothing.
+	relays := 0
+	for name, c := range byName {
+		if !strings.HasPrefix(name, "pubsub-relay-") {
+			continue
+		}
+		relays++
+		if !slices.Contains(c.Scopes, "order") {
+			t.Errorf("component %s: the order app publishes through it but is not in its scopes %v", name, c.Scopes)
+		}
+		ps, ok := byName["pubsub"]
+		if !ok || c.Spec.Type != ps.Spec.Type {
+			t.Errorf("component %s: type %s, want pubsub's", name, c.Spec.Type)
+			continue
+		}
+		if c.Spec.Type != "pubsub.rabbitmq" {
+			continue
+		}
+		for _, k := range []string{"durable", "deletedWhenUnused", "deliveryMode", "publisherConfirm", "exchangeKind"} {
+			got, _ := c.meta(k)
+			want, _ := ps.meta(k)
+			if got != want {
+				t.Errorf("component %s: %s = %q, want pubsub's %q", name, k, got, want)
+			}
+		}
+	}
+	if relays == 0 {
+		t.Errorf("no pubsub-relay-* component rendered: the order app's outbox relay publishes through them")
+	}
 	for _, name := range []string{"order-expiry", "order-reconcile"} {
 		if cron, ok := byName[name]; ok {
 			if s, _ := cron.meta("schedule"); s == "" {

@@ -153,3 +153,14 @@ Names of the Secrets the gateway reads through the Dapr secret store.
 {{- end }}
 {{- toYaml $names }}
 {{- end }}
+
+{{/*
+The names of the outbox relay's pub/sub components (dapr.components.pubsub-relay), comma
+separated, for the order app's OUTBOX_PUBSUBS.
+*/}}
+{{- define "groupbuy.relayPubSubs" -}}
+{{- $c := get .Values.dapr.components "pubsub-relay" -}}
+{{- $names := list -}}
+{{- range $i := until (int ($c.instances | default 1)) }}{{ $names = append $names (printf "pubsub-relay-%d" $i) }}{{ end -}}
+{{- join "," $names -}}
+{{- end }}

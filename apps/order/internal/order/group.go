@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/groupbuy/groupbuy/pkg/events"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
@@ -51,10 +50,8 @@ func (s *Service) PlaceGroupOrder(ctx context.Context, req GroupOrderRequest) (O
 		if o.UserID != req.UserID || o.GroupID != req.GroupID || o.DealID != req.DealID {
 			return Order{}, problem.New(problem.CodeConflict, "the order id belongs to another order")
 		}
-		// The attempt that made it may have died before announcing it (see place).
-		if err := s.pub.PublishOrder(ctx, events.TopicOrderCreated, o); err != nil {
-			return Order{}, err
-		}
+		// The attempt that made it may have died before its event was relayed (see place).
+		s.relay(o)
 		return o, nil
 	} else if !errors.Is(err, ErrNotFound) {
 		return Order{}, err
@@ -252,12 +249,12 @@ func (s *Service) settleGroupOrder(ctx context.Context, id, groupID string, keep
 			return s.refundGroupOrder(ctx, o)
 		case StatusConfirmed:
 			if !o.Settled {
-				return s.settle(ctx, o, events.TopicOrderConfirmed)
+				return s.settle(ctx, o)
 			}
 			return nil
 		case StatusRefunded:
 			if !o.Settled {
-				return s.settle(ctx, o, events.TopicOrderRefunded)
+				return s.settle(ctx, o)
 			}
 			return nil
 		case StatusCancelled:
@@ -317,14 +314,14 @@ func (s *Service) confirmGroupOrder(ctx context.Context, o Order) error {
 	})
 	if errors.Is(err, errUnchanged) {
 		if o.Status == StatusConfirmed && !o.Settled {
-			return s.settle(ctx, o, events.TopicOrderConfirmed)
+			return s.settle(ctx, o)
 		}
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	return s.settle(ctx, o, events.TopicOrderConfirmed)
+	return s.settle(ctx, o)
 }
 
 // refundGroupOrder gives a paid order's money and stock back, then marks it refunded. The
@@ -347,12 +344,12 @@ func (s *Service) refundGroupOrder(ctx context.Context, o Order) error {
 	})
 	if errors.Is(err, errUnchanged) {
 		if o.Status == StatusRefunded && !o.Settled {
-			return s.settle(ctx, o, events.TopicOrderRefunded)
+			return s.settle(ctx, o)
 		}
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	return s.settle(ctx, o, events.TopicOrderRefunded)
+	return s.settle(ctx, o)
 }

@@ -20,9 +20,11 @@
 // sweep asks the payment app after the grace. A charge that went through is refunded and the
 // order ends refunded, so every succeeded charge ends on a confirmed or refunded order.
 //
-// Every transition is one ETag-checked write of the order document; side effects (stock
-// release/commit, events, index updates) follow the write and are idempotent, so a sweep can
-// redo them after a crash.
+// Every transition is one ETag-checked write of the order document, and that write also
+// records the transition's event in the document's outbox (registered first in the outbox
+// index, so a crash before the relay publishes it still gets it delivered). Other side effects
+// (stock release/commit, index updates) follow the write and are idempotent, so a sweep can
+// redo them after a crash. No answer waits for the broker.
 package order
 
 import (
@@ -30,6 +32,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/groupbuy/groupbuy/pkg/events"
 	"github.com/groupbuy/groupbuy/pkg/idempotency"
 	"github.com/groupbuy/groupbuy/pkg/identity"
 	"github.com/groupbuy/groupbuy/pkg/problem"
@@ -110,6 +113,45 @@ type Order struct {
 	PaymentStartedAt *time.Time `json:"payment_started_at,omitempty"`
 	// Settled records that the side effects of the current status were all applied.
 	Settled bool `json:"settled"`
+	// Outbox holds the events of this order's creation and transitions that the relay
+	// (apps/order/internal/outbox) has not yet published and cleared. Each is written by the
+	// same ETag write as the change it announces, so a crash cannot keep one without the
+	// other. At most one per topic (five): bounded.
+	Outbox []OutboxEvent `json:"outbox,omitempty"`
+}
+
+// OutboxEvent is an event waiting in an order document for the relay.
+type OutboxEvent struct {
+	Topic  string    `json:"topic"`
+	Status Status    `json:"status"` // the status the event announces
+	At     time.Time `json:"at"`
+	// Slot is the outbox index document the order was registered in before the write that
+	// recorded the event, so the relay trims that entry once the event is out.
+	Slot string `json:"slot"`
+}
+
+// Event is the integration event of e for order o.
+func (o Order) Event(e OutboxEvent) events.OrderV1 {
+	return events.NewOrderV1(e.Topic, o.ID, o.UserID, o.DealID, o.GroupID, o.Quantity, o.TotalCents, string(e.Status), e.At)
+}
+
+// record puts the event announcing the order's current status into its outbox; an event of
+// the same topic already waiting is kept (same event id, consumers would drop the second).
+func (o *Order) record(topic, slot string) {
+	for _, e := range o.Outbox {
+		if e.Topic == topic {
+			return
+		}
+	}
+	o.Outbox = append(o.Outbox, OutboxEvent{Topic: topic, Status: o.Status, At: o.UpdatedAt, Slot: slot})
+}
+
+// statusTopics names the event of each status an order moves to.
+var statusTopics = map[Status]string{
+	StatusPaid:      events.TopicOrderPaid,
+	StatusConfirmed: events.TopicOrderConfirmed,
+	StatusCancelled: events.TopicOrderCancelled,
+	StatusRefunded:  events.TopicOrderRefunded,
 }
 
 // finished reports whether nothing is left to do for the order: a final status whose side
@@ -266,9 +308,16 @@ type Payments interface {
 	Refund(ctx context.Context, orderID string) error
 }
 
-// Publisher publishes order events.
-type Publisher interface {
-	PublishOrder(ctx context.Context, topic string, o Order) error
+// Outbox relays the events that creations and transitions record in order documents
+// (Order.Outbox), off the request path (apps/order/internal/outbox).
+type Outbox interface {
+	// Register makes the order findable by the relay's recovery (a crash before the event
+	// is published) and must succeed before a write records an event; it returns the index
+	// slot to record with the event.
+	Register(ctx context.Context, orderID string) (slot string, err error)
+	// Relay hands a committed order to the relay. It never waits for the broker; an event
+	// it cannot take is published by the recovery pass instead.
+	Relay(o Order)
 }
 
 // IDs issues order ids.

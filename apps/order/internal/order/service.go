@@ -49,7 +49,7 @@ type Service struct {
 	deals    Deals
 	stock    Stock
 	payments Payments
-	pub      Publisher
+	outbox   Outbox
 	ids      IDs
 	log      *slog.Logger
 	now      func() time.Time
@@ -68,7 +68,7 @@ type Deps struct {
 	Deals    Deals
 	Stock    Stock
 	Payments Payments
-	Pub      Publisher
+	Outbox   Outbox
 	IDs      IDs
 	Log      *slog.Logger
 	Now      func() time.Time
@@ -87,7 +87,7 @@ func NewService(cfg Config, d Deps) *Service {
 	}
 	keys := idempotency.NewRunner[IdemRecord](d.Idem, idempotency.Config{Lease: cfg.IdemLease, Wait: cfg.IdemWait}, d.Now, d.Log)
 	return &Service{cfg: cfg, store: d.Store, users: d.Users, pending: d.Pending, groups: d.Groups, keys: keys,
-		gate: d.Gate, deals: d.Deals, stock: d.Stock, payments: d.Payments, pub: d.Pub, ids: d.IDs, log: d.Log, now: d.Now,
+		gate: d.Gate, deals: d.Deals, stock: d.Stock, payments: d.Payments, outbox: d.Outbox, ids: d.IDs, log: d.Log, now: d.Now,
 		sweepSlots: make(chan struct{}, max(cfg.SweepParallelism, 1))}
 }
 
@@ -162,12 +162,10 @@ func isTransient(err error) bool {
 // (see admit).
 func (s *Service) place(ctx context.Context, u Caller, req PlaceRequest, orderID string, owns func(context.Context) error) (Order, error) {
 	// A retry after a crash may find the order already made. The attempt that made it may
-	// have died before announcing it; the event id is per order and topic, so consumers drop
-	// a repeat.
+	// have died before its event was relayed: hand it over again (the event id is per order
+	// and topic, so consumers drop a repeat).
 	if o, _, err := s.store.Get(ctx, orderID); err == nil {
-		if err := s.pub.PublishOrder(ctx, events.TopicOrderCreated, o); err != nil {
-			return Order{}, err
-		}
+		s.relay(o)
 		return o, nil
 	} else if !errors.Is(err, ErrNotFound) {
 		return Order{}, err
@@ -200,8 +198,9 @@ func (s *Service) place(ctx context.Context, u Caller, req PlaceRequest, orderID
 }
 
 // admit makes a new pending order: counts it against the user's limit, registers it for the
-// expiry sweep, holds its stock, stores it and announces it. Every step is idempotent per
-// order id, so a retry with the same id resumes where an attempt died.
+// expiry sweep, holds its stock, and stores it with its order.created event in its outbox
+// (registered in the outbox index first). Every step is idempotent per order id, so a retry
+// with the same id resumes where an attempt died.
 //
 // Several attempts may run with one order id: a request that stalled past its key's lease and
 // the retry that took the key over. The steps up to the hold are harmless to repeat; undoing
@@ -250,18 +249,35 @@ func (s *Service) admit(ctx context.Context, o Order, deal Deal, owns func(conte
 	if err := owns(ctx); err != nil {
 		return Order{}, err
 	}
+	return s.create(ctx, o)
+}
+
+// create stores a new order with its order.created event in its outbox and hands it to the
+// relay. The order is registered in the outbox index before the document exists, so a crash
+// between the write and the publish still gets the event out (the relay's recovery).
+func (s *Service) create(ctx context.Context, o Order) (Order, error) {
+	slot, err := s.outbox.Register(ctx, o.ID)
+	if err != nil {
+		return Order{}, err
+	}
+	o.record(events.TopicOrderCreated, slot)
 	if err := s.store.Create(ctx, o); err != nil {
 		return Order{}, err
 	}
-	if err := s.pub.PublishOrder(ctx, events.TopicOrderCreated, o); err != nil {
-		return Order{}, err
-	}
+	s.outbox.Relay(o)
 	return o, nil
 }
 
 // pendingOf is o's entry in the pending set, as admit registers it.
 func pendingOf(o Order) PendingEntry {
 	return PendingEntry{OrderID: o.ID, UserID: o.UserID, DealID: o.DealID, Due: o.PayBy}
+}
+
+// relay hands an order with events still waiting to the relay.
+func (s *Service) relay(o Order) {
+	if len(o.Outbox) > 0 {
+		s.outbox.Relay(o)
+	}
 }
 
 // undoPlacement forgets an order that never came to be (no stock). Inventory may answer
@@ -316,19 +332,35 @@ func (s *Service) List(ctx context.Context, u Caller) ([]Order, error) {
 	return out, nil
 }
 
-// update applies fn to the order under ETag CAS, retrying on conflict.
+// update applies fn to the order under ETag CAS, retrying on conflict. A write that changes
+// the status records the new status's event in the same write (registered in the outbox
+// index first, once per call) and hands the order to the relay after it.
 func (s *Service) update(ctx context.Context, id string, fn func(o *Order) error) (Order, error) {
+	var slot string
 	for attempt := 0; attempt < 20; attempt++ {
 		o, etag, err := s.store.Get(ctx, id)
 		if err != nil {
 			return Order{}, err
 		}
+		from := o.Status
 		if err := fn(&o); err != nil {
 			return o, err
 		}
 		o.UpdatedAt = s.now().UTC().Truncate(time.Millisecond)
+		moved := o.Status != from
+		if moved {
+			if slot == "" {
+				if slot, err = s.outbox.Register(ctx, id); err != nil {
+					return Order{}, err
+				}
+			}
+			o.record(statusTopics[o.Status], slot)
+		}
 		err = s.store.Update(ctx, o, etag)
 		if err == nil {
+			if moved {
+				s.outbox.Relay(o)
+			}
 			return o, nil
 		}
 		if !errors.Is(err, ErrConflict) {
@@ -417,9 +449,6 @@ func (s *Service) completePayment(ctx context.Context, id string) (Order, error)
 		return Order{}, errChargeRefunded
 	}
 	if o.Status == StatusPaid {
-		if err := s.pub.PublishOrder(ctx, events.TopicOrderPaid, o); err != nil {
-			return Order{}, err
-		}
 		if err := s.users.SetStatus(ctx, o.UserID, o.ID, StatusPaid); err != nil {
 			return Order{}, err
 		}
@@ -442,7 +471,7 @@ func (s *Service) completePayment(ctx context.Context, id string) (Order, error)
 		}
 	}
 	if o.Status == StatusConfirmed && !o.Settled {
-		if err := s.settle(ctx, o, events.TopicOrderConfirmed); err != nil {
+		if err := s.settle(ctx, o); err != nil {
 			return Order{}, err
 		}
 		o.Settled = true
@@ -481,7 +510,7 @@ func (s *Service) refundLateCharge(ctx context.Context, o Order) (Order, error) 
 		return Order{}, err
 	}
 	if o.Status == StatusRefunded && !o.Settled {
-		if err := s.settle(ctx, o, events.TopicOrderRefunded); err != nil {
+		if err := s.settle(ctx, o); err != nil {
 			return Order{}, err
 		}
 		o.Settled = true
@@ -489,14 +518,11 @@ func (s *Service) refundLateCharge(ctx context.Context, o Order) (Order, error) 
 	return o, nil
 }
 
-// settle applies the side effects of a final status once the document says it: publish,
-// update the user's index, drop the order from the pending set, and mark it settled. A
-// cancelled order whose charge may still land stays in the pending set: the sweep watches it
-// (watchCharge).
-func (s *Service) settle(ctx context.Context, o Order, topic string) error {
-	if err := s.pub.PublishOrder(ctx, topic, o); err != nil {
-		return err
-	}
+// settle applies the side effects of a final status once the document says it: update the
+// user's index, drop the order from the pending set, and mark it settled. The status's event
+// is already in the order's outbox (written with the transition). A cancelled order whose
+// charge may still land stays in the pending set: the sweep watches it (watchCharge).
+func (s *Service) settle(ctx context.Context, o Order) error {
 	if err := s.users.SetStatus(ctx, o.UserID, o.ID, o.Status); err != nil {
 		return err
 	}
@@ -568,7 +594,7 @@ func (s *Service) finishCancel(ctx context.Context, o Order) error {
 	if err := s.stock.Release(ctx, o.DealID, o.ID); err != nil {
 		return err
 	}
-	return s.settle(ctx, o, events.TopicOrderCancelled)
+	return s.settle(ctx, o)
 }
 
 // ReplyFor is the standard rendering of outcomes: 201 with the order, or the problem.

@@ -21,6 +21,9 @@ var (
 	bob   = order.Caller{ID: "u2", Username: "bob", Role: "user"}
 )
 
+// ignoreOutbox leaves the events waiting in an order document out of a comparison.
+var ignoreOutbox = cmpopts.IgnoreFields(order.Order{}, "Outbox")
+
 // render is the standard rendering with the whole order as the body.
 var render = order.ReplyFor(func(o order.Order) ([]byte, error) { return json.Marshal(o) })
 
@@ -187,14 +190,15 @@ func TestPlace(t *testing.T) {
 			case tt.wantOrder != nil && !ok:
 				t.Error("no stored order, want one")
 			case tt.wantOrder != nil:
-				if diff := cmp.Diff(stored, *tt.wantOrder); diff != "" {
+				// The outbox has tests of its own (TestPlaceWritesCreatedEventWithTheOrder).
+				if diff := cmp.Diff(stored, *tt.wantOrder, ignoreOutbox); diff != "" {
 					t.Errorf("stored order mismatch (-got +want):\n%s", diff)
 				}
 				var body order.Order
 				if err := json.Unmarshal(got.Body, &body); err != nil {
 					t.Fatalf("decode body: %v", err)
 				}
-				if diff := cmp.Diff(body, *tt.wantOrder); diff != "" {
+				if diff := cmp.Diff(body, *tt.wantOrder, ignoreOutbox); diff != "" {
 					t.Errorf("reply body mismatch (-got +want):\n%s", diff)
 				}
 			}
@@ -207,7 +211,7 @@ func TestPlace(t *testing.T) {
 			if diff := cmp.Diff(e.Stock.CallsOf("o1"), tt.wantStock); diff != "" {
 				t.Errorf("inventory calls mismatch (-got +want):\n%s", diff)
 			}
-			if diff := cmp.Diff(e.Pub.TopicsOf("o1"), tt.wantTopics); diff != "" {
+			if diff := cmp.Diff(e.Outbox.TopicsOf("o1"), tt.wantTopics); diff != "" {
 				t.Errorf("events mismatch (-got +want):\n%s", diff)
 			}
 
@@ -226,7 +230,7 @@ func TestPlace(t *testing.T) {
 			if diff := cmp.Diff(e.Stock.CallsOf("o1"), tt.wantStock); diff != "" {
 				t.Errorf("inventory calls after replay mismatch (-got +want):\n%s", diff)
 			}
-			if diff := cmp.Diff(e.Pub.TopicsOf("o1"), tt.wantTopics); diff != "" {
+			if diff := cmp.Diff(e.Outbox.TopicsOf("o1"), tt.wantTopics); diff != "" {
 				t.Errorf("events after replay mismatch (-got +want):\n%s", diff)
 			}
 		})
@@ -392,13 +396,12 @@ func TestPlaceTransientFailureResumes(t *testing.T) {
 			wantTopics: []string{"order.created"},
 		},
 		{
-			// The order document was written before publishing failed; the retry finds it
-			// and must still announce it (the event id is per order and topic, so a
-			// duplicate is dropped by consumers).
-			name:       "publishing failed after the order was stored",
-			fail:       func(e *env) { e.Pub.SetFailTopic("order.created") },
-			heal:       func(e *env) { e.Pub.SetFailTopic("") },
-			wantStock:  []string{"reserve"},
+			// The order is registered in the outbox index before it is written; without
+			// the registration nothing is written and the retry resumes the hold.
+			name:       "outbox index unavailable",
+			fail:       func(e *env) { e.Outbox.SetRegisterErr(unavailable) },
+			heal:       func(e *env) { e.Outbox.SetRegisterErr(nil) },
+			wantStock:  []string{"reserve", "reserve"},
 			wantTopics: []string{"order.created"},
 		},
 	}
@@ -434,7 +437,7 @@ func TestPlaceTransientFailureResumes(t *testing.T) {
 			if got, want := e.Stock.Hold("o1"), "reserved"; got != want {
 				t.Errorf("hold = %q, want %q", got, want)
 			}
-			if diff := cmp.Diff(e.Pub.TopicsOf("o1"), tt.wantTopics); diff != "" {
+			if diff := cmp.Diff(e.Outbox.TopicsOf("o1"), tt.wantTopics); diff != "" {
 				t.Errorf("events mismatch (-got +want):\n%s", diff)
 			}
 			if got := len(e.Users.Of("u1")); got != 1 {
@@ -811,7 +814,7 @@ func TestPay(t *testing.T) {
 			if diff := cmp.Diff(e.Stock.CallsOf("o1"), tt.wantStock); diff != "" {
 				t.Errorf("inventory calls mismatch (-got +want):\n%s", diff)
 			}
-			if diff := cmp.Diff(e.Pub.TopicsOf("o1"), tt.wantTopics); diff != "" {
+			if diff := cmp.Diff(e.Outbox.TopicsOf("o1"), tt.wantTopics); diff != "" {
 				t.Errorf("events mismatch (-got +want):\n%s", diff)
 			}
 			if idx := e.Users.Of("u1"); len(idx) != 1 || idx[0].Status != tt.wantIndex {
@@ -997,7 +1000,7 @@ func TestCancel(t *testing.T) {
 			if diff := cmp.Diff(e.Stock.CallsOf("o1"), tt.wantStock); diff != "" {
 				t.Errorf("inventory calls mismatch (-got +want):\n%s", diff)
 			}
-			if diff := cmp.Diff(e.Pub.TopicsOf("o1"), tt.wantTopics); diff != "" {
+			if diff := cmp.Diff(e.Outbox.TopicsOf("o1"), tt.wantTopics); diff != "" {
 				t.Errorf("events mismatch (-got +want):\n%s", diff)
 			}
 			if idx := e.Users.Of("u1"); len(idx) != 1 || idx[0].Status != tt.wantIndex {
@@ -1088,5 +1091,57 @@ func TestList(t *testing.T) {
 				t.Errorf("order ids mismatch (-got +want):\n%s", diff)
 			}
 		})
+	}
+}
+
+// The answer never waits for the broker: the order is stored with its order.created event in
+// its outbox, registered in the outbox index first, so a process that dies before the relay
+// publishes leaves both behind for the relay's recovery.
+func TestPlaceWritesCreatedEventWithTheOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.Outbox.SetLose(true) // the process dies between the write and the publish
+
+	got := e.place(t, alice, "k1", "flash", 1)
+
+	o := e.mustOrder(t, got.ID)
+	want := []order.OutboxEvent{{Topic: "order.created", Status: order.StatusPending, At: o.CreatedAt, Slot: "slot-1"}}
+	if diff := cmp.Diff(o.Outbox, want); diff != "" {
+		t.Errorf("outbox (-got +want):\n%s", diff)
+	}
+	if got := e.Outbox.Registered(o.ID); got != 1 {
+		t.Errorf("registered %d times, want 1", got)
+	}
+	if got := e.Outbox.TopicsOf(o.ID); len(got) != 0 {
+		t.Errorf("relayed %v, want nothing (lost)", got)
+	}
+}
+
+// Every transition writes its event in the same write: the event carries the new status and
+// the transition's time, and one registration serves the write's CAS retries.
+func TestTransitionsRecordTheirEvents(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv()
+	got := e.place(t, alice, "k1", "flash", 1)
+	e.Clock.Advance(time.Second)
+	if _, err := e.Svc.Pay(ctx, alice, got.ID, "tok_ok"); err != nil {
+		t.Fatalf("Pay: %v", err)
+	}
+
+	o := e.mustOrder(t, got.ID)
+	var gotEvents []string
+	for _, ev := range o.Outbox {
+		gotEvents = append(gotEvents, ev.Topic+"/"+string(ev.Status))
+	}
+	want := []string{"order.created/pending_payment", "order.paid/paid", "order.confirmed/confirmed"}
+	if diff := cmp.Diff(gotEvents, want); diff != "" {
+		t.Errorf("outbox (-got +want):\n%s", diff)
+	}
+	if got, want := e.Outbox.Registered(o.ID), 3; got != want {
+		t.Errorf("registered %d times, want %d (one per recording write)", got, want)
+	}
+	if diff := cmp.Diff(e.Outbox.TopicsOf(o.ID), []string{"order.created", "order.paid", "order.confirmed"}); diff != "" {
+		t.Errorf("relayed (-got +want):\n%s", diff)
 	}
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-
-	"github.com/groupbuy/groupbuy/pkg/events"
 )
 
 // SweepStats counts what one expiry pass did.
@@ -170,9 +168,9 @@ func (s *Service) sweepOne(ctx context.Context, e PendingEntry) (string, error) 
 		return "cancelled", nil
 	case StatusPaid:
 		// A flash order is committed and confirmed. A group order is here because the process
-		// died after its Paid CAS (order.paid, which the group counts, may be unpublished) or
-		// because its group's settlement did not finish: completePayment publishes, then
-		// settles it from the recorded outcome or leaves it to wait for one.
+		// died after its Paid CAS (order.paid is in its outbox, the relay's to publish) or
+		// because its group's settlement did not finish: completePayment settles it from the
+		// recorded outcome or leaves it to wait for one.
 		if _, err := s.completePayment(ctx, o.ID); err != nil {
 			return "", err
 		}
@@ -192,11 +190,11 @@ func (s *Service) sweepOne(ctx context.Context, e PendingEntry) (string, error) 
 		}
 	case StatusConfirmed:
 		if !o.Settled {
-			return "completed", s.settle(ctx, o, events.TopicOrderConfirmed)
+			return "completed", s.settle(ctx, o)
 		}
 	case StatusRefunded:
 		if !o.Settled {
-			return "completed", s.settle(ctx, o, events.TopicOrderRefunded)
+			return "completed", s.settle(ctx, o)
 		}
 	default:
 		return "", fmt.Errorf("order %s has unknown status %q", o.ID, o.Status)

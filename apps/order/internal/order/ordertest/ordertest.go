@@ -787,42 +787,81 @@ func (p *Payments) ChargeCount() int {
 	return len(p.calls)
 }
 
-// published is one event the service published.
-type published struct {
+// relayed is one event the service handed to the relay.
+type relayed struct {
 	Topic   string
 	OrderID string
 	Status  order.Status
 }
 
-// Publisher records events; SetFailTopic makes publishing that topic fail (transiently,
-// like clients.Publisher) until cleared.
-type Publisher struct {
-	mu        sync.Mutex
-	events    []published
-	failTopic string
+// Outbox stands in for the relay: it records the events of every order handed to it, once
+// per order and topic (the event id consumers deduplicate on), as if published at once.
+// SetRegisterErr makes registration fail; SetLose makes it drop what it is handed, as a
+// process that died between the write and the publish.
+type Outbox struct {
+	mu          sync.Mutex
+	events      []relayed
+	registered  []string
+	registerErr error
+	lose        bool
 }
 
-var _ order.Publisher = (*Publisher)(nil)
+var _ order.Outbox = (*Outbox)(nil)
 
-func (p *Publisher) PublishOrder(_ context.Context, topic string, o order.Order) error {
+// Register implements order.Outbox.
+func (p *Outbox) Register(_ context.Context, orderID string) (string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if topic == p.failTopic {
-		return problem.New(problem.CodeUnavailable, "event publishing failed")
+	if p.registerErr != nil {
+		return "", p.registerErr
 	}
-	p.events = append(p.events, published{Topic: topic, OrderID: o.ID, Status: o.Status})
-	return nil
+	p.registered = append(p.registered, orderID)
+	return "slot-" + strconv.Itoa(len(p.registered)), nil
 }
 
-// SetFailTopic makes publishing topic fail ("" heals it).
-func (p *Publisher) SetFailTopic(topic string) {
+// Relay implements order.Outbox.
+func (p *Outbox) Relay(o order.Order) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.failTopic = topic
+	if p.lose {
+		return
+	}
+	for _, e := range o.Outbox {
+		if !slices.ContainsFunc(p.events, func(x relayed) bool { return x.OrderID == o.ID && x.Topic == e.Topic }) {
+			p.events = append(p.events, relayed{Topic: e.Topic, OrderID: o.ID, Status: e.Status})
+		}
+	}
 }
 
-// TopicsOf lists the topics published for an order, in order.
-func (p *Publisher) TopicsOf(orderID string) []string {
+// SetRegisterErr makes Register fail with err (nil heals it).
+func (p *Outbox) SetRegisterErr(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.registerErr = err
+}
+
+// SetLose makes Relay drop what it is handed (false heals it).
+func (p *Outbox) SetLose(lose bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lose = lose
+}
+
+// Registered counts the registrations of an order.
+func (p *Outbox) Registered(orderID string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, id := range p.registered {
+		if id == orderID {
+			n++
+		}
+	}
+	return n
+}
+
+// TopicsOf lists the topics relayed for an order, in order.
+func (p *Outbox) TopicsOf(orderID string) []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []string
@@ -879,7 +918,7 @@ type Env struct {
 	Deals   *Deals
 	Stock   *Stock
 	Pay     *Payments
-	Pub     *Publisher
+	Outbox  *Outbox
 }
 
 // NewEnv returns a service over fresh fakes, at T0, with TestDeals and TestConfig, admitting
@@ -905,11 +944,11 @@ func NewEnvWith(o Options) *Env {
 		Deals:   NewDeals(TestDeals),
 		Stock:   NewStock(),
 		Pay:     NewPayments(),
-		Pub:     &Publisher{},
+		Outbox:  &Outbox{},
 	}
 	e.Svc = order.NewService(o.Config, order.Deps{
 		Store: e.Store, Users: e.Users, Pending: e.Pending, Groups: e.Groups, Idem: e.Idem, Gate: o.Gate, Deals: e.Deals,
-		Stock: e.Stock, Payments: e.Pay, Pub: e.Pub, IDs: &IDs{},
+		Stock: e.Stock, Payments: e.Pay, Outbox: e.Outbox, IDs: &IDs{},
 		Log: slog.New(slog.DiscardHandler), Now: clock.Now,
 	})
 	return e

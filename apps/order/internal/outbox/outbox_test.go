@@ -1,0 +1,370 @@
+package outbox_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.opentelemetry.io/otel/metric/noop"
+
+	"github.com/groupbuy/groupbuy/apps/order/internal/daprstore"
+	"github.com/groupbuy/groupbuy/apps/order/internal/order"
+	"github.com/groupbuy/groupbuy/apps/order/internal/outbox"
+	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/daprstate/daprstatetest"
+	"github.com/groupbuy/groupbuy/pkg/events"
+)
+
+var t0 = time.Date(2030, 1, 2, 10, 0, 0, 0, time.UTC)
+
+var cfg = outbox.Config{Queue: 64, BatchSize: 32, Workers: 1, Concurrency: 4, FlushTimeout: 5 * time.Second,
+	Grace: 5 * time.Second, Interval: time.Second, Lease: 10 * time.Second, MaxBuckets: 60}
+
+// clock is a settable time shared by the relay and the index.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// publisher records what it publishes; fail makes every publish fail.
+type publisher struct {
+	mu    sync.Mutex
+	calls [][]string // event ids per call
+	fail  error
+	sent  chan struct{}
+}
+
+func (p *publisher) Publish(_ context.Context, msgs []events.OrderV1) []error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	errs := make([]error, len(msgs))
+	var ids []string
+	for i, m := range msgs {
+		if p.fail != nil {
+			errs[i] = p.fail
+			continue
+		}
+		ids = append(ids, m.EventID)
+	}
+	p.calls = append(p.calls, ids)
+	if p.sent != nil {
+		p.sent <- struct{}{}
+	}
+	return errs
+}
+
+func (p *publisher) setFail(err error) { p.mu.Lock(); defer p.mu.Unlock(); p.fail = err }
+
+// published lists every event id published, in order.
+func (p *publisher) published() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, c := range p.calls {
+		out = append(out, c...)
+	}
+	return out
+}
+
+type env struct {
+	client *daprstatetest.Client
+	state  *daprstate.Store
+	orders *daprstore.Orders
+	index  *daprstore.Outbox
+	pub    *publisher
+	clock  *clock
+}
+
+func newEnv() *env {
+	c := daprstatetest.NewClient()
+	st := daprstate.New(c, "statestore")
+	clk := &clock{t: t0}
+	return &env{client: c, state: st, orders: daprstore.NewOrders(st), pub: &publisher{}, clock: clk,
+		index: daprstore.NewOutbox(st, daprstore.OutboxConfig{Shards: 2, Bucket: time.Second, Lookback: time.Minute,
+			RegisterTimeout: 2 * time.Second, MaxBatch: 64}, clk.Now)}
+}
+
+func (e *env) relay(t *testing.T, owner string) *outbox.Relay {
+	t.Helper()
+	r, err := outbox.New(cfg, outbox.Deps{Publisher: e.pub, Orders: e.orders, Index: e.index, Owner: owner,
+		Log: slog.New(slog.DiscardHandler), Meter: noop.NewMeterProvider().Meter("test"), Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// commit writes an order as the service does: registered first, then stored with its
+// order.created event.
+func (e *env) commit(t *testing.T, r *outbox.Relay, id string) order.Order {
+	t.Helper()
+	ctx := context.Background()
+	slot, err := r.Register(ctx, id)
+	if err != nil {
+		t.Fatalf("register %s: %v", id, err)
+	}
+	o := order.Order{ID: id, UserID: "u1", DealID: "d1", Kind: "flash", Quantity: 1, Status: order.StatusPending,
+		CreatedAt: e.clock.Now(), UpdatedAt: e.clock.Now()}
+	o.Outbox = []order.OutboxEvent{{Topic: events.TopicOrderCreated, Status: order.StatusPending, At: o.CreatedAt, Slot: slot}}
+	if err := e.orders.Create(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func (e *env) outboxOf(t *testing.T, id string) []string {
+	t.Helper()
+	o, _, err := e.orders.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, ev := range o.Outbox {
+		out = append(out, ev.Topic)
+	}
+	return out
+}
+
+func (e *env) indexed() []string {
+	var out []string
+	for _, k := range e.client.Keys("statestore", "outbox:") {
+		if k == daprstore.OutboxCursorKey || k == daprstore.OutboxLeaseKey {
+			continue
+		}
+		v, _ := e.client.Value("statestore", k)
+		var d struct{ IDs []string }
+		_ = json.Unmarshal(v, &d)
+		out = append(out, d.IDs...)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Orders queued while the relay is busy go out together: one publish for the batch, their
+// events cleared from the documents and their index entries trimmed (the documents deleted).
+func TestRelayPublishesBatchesAndClears(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.pub.sent = make(chan struct{}, 8)
+	r := e.relay(t, "a")
+	for _, id := range []string{"o1", "o2", "o3"} {
+		r.Relay(e.commit(t, r, id))
+	}
+	if got, want := e.indexed(), []string{"o1", "o2", "o3"}; !slices.Equal(got, want) {
+		t.Fatalf("indexed before the relay = %v, want %v", got, want)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+
+	select {
+	case <-e.pub.sent:
+	case <-ctx.Done():
+		t.Fatal("nothing published")
+	}
+	waitFor(t, ctx, func() bool { return len(e.indexed()) == 0 && len(e.outboxOf(t, "o3")) == 0 })
+	cancel()
+	<-done
+
+	if diff := cmp.Diff(e.pub.calls, [][]string{{"o1:order.created", "o2:order.created", "o3:order.created"}}); diff != "" {
+		t.Errorf("publish calls (-got +want):\n%s", diff)
+	}
+	for _, id := range []string{"o1", "o2", "o3"} {
+		if got := e.outboxOf(t, id); len(got) != 0 {
+			t.Errorf("outbox of %s = %v, want cleared", id, got)
+		}
+	}
+	if keys := e.client.Keys("statestore", "outbox:1"); len(keys) != 0 {
+		t.Errorf("index documents left: %v, want deleted once empty", keys)
+	}
+}
+
+// A transition of the order between the relay's publish and its clear records a new event;
+// the clear's CAS fails, re-reads, and removes only what was published. The new event and
+// its index entry stay for its own publish.
+func TestClearKeepsEventsRecordedMeanwhile(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.pub.sent = make(chan struct{}, 8)
+	r := e.relay(t, "a")
+	o := e.commit(t, r, "o1")
+	e.clock.Set(t0.Add(3 * time.Second)) // the payment registers in a later bucket
+	paidSlot, err := r.Register(context.Background(), "o1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.client.Interfere("order:o1", 1, func(_ string, cur []byte) []byte {
+		var x order.Order
+		_ = json.Unmarshal(cur, &x)
+		x.Status = order.StatusPaid
+		x.Outbox = append(x.Outbox, order.OutboxEvent{Topic: events.TopicOrderPaid, Status: order.StatusPaid, At: e.clock.Now(), Slot: paidSlot})
+		b, _ := json.Marshal(x)
+		return b
+	})
+	r.Relay(o)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	<-e.pub.sent
+	waitFor(t, ctx, func() bool { return slices.Equal(e.outboxOf(t, "o1"), []string{events.TopicOrderPaid}) })
+	waitFor(t, ctx, func() bool { return len(e.indexed()) == 1 })
+	cancel()
+	<-done
+
+	if got, _, _ := e.orders.Get(context.Background(), "o1"); got.Status != order.StatusPaid {
+		t.Errorf("status = %s, want the concurrent transition's paid", got.Status)
+	}
+	if diff := cmp.Diff(e.indexed(), []string{"o1"}); diff != "" {
+		t.Errorf("indexed (-got +want):\n%s (the paid event's entry)", diff)
+	}
+	if _, ok := e.client.Value("statestore", o.Outbox[0].Slot); ok {
+		t.Errorf("slot %s of the published event is still there", o.Outbox[0].Slot)
+	}
+}
+
+// A process that died between its write and its publish leaves the event in the document and
+// the order in the index: the recovery pass publishes it once the bucket is older than the
+// grace, clears and trims it, and moves the cursor past the emptied buckets.
+func TestRecoveryPublishesWhatACrashLeft(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv()
+	dead := e.relay(t, "dead")
+	// o1 is committed and never relayed: the process died. o2 was registered, then sold out:
+	// no order was written.
+	e.commit(t, dead, "o1")
+	if _, err := dead.Register(ctx, "o2"); err != nil {
+		t.Fatal(err)
+	}
+	r := e.relay(t, "b")
+
+	st, err := r.Recover(ctx)
+	if err != nil {
+		t.Fatalf("Recover within the grace: %v", err)
+	}
+	if st != (outbox.RecoverStats{}) || len(e.pub.published()) != 0 {
+		t.Errorf("within the grace: stats %+v, published %v; want nothing", st, e.pub.published())
+	}
+
+	e.clock.Set(t0.Add(cfg.Grace + time.Second))
+	st, err = r.Recover(ctx)
+
+	if err != nil {
+		t.Fatalf("Recover: %v", err)
+	}
+	if st.Published != 1 || st.Trimmed != 1 {
+		t.Errorf("stats = %+v, want o1 published and o2 (no order) trimmed", st)
+	}
+	if diff := cmp.Diff(e.pub.published(), []string{"o1:order.created"}); diff != "" {
+		t.Errorf("published (-got +want):\n%s", diff)
+	}
+	if got := e.outboxOf(t, "o1"); len(got) != 0 {
+		t.Errorf("outbox = %v, want cleared", got)
+	}
+	if got := e.indexed(); len(got) != 0 {
+		t.Errorf("indexed = %v, want trimmed", got)
+	}
+	var cur struct{ Bucket time.Time }
+	if _, err := e.state.Get(ctx, daprstore.OutboxCursorKey, &cur); err != nil || !cur.Bucket.After(t0) {
+		t.Errorf("cursor = %v (%v), want past the emptied bucket of %v", cur.Bucket, err, t0)
+	}
+
+	st, err = r.Recover(ctx)
+	if err != nil || st != (outbox.RecoverStats{}) {
+		t.Errorf("second pass: %+v, %v; want nothing to do", st, err)
+	}
+}
+
+// While the broker refuses, recovery leaves everything where it is and keeps the cursor, so
+// the next pass after the outage publishes it.
+func TestRecoveryRetriesAfterAnOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv()
+	r := e.relay(t, "a")
+	e.commit(t, r, "o1")
+	e.clock.Set(t0.Add(cfg.Grace + time.Second))
+	e.pub.setFail(errors.New("broker down"))
+
+	if _, err := r.Recover(ctx); err == nil {
+		t.Fatal("Recover during the outage: error = nil")
+	}
+	if got := e.outboxOf(t, "o1"); len(got) != 1 {
+		t.Errorf("outbox = %v, want the event kept", got)
+	}
+	if got := e.indexed(); len(got) != 1 {
+		t.Errorf("indexed = %v, want the entry kept", got)
+	}
+
+	e.pub.setFail(nil)
+	e.clock.Set(t0.Add(cfg.Grace + 2*time.Second))
+	if _, err := r.Recover(ctx); err != nil {
+		t.Fatalf("Recover after the outage: %v", err)
+	}
+	if got := e.pub.published(); !slices.Equal(got, []string{"o1:order.created"}) {
+		t.Errorf("published = %v, want o1's event", got)
+	}
+	if got := e.indexed(); len(got) != 0 {
+		t.Errorf("indexed = %v, want trimmed", got)
+	}
+}
+
+// One replica at a time runs recovery: another's pass is refused while the lease runs, and
+// takes over once the holder stopped renewing it (it died).
+func TestRecoveryLease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv()
+	a, b := e.relay(t, "a"), e.relay(t, "b")
+	e.commit(t, a, "o1")
+	e.clock.Set(t0.Add(cfg.Grace + time.Second))
+	e.pub.setFail(errors.New("broker down")) // a's pass leaves the order for the next
+
+	if _, err := a.Recover(ctx); err == nil {
+		t.Fatal("a's pass: error = nil, want the outage")
+	}
+	e.pub.setFail(nil)
+	if _, err := b.Recover(ctx); err == nil {
+		t.Fatal("b's pass while a holds the lease: error = nil, want refused")
+	}
+	if got := e.pub.published(); len(got) != 0 {
+		t.Errorf("published %v while a held the lease", got)
+	}
+
+	e.clock.Set(t0.Add(cfg.Grace + time.Second + cfg.Lease)) // a died: its lease ended
+	if _, err := b.Recover(ctx); err != nil {
+		t.Fatalf("b's pass after a's lease: %v", err)
+	}
+	if got := e.pub.published(); !slices.Equal(got, []string{"o1:order.created"}) {
+		t.Errorf("published = %v, want o1's event", got)
+	}
+}
+
+// waitFor polls cond until it holds or ctx ends (the relay works on its own goroutines).
+func waitFor(t *testing.T, ctx context.Context, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("condition not met before the deadline")
+		case <-tick.C:
+		}
+	}
+}
