@@ -26,17 +26,20 @@ import (
 // There is no streaming form: daprd 1.16 buffers a streamed (text/event-stream) invocation
 // response until it ends, so live streams are served by the gateway from pub/sub (pkg/live).
 type Invoker struct {
-	base  string
-	token string
-	hc    *http.Client
+	base    string
+	token   string
+	timeout func(app string) time.Duration
+	hc      *http.Client
 }
 
-// NewInvoker returns an invoker for the configured sidecar.
+// NewInvoker returns an invoker for the configured sidecar; each call is bounded by
+// c.InvokeTimeoutFor(app) (a zero bound leaves only the caller's context and the backstop).
 func NewInvoker(c Config) *Invoker {
 	return &Invoker{
-		base:  c.HTTPBase(),
-		token: c.APIToken,
-		hc:    DefaultHTTPClient(otelhttp.NewTransport(http.DefaultTransport)),
+		base:    c.HTTPBase(),
+		token:   c.APIToken,
+		timeout: c.InvokeTimeoutFor,
+		hc:      DefaultHTTPClient(otelhttp.NewTransport(http.DefaultTransport)),
 	}
 }
 
@@ -97,9 +100,15 @@ func (i *Invoker) request(ctx context.Context, app, method, path string, hdr htt
 	return req, nil
 }
 
+// ctx is the caller's context: when it ended, its error is the answer; when only the
+// invocation's own bound (InvokeTimeouts) ran out, the target is unavailable, as daprd
+// reported a timed-out attempt.
 func (i *Invoker) transportError(ctx context.Context, app, path string, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("invoke %s %s: %w", app, path, ctx.Err())
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &problem.Error{Code: problem.CodeUnavailable, Detail: fmt.Sprintf("%s did not answer within %s", app, i.timeout(app))}
 	}
 	return &problem.Error{Code: problem.CodeUnavailable, Detail: fmt.Sprintf("%s is unreachable", app)}
 }
@@ -107,7 +116,13 @@ func (i *Invoker) transportError(ctx context.Context, app, path string, err erro
 // Raw invokes method on app with a raw JSON body (nil for none) and returns a 2xx answer as
 // is; non-2xx answers become errors as described on Call.
 func (i *Invoker) Raw(ctx context.Context, app, method, path string, hdr http.Header, body []byte) (*Response, error) {
-	req, err := i.request(ctx, app, method, path, hdr, body)
+	callCtx := ctx
+	if d := i.timeout(app); d > 0 {
+		var cancel context.CancelFunc
+		callCtx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	req, err := i.request(callCtx, app, method, path, hdr, body)
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,24 @@ type Config struct {
 	APIToken string `env:"DAPR_API_TOKEN"`
 	// AppAPIToken is what the sidecar sends to this app; inbound calls must carry it.
 	AppAPIToken string `env:"APP_API_TOKEN"`
+	// InvokeTimeouts bound each service invocation by target app id, retries by the sidecar
+	// included; InvokeTimeout bounds calls to any other app. They live here, on the caller,
+	// and not as `timeout` policies on the resiliency app targets: daprd 1.16 runs a timed
+	// invocation attempt in a goroutine of its own, and one that answers after the timeout
+	// writes to a response that is already finished, which crashes the sidecar (nil pointer
+	// in net/http's flush from directmessaging.go; seen under load in the bench). A deadline
+	// on the caller's request cancels the sidecar's handler context instead, and with it
+	// the attempt.
+	InvokeTimeouts map[string]time.Duration `env:"INVOKE_TIMEOUTS, default=catalog:5s,inventory:2s,payment:2s,order:5s,group:5s"`
+	InvokeTimeout  time.Duration            `env:"INVOKE_TIMEOUT, default=5s"`
+}
+
+// InvokeTimeoutFor is the bound of one invocation of app.
+func (c Config) InvokeTimeoutFor(app string) time.Duration {
+	if d, ok := c.InvokeTimeouts[app]; ok && d > 0 {
+		return d
+	}
+	return c.InvokeTimeout
 }
 
 // HTTPBase is the sidecar's HTTP API root.
@@ -106,7 +124,7 @@ func RequireAppToken(token string) func(http.Handler) http.Handler {
 }
 
 // DefaultHTTPClient is the client used for sidecar HTTP calls; the per-call timeout comes from
-// the caller's context and Dapr resiliency policies, this is only a backstop.
+// the caller's context (for invocations, Config.InvokeTimeouts), this is only a backstop.
 func DefaultHTTPClient(rt http.RoundTripper) *http.Client {
 	return &http.Client{Transport: rt, Timeout: 30 * time.Second}
 }

@@ -9,11 +9,13 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/sethvargo/go-envconfig"
 
 	"github.com/groupbuy/groupbuy/pkg/problem"
 	"github.com/groupbuy/groupbuy/pkg/sidecar"
@@ -416,4 +418,61 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+func TestInvokerBoundsEachCallByTarget(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	sc := newFakeSidecar(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/invoke/slow/") {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	cfg := config(t, sc.srv, "")
+	cfg.InvokeTimeouts = map[string]time.Duration{"slow": 50 * time.Millisecond}
+	cfg.InvokeTimeout = 0 // every other app: only the caller's context
+	inv := sidecar.NewInvoker(cfg)
+
+	start := time.Now()
+	_, err := inv.Raw(testCtx(t), "slow", http.MethodGet, "x", nil, nil)
+	if got, want := problem.CodeOf(err), problem.CodeUnavailable; got != want {
+		t.Errorf("slow target: CodeOf(%v) = %q, want %q", err, got, want)
+	}
+	if !strings.Contains(err.Error(), "did not answer within 50ms") {
+		t.Errorf("slow target: error %q does not say it timed out", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("slow target answered after %s, want about its 50ms bound", d)
+	}
+	if _, err := inv.Raw(testCtx(t), "fast", http.MethodGet, "x", nil, nil); err != nil {
+		t.Errorf("other target: %v", err)
+	}
+}
+
+func TestInvokeTimeoutsFromEnv(t *testing.T) {
+	var c sidecar.Config
+	if err := envconfig.ProcessWith(context.Background(), &envconfig.Config{
+		Target:   &c,
+		Lookuper: envconfig.MapLookuper(map[string]string{"INVOKE_TIMEOUTS": "inventory:750ms,payment:3s"}),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for app, want := range map[string]time.Duration{"inventory": 750 * time.Millisecond, "payment": 3 * time.Second, "catalog": 5 * time.Second} {
+		if got := c.InvokeTimeoutFor(app); got != want {
+			t.Errorf("InvokeTimeoutFor(%q) = %s, want %s", app, got, want)
+		}
+	}
+	var d sidecar.Config
+	if err := envconfig.ProcessWith(context.Background(), &envconfig.Config{Target: &d, Lookuper: envconfig.MapLookuper(nil)}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := d.InvokeTimeoutFor("inventory"), 2*time.Second; got != want {
+		t.Errorf("default InvokeTimeoutFor(inventory) = %s, want %s", got, want)
+	}
 }
