@@ -35,6 +35,9 @@ type config struct {
 	PaymentGrace   time.Duration `env:"PAYMENT_GRACE, default=30s"`
 	PendingShards  int           `env:"PENDING_SHARDS, default=16"`
 	MaxQuantity    int           `env:"MAX_QUANTITY, default=100"`
+	// SoldOutTTL: how long inventory's sold-out answer refuses purchases of the deal from
+	// memory, without a write; stock that comes back is on sale again at most this much later.
+	SoldOutTTL time.Duration `env:"SOLD_OUT_TTL, default=1s"`
 	// Admission: placements worked on at once per replica, how many may wait and for how long,
 	// and the Retry-After of a refusal (see internal/admission).
 	AdmissionLimit        int           `env:"ADMISSION_LIMIT, default=32"`
@@ -100,6 +103,7 @@ func run(ctx context.Context) error {
 		IdemWait:     cfg.IdemWait,
 		PaymentGrace: cfg.PaymentGrace,
 		MaxQuantity:  cfg.MaxQuantity,
+		SoldOutTTL:   cfg.SoldOutTTL,
 	}, order.Deps{
 		Store:    orders,
 		Users:    daprstore.NewUsers(state),
@@ -109,6 +113,7 @@ func run(ctx context.Context) error {
 		Gate:     gate,
 		Deals:    catalog,
 		Stock:    inventory,
+		Levels:   inventory,
 		Payments: payments,
 		Pub:      clients.NewPublisher(rt.Dapr, cfg.PubSub),
 		IDs:      gen,
