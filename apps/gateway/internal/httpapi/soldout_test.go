@@ -153,7 +153,6 @@ func (e *edgeEnv) buy(t *testing.T, u identity.User, deal, key, body string) (in
 	return rec.Code, rec.Body.String()
 }
 
-
 func TestSoldOutAtTheEdge(t *testing.T) {
 	t.Parallel()
 	e := newEdgeEnv(t)
