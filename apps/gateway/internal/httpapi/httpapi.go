@@ -243,7 +243,7 @@ func (a *API) forward(target func(*http.Request) (app, path string)) http.Handle
 			return
 		}
 		app, path := target(r)
-		a.relay(w, r, app, path, body)
+		_ = a.relay(w, r, app, path, body) // answered either way
 	}
 }
 
@@ -268,17 +268,10 @@ func (a *API) purchase(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	case refusal != nil:
-		w.Header().Set("Content-Type", problem.ContentType)
-		w.WriteHeader(http.StatusConflict)
-		_, _ = w.Write(refusal)
+		problem.Write(w, r, refusal)
 		return
 	}
-	resp := a.relay(w, r, a.Apps.Order, path, body)
-	if resp == nil {
-		settle(0, nil)
-		return
-	}
-	settle(resp.Status, resp.Body)
+	settle(a.relay(w, r, a.Apps.Order, path, body))
 }
 
 // readBody reads a request body that must be one JSON value ({} when empty); it answers the
@@ -302,9 +295,10 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return b, true
 }
 
-// relay invokes the app with the caller's identity and writes its answer, success or
-// problem, as is; it returns that answer, nil when the call failed.
-func (a *API) relay(w http.ResponseWriter, r *http.Request, app, path string, body []byte) *sidecar.Response {
+// relay invokes the app with the caller's identity and writes its answer: a success as is, a
+// problem (the app's own, decoded by the invoker, or the call's failure) through problem.Write.
+// It returns that problem, nil for a success.
+func (a *API) relay(w http.ResponseWriter, r *http.Request, app, path string, body []byte) error {
 	hdr := http.Header{}
 	if u, ok := identity.FromContext(r.Context()); ok {
 		hdr = u.Header()
@@ -317,12 +311,12 @@ func (a *API) relay(w http.ResponseWriter, r *http.Request, app, path string, bo
 	resp, err := a.Invoker.Raw(r.Context(), app, r.Method, path, hdr, body)
 	if err != nil {
 		problem.Write(w, r, err)
-		return nil
+		return err
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "" {
 		w.Header().Set("Content-Type", ct)
 	}
 	w.WriteHeader(resp.Status)
 	_, _ = w.Write(resp.Body)
-	return resp
+	return nil
 }

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -63,7 +64,12 @@ func (o *orderApp) Raw(_ context.Context, _, _, path string, hdr http.Header, _ 
 		return r, nil
 	}
 	if o.left[deal] == 0 {
-		return &sidecar.Response{Status: http.StatusConflict, Header: http.Header{"Content-Type": {problem.ContentType}}, Body: soldOutDoc}, nil
+		// As sidecar.Invoker hands an app's problem document back.
+		var doc problem.Document
+		if err := json.Unmarshal(soldOutDoc, &doc); err != nil {
+			return nil, err
+		}
+		return nil, problem.FromDocument(doc, 0)
 	}
 	o.left[deal]--
 	r := &sidecar.Response{Status: http.StatusCreated, Header: http.Header{"Content-Type": {"application/json"}},
@@ -160,7 +166,8 @@ func TestSoldOutAtTheEdge(t *testing.T) {
 		t.Fatalf("purchase = %d %s, want 201", code, body)
 	}
 	code, first := e.buy(t, bob, "d1", "k1", `{"quantity":1}`)
-	if code != http.StatusConflict || first != string(soldOutDoc) {
+	var doc problem.Document
+	if err := json.Unmarshal([]byte(first), &doc); err != nil || code != http.StatusConflict || doc.Code != problem.CodeSoldOut || doc.Detail != "the deal is sold out" {
 		t.Fatalf("order app's refusal = %d %s, want 409 %s", code, first, soldOutDoc)
 	}
 	calls, marked := e.app.Calls(), e.placed.Len()

@@ -4,7 +4,8 @@
 // The gateway learns that a deal is sold out from the order app's own answers passing through
 // it (409 sold-out) and keeps the answer per deal for a short TTL (Marks): stock can come back
 // (an unpaid order expires, a cancel), and sales resume at most TTL (plus one forwarded
-// purchase) after it does. The refusal is the order app's problem document, byte for byte.
+// purchase) after it does. The refusal is the order app's problem (code and detail), which the
+// gateway renders as it renders every relayed problem.
 //
 // The mark must never shadow a stored answer: the retry of an order that succeeded before the
 // deal sold out must return that order. The gateway cannot see the order app's idempotency
@@ -20,7 +21,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
 	"sync"
 	"time"
 
@@ -51,16 +51,16 @@ type Purchase struct {
 	Body                []byte // the request body, as forwarded
 }
 
-// Decide returns the refusal to answer p with (a sold-out problem document), or forward:
-// a function that sends p on (the caller's invocation) and that the answer passes back
-// through, so the marks learn from it. An error means p can be neither refused nor safely
-// forwarded (its key could not be marked).
-func (e *Edge) Decide(ctx context.Context, p Purchase) (refusal []byte, forward func(status int, body []byte), err error) {
+// Decide returns the refusal to answer p with (the order app's sold-out problem), or settle:
+// p is to be forwarded, and settle must be called with the order app's answer (nil for a
+// success, the relayed problem or the transport error otherwise), so the marks learn from it.
+// An error means p can be neither refused nor safely forwarded (its key could not be marked).
+func (e *Edge) Decide(ctx context.Context, p Purchase) (refusal error, settle func(answer error), err error) {
+	settle = func(error) {}
 	if idempotency.CheckKey(p.Key) != nil {
 		// The order app refuses it before anything is stored: nothing to mark or learn.
-		return nil, func(int, []byte) {}, nil
+		return nil, settle, nil
 	}
-	settle := func(int, []byte) {}
 	if qty, ok := quantity(p.Body); ok {
 		refusal, settle = e.marks.check(ctx, p.DealID, qty)
 		if refusal != nil {
@@ -77,7 +77,7 @@ func (e *Edge) Decide(ctx context.Context, p Purchase) (refusal []byte, forward 
 		}
 	}
 	if err := e.placed.Mark(ctx, p.UserID, p.Key); err != nil {
-		settle(0, nil)
+		settle(nil)
 		return nil, nil, errors.Join(&problem.Error{Code: problem.CodeUnavailable,
 			Detail: "the gateway cannot record the purchase", RetryAfter: time.Second}, err)
 	}
@@ -118,7 +118,7 @@ type Marks struct {
 type mark struct {
 	minQty, maxQty int
 	until          time.Time
-	body           []byte
+	refusal        *problem.Error
 	probing        chan struct{} // closed when the forwarded purchase of a lapsed mark answers
 }
 
@@ -128,8 +128,8 @@ func NewMarks(ttl time.Duration, now func() time.Time) *Marks {
 }
 
 // check returns the refusal when the deal's mark refuses qty; otherwise settle, to call with
-// the answer of the forwarded purchase (status 0 when there is none).
-func (m *Marks) check(ctx context.Context, dealID string, qty int) (refusal []byte, settle func(status int, body []byte)) {
+// the answer of the forwarded purchase.
+func (m *Marks) check(ctx context.Context, dealID string, qty int) (refusal error, settle func(answer error)) {
 	m.mu.Lock()
 	for {
 		mk := m.deals[dealID]
@@ -140,7 +140,7 @@ func (m *Marks) check(ctx context.Context, dealID string, qty int) (refusal []by
 		case m.now().Before(mk.until):
 			m.mu.Unlock()
 			if qty >= mk.minQty && qty <= mk.maxQty {
-				return mk.body, nil
+				return mk.refusal, nil
 			}
 			return nil, m.observer(dealID, qty, nil)
 		case mk.probing != nil:
@@ -162,11 +162,12 @@ func (m *Marks) check(ctx context.Context, dealID string, qty int) (refusal []by
 
 // observer learns from one forwarded purchase's answer; probe is the lapsed mark it answers
 // for, if any: it is renewed by a sold-out answer and forgotten otherwise.
-func (m *Marks) observer(dealID string, qty int, probe *mark) func(status int, body []byte) {
+func (m *Marks) observer(dealID string, qty int, probe *mark) func(answer error) {
 	var once sync.Once
-	return func(status int, body []byte) {
+	return func(answer error) {
 		once.Do(func() {
-			soldOut := status == http.StatusConflict && isSoldOut(body)
+			var pe *problem.Error
+			soldOut := errors.As(answer, &pe) && pe.Code == problem.CodeSoldOut
 			m.mu.Lock()
 			defer m.mu.Unlock()
 			if probe != nil {
@@ -177,13 +178,13 @@ func (m *Marks) observer(dealID string, qty int, probe *mark) func(status int, b
 				}
 			}
 			if soldOut {
-				m.setLocked(dealID, qty, body)
+				m.setLocked(dealID, qty, &problem.Error{Code: pe.Code, Detail: pe.Detail})
 			}
 		})
 	}
 }
 
-func (m *Marks) setLocked(dealID string, qty int, body []byte) {
+func (m *Marks) setLocked(dealID string, qty int, refusal *problem.Error) {
 	now := m.now()
 	mk := m.deals[dealID]
 	if mk == nil {
@@ -194,13 +195,5 @@ func (m *Marks) setLocked(dealID string, qty int, body []byte) {
 		mk.minQty, mk.maxQty = qty, qty
 	}
 	mk.minQty, mk.maxQty = min(mk.minQty, qty), max(mk.maxQty, qty)
-	mk.until, mk.body = now.Add(m.ttl), bytes.Clone(body)
-}
-
-// isSoldOut tells whether body is a sold-out problem document.
-func isSoldOut(body []byte) bool {
-	var doc struct {
-		Code problem.Code `json:"code"`
-	}
-	return json.Unmarshal(body, &doc) == nil && doc.Code == problem.CodeSoldOut
+	mk.until, mk.refusal = now.Add(m.ttl), refusal
 }
