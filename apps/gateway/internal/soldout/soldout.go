@@ -4,7 +4,7 @@
 // The gateway learns that a deal is sold out from the order app's own answers passing through
 // it (409 sold-out) and keeps the answer per deal for a short TTL (Marks): stock can come back
 // (an unpaid order expires, a cancel), and sales resume at most TTL (plus one forwarded
-// purchase) after it does. The refusal is the order app's problem (code and detail), which the
+// purchase) after the order app stops answering sold out. The refusal is the order app's problem (code and detail), which the
 // gateway renders as it renders every relayed problem.
 //
 // The mark must never shadow a stored answer: the retry of an order that succeeded before the
