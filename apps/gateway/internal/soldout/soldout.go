@@ -62,11 +62,11 @@ func (e *Edge) Decide(ctx context.Context, p Purchase) (refusal error, settle fu
 		return nil, settle, nil
 	}
 	if qty, ok := quantity(p.Body); ok {
-		refusal, settle = e.marks.check(ctx, p.DealID, qty)
-		if refusal != nil {
+		var marked *problem.Error
+		if marked, settle = e.marks.check(ctx, p.DealID, qty); marked != nil {
 			seen, err := e.placed.Seen(ctx, p.UserID, p.Key)
 			if err == nil && !seen {
-				return refusal, nil, nil
+				return marked, nil, nil
 			}
 			// A key forwarded before has its answer at the order app (marked already); one
 			// we cannot look up is forwarded too, once marked.
@@ -129,7 +129,7 @@ func NewMarks(ttl time.Duration, now func() time.Time) *Marks {
 
 // check returns the refusal when the deal's mark refuses qty; otherwise settle, to call with
 // the answer of the forwarded purchase.
-func (m *Marks) check(ctx context.Context, dealID string, qty int) (refusal error, settle func(answer error)) {
+func (m *Marks) check(ctx context.Context, dealID string, qty int) (refusal *problem.Error, settle func(answer error)) {
 	m.mu.Lock()
 	for {
 		mk := m.deals[dealID]
