@@ -20,6 +20,7 @@ import (
 	"github.com/groupbuy/groupbuy/apps/gateway/internal/daprstore"
 	"github.com/groupbuy/groupbuy/apps/gateway/internal/httpapi"
 	"github.com/groupbuy/groupbuy/apps/gateway/internal/ratelimit"
+	"github.com/groupbuy/groupbuy/apps/gateway/internal/soldout"
 	"github.com/groupbuy/groupbuy/pkg/bootstrap"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
 	"github.com/groupbuy/groupbuy/pkg/ids"
@@ -59,6 +60,13 @@ type config struct {
 	NotifyAppID    string        `env:"NOTIFY_APP_ID, default=notify"`
 	GroupAppID     string        `env:"GROUP_APP_ID, default=group"`
 	SetupRetryWait time.Duration `env:"SETUP_RETRY_WAIT, default=500ms"`
+
+	// Sold out at the edge (internal/soldout): how long the order app's sold-out answer for a
+	// deal is answered from memory (0 forwards every purchase), and how long the gateway
+	// remembers that an Idempotency-Key was forwarded; keep that above the order app's
+	// IDEMPOTENCY_TTL, or a retry of a stored order could be refused as sold out.
+	SoldOutTTL       time.Duration `env:"SOLD_OUT_TTL, default=1s"`
+	SoldOutPlacedTTL time.Duration `env:"SOLD_OUT_PLACED_TTL, default=25h"`
 
 	// Live streams: how many events a client may lag behind before it is dropped (it then
 	// reconnects and catches up from its inbox), and the keep-alive comment interval.
@@ -124,6 +132,11 @@ func run(ctx context.Context) error {
 	if rt.Base.Dapr.AppAPIToken == "" {
 		rt.Log.Warn("live_relay_disabled", slog.String("reason", "no APP_API_TOKEN: the public gateway refuses relayed events it cannot authenticate"))
 	}
+	var edge *soldout.Edge
+	if cfg.SoldOutTTL > 0 {
+		edge = soldout.NewEdge(soldout.NewMarks(cfg.SoldOutTTL, time.Now),
+			soldout.NewRedisPlaced(rdb, cfg.RateKeyPrefix, cfg.SoldOutPlacedTTL))
+	}
 	api := &httpapi.API{
 		Accounts: accounts,
 		Tokens:   tokenSource,
@@ -133,6 +146,7 @@ func run(ctx context.Context) error {
 		Hub:      hub,
 		SSE:      live.SSE{Heartbeat: cfg.StreamHeartbeat},
 		AppToken: rt.Base.Dapr.AppAPIToken,
+		SoldOut:  edge,
 		Log:      rt.Log,
 	}
 	r := rt.Router(false,

@@ -41,6 +41,9 @@ type config struct {
 	// GET /me/orders (the newest orders).
 	UserPage  int `env:"USER_INDEX_PAGE, default=100"`
 	ListLimit int `env:"ME_ORDERS_LIMIT, default=100"`
+	// SoldOutTTL: how long inventory's sold-out answer refuses purchases of the deal from
+	// memory, without a write; stock that comes back is on sale again at most this much later.
+	SoldOutTTL time.Duration `env:"SOLD_OUT_TTL, default=1s"`
 	// Admission: placements worked on at once per replica, how many may wait and for how long,
 	// and the Retry-After of a refusal (see internal/admission).
 	AdmissionLimit        int           `env:"ADMISSION_LIMIT, default=32"`
@@ -196,6 +199,7 @@ func run(ctx context.Context) error {
 		SweepParallelism: pc.SweepParallelism,
 		SweepBudget:      pc.SweepBudget,
 		ListLimit:        cfg.ListLimit,
+		SoldOutTTL:       cfg.SoldOutTTL,
 	}, order.Deps{
 		Store:    orders,
 		Users:    daprstore.NewUsers(state, cfg.UserPage, nil),
@@ -205,6 +209,7 @@ func run(ctx context.Context) error {
 		Gate:     gate,
 		Deals:    catalog,
 		Stock:    inventory,
+		Levels:   inventory,
 		Payments: payments,
 		Outbox:   relay,
 		IDs:      gen,

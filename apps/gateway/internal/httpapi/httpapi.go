@@ -19,6 +19,7 @@ import (
 
 	"github.com/groupbuy/groupbuy/apps/gateway/internal/account"
 	"github.com/groupbuy/groupbuy/apps/gateway/internal/auth"
+	"github.com/groupbuy/groupbuy/apps/gateway/internal/soldout"
 	"github.com/groupbuy/groupbuy/pkg/httpjson"
 	"github.com/groupbuy/groupbuy/pkg/identity"
 	"github.com/groupbuy/groupbuy/pkg/live"
@@ -62,7 +63,10 @@ type API struct {
 	// AppToken is the app API token the gateway's sidecar sends (APP_API_TOKEN); the live relay
 	// routes refuse calls without it, and every call when it is empty.
 	AppToken string
-	Log      *slog.Logger
+	// SoldOut answers purchases of a deal the order app just answered sold out without
+	// invoking it (package soldout); nil forwards every purchase.
+	SoldOut *soldout.Edge
+	Log     *slog.Logger
 }
 
 // Routes mounts /api/v1 and the live relay routes on r.
@@ -96,9 +100,7 @@ func (a *API) Routes(r chi.Router) {
 		// A user's own orders and notifications.
 		r.Group(func(r chi.Router) {
 			r.Use(a.requireUser, a.Limiter.PerUser)
-			r.Post("/deals/{id}/orders", a.forward(func(r *http.Request) (string, string) {
-				return a.Apps.Order, "deals/" + url.PathEscape(chi.URLParam(r, "id")) + "/orders"
-			}))
+			r.Post("/deals/{id}/orders", a.purchase)
 			r.Post("/deals/{id}/groups", a.forward(func(r *http.Request) (string, string) {
 				return a.Apps.Group, "deals/" + url.PathEscape(chi.URLParam(r, "id")) + "/groups"
 			}))
@@ -233,44 +235,88 @@ func withQuery(path string, r *http.Request) string {
 }
 
 // forward relays the request to an app through Dapr invocation. The body must be one JSON
-// value (the target decodes it strictly); the answer, success or problem, is relayed as is.
+// value (the target decodes it strictly); the answer, success or problem, is relayed (relay).
 func (a *API) forward(target func(*http.Request) (app, path string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var body []byte
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, httpjson.MaxBody))
-			if err != nil {
-				problem.Write(w, r, problem.Errorf(problem.CodePayloadTooLarge, "the body exceeds %d bytes", httpjson.MaxBody))
-				return
-			}
-			if len(b) == 0 {
-				b = []byte("{}")
-			}
-			if !json.Valid(b) {
-				problem.Write(w, r, problem.New(problem.CodeValidation, "the body is not valid JSON"))
-				return
-			}
-			body = b
-		}
-		hdr := http.Header{}
-		if u, ok := identity.FromContext(r.Context()); ok {
-			hdr = u.Header()
-		}
-		for _, h := range []string{"Idempotency-Key", "Accept"} {
-			if v := r.Header.Get(h); v != "" {
-				hdr.Set(h, v)
-			}
-		}
-		app, path := target(r)
-		resp, err := a.Invoker.Raw(r.Context(), app, r.Method, path, hdr, body)
-		if err != nil {
-			problem.Write(w, r, err)
+		body, ok := readBody(w, r)
+		if !ok {
 			return
 		}
-		if ct := resp.Header.Get("Content-Type"); ct != "" {
-			w.Header().Set("Content-Type", ct)
-		}
-		w.WriteHeader(resp.Status)
-		_, _ = w.Write(resp.Body)
+		app, path := target(r)
+		_ = a.relay(w, r, app, path, body) // answered either way
 	}
+}
+
+// purchase forwards a flash purchase to the order app, unless the deal is known to be sold
+// out and the purchase's Idempotency-Key was never forwarded (package soldout): then the
+// order app's sold-out refusal is answered from memory.
+func (a *API) purchase(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	dealID := chi.URLParam(r, "id")
+	path := "deals/" + url.PathEscape(dealID) + "/orders"
+	if a.SoldOut == nil {
+		_ = a.relay(w, r, a.Apps.Order, path, body) // answered either way
+		return
+	}
+	u, _ := identity.FromContext(r.Context())
+	refusal, settle, err := a.SoldOut.Decide(r.Context(), soldout.Purchase{UserID: u.ID, Key: r.Header.Get("Idempotency-Key"), DealID: dealID, Body: body})
+	switch {
+	case err != nil:
+		problem.Write(w, r, err)
+		return
+	case refusal != nil:
+		problem.Write(w, r, refusal)
+		return
+	}
+	settle(a.relay(w, r, a.Apps.Order, path, body))
+}
+
+// readBody reads a request body that must be one JSON value ({} when empty); it answers the
+// problem itself when not.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return nil, true
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, httpjson.MaxBody))
+	if err != nil {
+		problem.Write(w, r, problem.Errorf(problem.CodePayloadTooLarge, "the body exceeds %d bytes", httpjson.MaxBody))
+		return nil, false
+	}
+	if len(b) == 0 {
+		b = []byte("{}")
+	}
+	if !json.Valid(b) {
+		problem.Write(w, r, problem.New(problem.CodeValidation, "the body is not valid JSON"))
+		return nil, false
+	}
+	return b, true
+}
+
+// relay invokes the app with the caller's identity and writes its answer: a success as is, a
+// problem (the app's own, decoded by the invoker, or the call's failure) through problem.Write.
+// It returns that problem, nil for a success.
+func (a *API) relay(w http.ResponseWriter, r *http.Request, app, path string, body []byte) error {
+	hdr := http.Header{}
+	if u, ok := identity.FromContext(r.Context()); ok {
+		hdr = u.Header()
+	}
+	for _, h := range []string{"Idempotency-Key", "Accept"} {
+		if v := r.Header.Get(h); v != "" {
+			hdr.Set(h, v)
+		}
+	}
+	resp, err := a.Invoker.Raw(r.Context(), app, r.Method, path, hdr, body)
+	if err != nil {
+		problem.Write(w, r, err)
+		return err
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "" {
+		w.Header().Set("Content-Type", ct)
+	}
+	w.WriteHeader(resp.Status)
+	_, _ = w.Write(resp.Body)
+	return nil
 }

@@ -78,6 +78,18 @@ func (c *Inventory) Reserve(ctx context.Context, dealID, orderID string, qty int
 	return out.State, false, nil
 }
 
+// Available implements order.StockLevels: inventory reads the deal's buckets and writes
+// nothing.
+func (c *Inventory) Available(ctx context.Context, dealID string) (int, error) {
+	var out struct {
+		Available int `json:"available"`
+	}
+	if err := c.call.Call(ctx, c.appID, http.MethodGet, "stock/"+url.PathEscape(dealID), nil, nil, &out); err != nil {
+		return 0, err
+	}
+	return out.Available, nil
+}
+
 // Commit implements order.Stock.
 func (c *Inventory) Commit(ctx context.Context, dealID, orderID string) error {
 	return c.call.Call(ctx, c.appID, http.MethodPost, "reservations/"+url.PathEscape(orderID)+"/commit", nil, map[string]string{"deal_id": dealID}, nil)

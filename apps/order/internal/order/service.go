@@ -35,6 +35,9 @@ type Config struct {
 	SweepBudget      time.Duration
 	// ListLimit caps GET /me/orders (the newest orders; 0: 100).
 	ListLimit int
+	// SoldOutTTL is how long inventory's sold-out answer for a deal refuses purchases of it
+	// from memory (see soldOutMarks); 0 turns the marker off.
+	SoldOutTTL time.Duration
 }
 
 // Service implements the order use cases.
@@ -44,7 +47,9 @@ type Service struct {
 	users    UserIndex
 	pending  Pending
 	groups   GroupIndex
+	idem     Idempotency
 	keys     *idempotency.Runner[IdemRecord, *IdemRecord]
+	soldOut  *soldOutMarks
 	gate     Admission
 	deals    Deals
 	stock    Stock
@@ -59,14 +64,17 @@ type Service struct {
 
 // Deps are the service's collaborators.
 type Deps struct {
-	Store    Store
-	Users    UserIndex
-	Pending  Pending
-	Groups   GroupIndex
-	Idem     Idempotency
-	Gate     Admission // admits placements; nil admits every one
-	Deals    Deals
-	Stock    Stock
+	Store   Store
+	Users   UserIndex
+	Pending Pending
+	Groups  GroupIndex
+	Idem    Idempotency
+	Gate    Admission // admits placements; nil admits every one
+	Deals   Deals
+	Stock   Stock
+	// Levels renews a lapsed sold-out mark with a read; nil lets the next purchase of the
+	// deal find out from a reservation.
+	Levels   StockLevels
 	Payments Payments
 	Outbox   Outbox
 	IDs      IDs
@@ -86,8 +94,8 @@ func NewService(cfg Config, d Deps) *Service {
 		cfg.ListLimit = 100
 	}
 	keys := idempotency.NewRunner[IdemRecord](d.Idem, idempotency.Config{Lease: cfg.IdemLease, Wait: cfg.IdemWait}, d.Now, d.Log)
-	return &Service{cfg: cfg, store: d.Store, users: d.Users, pending: d.Pending, groups: d.Groups, keys: keys,
-		gate: d.Gate, deals: d.Deals, stock: d.Stock, payments: d.Payments, outbox: d.Outbox, ids: d.IDs, log: d.Log, now: d.Now,
+	return &Service{cfg: cfg, store: d.Store, users: d.Users, pending: d.Pending, groups: d.Groups, idem: d.Idem, keys: keys,
+		soldOut: newSoldOutMarks(cfg.SoldOutTTL, d.Now, d.Levels), gate: d.Gate, deals: d.Deals, stock: d.Stock, payments: d.Payments, outbox: d.Outbox, ids: d.IDs, log: d.Log, now: d.Now,
 		sweepSlots: make(chan struct{}, max(cfg.SweepParallelism, 1))}
 }
 
@@ -125,12 +133,29 @@ func RequestHash(parts ...string) string {
 // is idempotent. A retry while the first attempt is still working gets that attempt's answer
 // (pkg/idempotency). A placement the app cannot take on now is refused before anything is
 // written: 503 unavailable with a Retry-After.
+//
+// A purchase of a deal inventory answered sold out within SoldOutTTL is refused from memory
+// (soldOutMarks) when its key has no record: one state read, nothing written, no admission
+// slot taken. Such a refusal is not stored, so a retry with the same key is evaluated again
+// and buys if stock came back; a key with a record (a placement that succeeded, is running,
+// or was refused by inventory itself) goes the normal way and gets its stored answer.
 func (s *Service) Place(ctx context.Context, u Caller, req PlaceRequest, render RenderFunc) (Reply, error) {
 	if err := idempotency.CheckKey(req.IdempotencyKey); err != nil {
 		return Reply{}, err
 	}
 	if req.Quantity < 1 || req.Quantity > s.cfg.MaxQuantity {
 		return Reply{}, problem.Invalid(problem.FieldError{Field: "quantity", Reason: fmt.Sprintf("must be between 1 and %d", s.cfg.MaxQuantity)})
+	}
+	if s.soldOut.refuses(ctx, req.DealID, req.Quantity) {
+		// The marker must not shadow a stored answer: the retry of an order that succeeded
+		// before the deal sold out gets that order back.
+		_, found, err := s.idem.Get(ctx, u.ID, req.IdempotencyKey)
+		if err != nil {
+			return Reply{}, err
+		}
+		if !found {
+			return render(Order{}, ErrSoldOut), nil
+		}
 	}
 	release, err := s.gate.Admit(ctx)
 	if err != nil {
@@ -231,6 +256,9 @@ func (s *Service) admit(ctx context.Context, o Order, deal Deal, owns func(conte
 		return Order{}, err
 	}
 	if soldOut {
+		if o.Kind == "flash" {
+			s.soldOut.set(o.DealID, o.Quantity)
+		}
 		if err := owns(ctx); err != nil {
 			return Order{}, err
 		}
