@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -564,7 +565,7 @@ func TestReplayAfterTheMarkWasPrunedFindsTheWalkedHold(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, stock.Config{Buckets: 2})
-	e.clock.advance(time.Now().Sub(t0)) // the ids below are made now
+	e.clock.advance(time.Since(t0)) // the ids below are made now
 	mustCreate(t, e, "d1", 4)           // 2 units per bucket
 	gen, err := ids.New(1)
 	if err != nil {
@@ -989,5 +990,130 @@ func TestCancelledRequestIsNotApplied(t *testing.T) {
 	}
 	if holds, _ := e.checkStored(t, "d1", 10); len(holds) != 1 || holds["o1"] != (stock.Hold{}) {
 		t.Errorf("holds %+v after a cancelled request, want only o2's", holds)
+	}
+}
+
+// TestRandomReplicasNeverOversellOrDoubleHold drives orders the way the order app does, over
+// two replicas sharing one store, with injected ETag conflicts, little stock in three buckets
+// (so orders walk) and a window of three records (so buckets forget all the time). Each order
+// reserves; a third of them first make an attempt whose answer is lost (its context ends
+// while it is queued, or it completes and the caller never hears) and retry on the other
+// replica. A placement that ends sold out, released or busy is undone with a release; a
+// reserved one is committed or released, and that is replayed on the other replica. When all
+// are done no unit may be reserved (no hold nobody releases, no second hold) and sold must be
+// exactly the units of the orders told committed.
+func TestRandomReplicasNeverOversellOrDoubleHold(t *testing.T) {
+	t.Parallel()
+	for seed := range uint64(8) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			t.Parallel()
+			randomReplicas(t, seed)
+		})
+	}
+}
+
+func randomReplicas(t *testing.T, seed uint64) {
+	store := storetest.NewFake()
+	var writes atomic.Int64
+	store.Conflict = func(string, int) bool { return writes.Add(1)%4 == 0 }
+	var replicas [2]*stock.Service
+	for i := range replicas {
+		svc, err := stock.NewService(store, stock.Config{Buckets: 3, RecentOps: 3, FlushTimeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		replicas[i] = svc
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const units = 6
+	if _, err := replicas[0].Create(ctx, "d1", units); err != nil {
+		t.Fatal(err)
+	}
+	gen, err := ids.New(int(seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const orders = 60
+	sold := make([]int, orders)
+	errs := make([]error, orders)
+	var wg sync.WaitGroup
+	for o := range orders {
+		id := gen.NextString()
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(seed, uint64(o)))
+			yield := func() {
+				for range rng.IntN(200) {
+					runtime.Gosched()
+				}
+			}
+			qty := 1 + rng.IntN(2)
+			first := rng.IntN(2)
+			switch rng.IntN(6) {
+			case 0: // the answer is lost while the request is queued
+				lost, stop := context.WithTimeout(ctx, time.Duration(rng.IntN(300))*time.Microsecond)
+				_, _ = replicas[first].Reserve(lost, "d1", id, qty, until)
+				stop()
+				first = 1 - first
+			case 1: // the answer is lost on its way back
+				_, _ = replicas[first].Reserve(ctx, "d1", id, qty, until)
+				yield()
+				first = 1 - first
+			}
+			var res stock.Reservation
+			var err error
+			for range 50 {
+				if res, err = replicas[first].Reserve(ctx, "d1", id, qty, until); !errors.Is(err, stock.ErrBusy) {
+					break
+				}
+				yield()
+			}
+			switch {
+			case errors.Is(err, stock.ErrBusy), err == nil && (res.Outcome == stock.OutcomeSoldOut || res.State != stock.StateReserved):
+				_, errs[o] = replicas[rng.IntN(2)].Release(ctx, "d1", id)
+				return
+			case err != nil:
+				errs[o] = err
+				return
+			}
+			yield()
+			if rng.IntN(3) == 0 {
+				for k := range 2 { // the commit, and its replay on the other replica
+					if _, err := replicas[(first+k)%2].Commit(ctx, "d1", id); err != nil && !(k == 1 && errors.Is(err, stock.ErrHoldNotFound)) {
+						errs[o] = fmt.Errorf("commit %d: %w", k, err)
+						return
+					}
+				}
+				sold[o] = qty
+				return
+			}
+			for k := range 2 {
+				if _, err := replicas[(first+k)%2].Release(ctx, "d1", id); err != nil {
+					errs[o] = fmt.Errorf("release %d: %w", k, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	want := 0
+	for o := range orders {
+		if errs[o] != nil {
+			t.Errorf("order %d: %v", o, errs[o])
+		}
+		want += sold[o]
+	}
+	var lv stock.Levels
+	for _, b := range store.Buckets("d1") {
+		if err := b.Check(); err != nil {
+			t.Error(err)
+		}
+		lv.Stock += b.Stock
+		lv.Available += b.Available
+		lv.Reserved += b.Reserved
+		lv.Sold += b.Sold
+	}
+	if lv.Stock != units || lv.Reserved != 0 || lv.Sold != want || lv.Available != units-want {
+		t.Errorf("levels %+v, want nothing reserved and %d sold", lv, want)
 	}
 }
