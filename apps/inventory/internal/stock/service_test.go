@@ -1003,12 +1003,10 @@ func TestCancelledRequestIsNotApplied(t *testing.T) {
 // are done no unit may be reserved (no hold nobody releases, no second hold) and sold must be
 // exactly the units of the orders told committed.
 func TestRandomReplicasNeverOversellOrDoubleHold(t *testing.T) {
-	t.Parallel()
+	// Not parallel, one seed at a time: CPU-heavy, and the contention tests' timing should
+	// not pay for it.
 	for seed := range uint64(8) {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			t.Parallel()
-			randomReplicas(t, seed)
-		})
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { randomReplicas(t, seed) })
 	}
 }
 
