@@ -20,12 +20,12 @@ type config struct {
 	// StockBuckets is the bucket count of newly created deals; existing deals keep theirs.
 	StockBuckets int           `env:"STOCK_BUCKETS, default=1"`
 	SoldOutTTL   time.Duration `env:"SOLD_OUT_TTL, default=1s"`
-	// HoldRetention is how long settled holds and passed marks are kept for idempotent
-	// replays; keep it well above the order app's IDEMPOTENCY_TTL (at least 48h).
-	HoldRetention time.Duration `env:"HOLD_RETENTION, default=168h"`
-	// ReleaseTombstoneRetention is how long the release of an order that held nothing keeps
-	// a late reserve of it from taking stock; at least twice the 5s flush timeout.
-	ReleaseTombstoneRetention time.Duration `env:"RELEASE_TOMBSTONE_RETENTION, default=1m"`
+	// StockRecentWindow is how long a bucket remembers finished ops (committed and released
+	// holds, release tombstones, passed marks) for replays and for reserves still in flight;
+	// at least twice the 5s flush timeout.
+	StockRecentWindow time.Duration `env:"STOCK_RECENT_WINDOW, default=1m"`
+	// StockRecentOps caps those records per bucket: a bucket's worst-case size.
+	StockRecentOps int `env:"STOCK_RECENT_OPS, default=256"`
 	// StockBatching turns group commit off when false (for comparison only).
 	StockBatching bool `env:"STOCK_BATCHING, default=true"`
 }
@@ -42,12 +42,12 @@ func run(ctx context.Context) error {
 		return err
 	}
 	svc, err := stock.NewService(daprstore.New(daprstate.New(rt.Dapr, cfg.StateStore)), stock.Config{
-		Buckets:            cfg.StockBuckets,
-		SoldOutTTL:         cfg.SoldOutTTL,
-		HoldRetention:      cfg.HoldRetention,
-		TombstoneRetention: cfg.ReleaseTombstoneRetention,
-		DisableBatching:    !cfg.StockBatching,
-		Meter:              rt.Telemetry.Meter("github.com/groupbuy/groupbuy/apps/inventory"),
+		Buckets:         cfg.StockBuckets,
+		SoldOutTTL:      cfg.SoldOutTTL,
+		RecentWindow:    cfg.StockRecentWindow,
+		RecentOps:       cfg.StockRecentOps,
+		DisableBatching: !cfg.StockBatching,
+		Meter:           rt.Telemetry.Meter("github.com/groupbuy/groupbuy/apps/inventory"),
 	})
 	if err != nil {
 		return err

@@ -231,14 +231,16 @@ func TestFlashRaceNeverOversells(t *testing.T) {
 	if st.Reserved != 0 {
 		t.Errorf("reserved %d after everyone paid, want 0", st.Reserved)
 	}
-	// Every confirmed order has exactly its committed hold.
+	// Every confirmed order's hold is committed, or already gone with its bucket's recent-ops
+	// window (inventory keeps finished holds only briefly and folds their units into an exact
+	// sold counter, checked above; the order document keeps the outcome): never reserved or
+	// released.
 	for _, r := range results {
 		if r.status != http.StatusCreated {
 			continue
 		}
-		h, ok := st.Holds[r.order.ID]
-		if !ok || h.State != "committed" || h.Qty != r.order.Quantity {
-			t.Errorf("order %s (qty %d): hold %+v present=%v, want committed", r.order.ID, r.order.Quantity, h, ok)
+		if h, ok := st.Holds[r.order.ID]; ok && (h.State != "committed" || h.Qty != r.order.Quantity) {
+			t.Errorf("order %s (qty %d): hold %+v, want committed or gone", r.order.ID, r.order.Quantity, h)
 		}
 	}
 }

@@ -20,8 +20,9 @@ type HoldsView struct {
 	Buckets []BucketView `json:"buckets"`
 }
 
-// BucketView is one bucket: counters (Sold includes Archived, the units of pruned committed
-// holds) and holds by order id.
+// BucketView is one bucket: counters (Sold includes Archived, the units of committed holds
+// that left the bucket's recent-ops window) and holds by order id: every reserved hold, and the
+// committed and released ones (release tombstones included) still in the window.
 type BucketView struct {
 	Bucket    int                 `json:"bucket"`
 	Stock     int                 `json:"stock"`

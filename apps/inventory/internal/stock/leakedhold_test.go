@@ -194,26 +194,25 @@ func TestLeakedHoldReserveIsNotAppliedAfterItsDeadline(t *testing.T) {
 	}
 }
 
-func TestLeakedHoldTombstoneRetentionBelowTwiceTheFlushTimeoutIsRefused(t *testing.T) {
+func TestLeakedHoldRecentWindowBelowTwiceTheFlushTimeoutIsRefused(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name      string
-		retention time.Duration
-		flush     time.Duration
-		wantErr   bool
+		name    string
+		window  time.Duration
+		flush   time.Duration
+		wantErr bool
 	}{
 		{"defaults", 0, 0, false},
 		{"default follows a long flush timeout", 0, time.Minute, false},
-		{"forever", -1, 0, false},
 		{"twice the flush timeout", 10 * time.Second, 5 * time.Second, false},
 		{"shorter than a reserve may still land", 9 * time.Second, 5 * time.Second, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := stock.NewService(storetest.NewFake(), stock.Config{TombstoneRetention: tt.retention, FlushTimeout: tt.flush})
+			_, err := stock.NewService(storetest.NewFake(), stock.Config{RecentWindow: tt.window, FlushTimeout: tt.flush})
 			if (err != nil) != tt.wantErr {
-				t.Errorf("NewService(TombstoneRetention %s, FlushTimeout %s) error = %v, want error %t", tt.retention, tt.flush, err, tt.wantErr)
+				t.Errorf("NewService(RecentWindow %s, FlushTimeout %s) error = %v, want error %t", tt.window, tt.flush, err, tt.wantErr)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/groupbuy/groupbuy/pkg/batch"
+	"github.com/groupbuy/groupbuy/pkg/ids"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
@@ -61,50 +63,46 @@ type Config struct {
 	// not applied within it (queued, or its batch's CAS retried after ETag conflicts) fails
 	// with ErrBusy and is never applied later, and no batch writes past the latest deadline
 	// of its requests. This is what bounds how long a reserve can land after its caller gave
-	// up, which release tombstones must outlive (TombstoneRetention).
+	// up, which release tombstones and passed marks must outlive (RecentWindow).
 	FlushTimeout time.Duration
 	// BackoffBase and BackoffCap shape the jittered exponential backoff after an ETag
 	// conflict (defaults 2ms and 100ms).
 	BackoffBase, BackoffCap time.Duration
-	// HoldRetention is how long committed and released holds and passed marks stay in a
-	// bucket after their last change (default DefaultHoldRetention; negative: forever). They
-	// are pruned only by a write the bucket gets anyway (see Apply). Replays older than this
-	// are treated as new orders, so it must stay well above the callers' idempotency window;
-	// positive values below MinHoldRetention are refused.
-	HoldRetention time.Duration
-	// TombstoneRetention is how long a release tombstone (left by the release of an order
-	// that held nothing) stays in its bucket (default DefaultTombstoneRetention, at least
-	// twice FlushTimeout; negative: forever). It must outlive every reserve of that order in
-	// flight when it was written. Such a reserve is applied by its NotAfter, FlushTimeout
-	// after it arrived, and the write carrying it was sent before its batch's context ended,
-	// at most another FlushTimeout; so positive values below twice FlushTimeout are refused,
-	// and what the retention has beyond that is margin for the clock skew between the
-	// replica that wrote the tombstone and the one whose write prunes it. Like the other
-	// tombstones it is pruned only by a write the bucket gets anyway, so a bucket holds at
-	// most the tombstones of the releases of the last TombstoneRetention before its last
-	// write (about 80 bytes each).
-	TombstoneRetention time.Duration
+	// RecentWindow is how long the records of finished ops (committed and released holds,
+	// release tombstones, passed marks) stay in a bucket's recent-ops window after their
+	// last change (default DefaultRecentWindow, at least twice FlushTimeout). A release
+	// tombstone must outlive every reserve of its order in flight when it was written, and
+	// a passed mark every attempt of its order walking at the time: such a reserve is applied
+	// by its NotAfter, FlushTimeout after it arrived, and the write carrying it was sent
+	// before its batch's context ended, at most another FlushTimeout; so positive values
+	// below twice FlushTimeout are refused, and what the window has beyond that is margin
+	// for the clock skew between replicas. Records are pruned only by a write the bucket gets
+	// anyway.
+	RecentWindow time.Duration
+	// RecentOps caps the records of a bucket's window by count (default DefaultRecentOps):
+	// the bucket's worst-case size. Records pushed out early make the reserves they could
+	// have guarded fail safe (see Window), so keep it above a bucket's finished ops per
+	// FlushTimeout at the expected peak.
+	RecentOps int
 	// Meter records inventory_cas_conflicts_total and inventory_batch_size (default no-op).
 	Meter metric.Meter
 	// Clock tells the time (default time.Now).
 	Clock func() time.Time
 }
 
-// Hold retention bounds (Config.HoldRetention).
+// Recent-ops window defaults (Config.RecentWindow, Config.RecentOps).
 const (
-	DefaultHoldRetention = 7 * 24 * time.Hour
-	// MinHoldRetention is twice the order app's idempotency TTL (24h): a Reserve replayed
-	// after its order's tombstone is pruned would take a second hold.
-	MinHoldRetention = 48 * time.Hour
-	// DefaultTombstoneRetention leaves, over twice FlushTimeout's default 5s, 50s for
-	// clock skew.
-	DefaultTombstoneRetention = time.Minute
+	// DefaultRecentWindow leaves, over twice FlushTimeout's default 5s, 50s for clock skew.
+	DefaultRecentWindow = time.Minute
+	// DefaultRecentOps keeps a bucket's window to about 36 KB of JSON (at most 140 bytes a
+	// record) and covers 50 finished ops a second per bucket for a full FlushTimeout.
+	DefaultRecentOps = 256
 )
 
 func (c *Config) defaults() {
 	c.Buckets = min(max(c.Buckets, 1), MaxBuckets)
-	if c.HoldRetention == 0 {
-		c.HoldRetention = DefaultHoldRetention
+	if c.RecentOps <= 0 {
+		c.RecentOps = DefaultRecentOps
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 256
@@ -112,8 +110,8 @@ func (c *Config) defaults() {
 	if c.FlushTimeout <= 0 {
 		c.FlushTimeout = 5 * time.Second
 	}
-	if c.TombstoneRetention == 0 {
-		c.TombstoneRetention = max(DefaultTombstoneRetention, 2*c.FlushTimeout)
+	if c.RecentWindow <= 0 {
+		c.RecentWindow = max(DefaultRecentWindow, 2*c.FlushTimeout)
 	}
 	if c.BackoffBase <= 0 {
 		c.BackoffBase = 2 * time.Millisecond
@@ -163,11 +161,8 @@ type memo struct {
 // NewService returns a service over store.
 func NewService(store Store, cfg Config) (*Service, error) {
 	cfg.defaults()
-	if cfg.HoldRetention > 0 && cfg.HoldRetention < MinHoldRetention {
-		return nil, fmt.Errorf("stock: hold retention %s is below the minimum %s", cfg.HoldRetention, MinHoldRetention)
-	}
-	if cfg.TombstoneRetention > 0 && cfg.TombstoneRetention < 2*cfg.FlushTimeout {
-		return nil, fmt.Errorf("stock: tombstone retention %s is below twice the flush timeout %s", cfg.TombstoneRetention, cfg.FlushTimeout)
+	if cfg.RecentWindow < 2*cfg.FlushTimeout {
+		return nil, fmt.Errorf("stock: recent-ops window %s is below twice the flush timeout %s", cfg.RecentWindow, cfg.FlushTimeout)
 	}
 	s := &Service{store: store, cfg: cfg, now: cfg.Clock, metas: map[string]Meta{}, memos: map[string]*memo{}}
 	var err error
@@ -269,7 +264,23 @@ type Reservation struct {
 // qty, the other buckets are probed read-only, and only if one has room does the order walk
 // its probe sequence marking each full bucket as passed before taking the first with room.
 // The marks make the walk repeatable: a replay on any replica skips the same buckets and
-// finds the same hold.
+// finds the same hold. Spent buckets (everything sold) get no mark: nothing can be held there
+// again.
+//
+// Marks and the other records of finished ops live only in the buckets' bounded recent-ops
+// window, so a bucket may have forgotten an order. A reserve that would take a hold where the
+// bucket has no record of the order checks what the window dropped (Window):
+//   - a record made since this request began (a release tombstone or a mark made while it
+//     was in flight, pushed out by the window's cap): the answer is ErrBusy, and a retry
+//     starts afresh;
+//   - a record made since the order came to be (its id's time, for Snowflake ids of
+//     multi-bucket deals): its mark may be gone while it holds further along, so every
+//     bucket is looked at first; an order held anywhere gets that hold back, one still
+//     walking (a mark, no hold) is ErrBusy, and one held nowhere walks again.
+//
+// A finished hold that left the window is forgotten: a reserve of its order then is a new
+// placement. The order app reserves only for orders it has no document for, and its own
+// records say how a finished order ended.
 //
 // When this replica saw every bucket of the deal empty within SoldOutTTL the answer is sold
 // out without a state round trip, unless this replica has seen the order hold stock of the
@@ -300,57 +311,117 @@ func (s *Service) reserve(ctx context.Context, dealID, orderID string, qty int, 
 	if len(fields) > 0 {
 		return Reservation{}, problem.Invalid(fields...)
 	}
-	soldOut := Reservation{Outcome: OutcomeSoldOut}
 	if s.soldOut(dealID, orderID) {
-		return soldOut, nil
+		return Reservation{Outcome: OutcomeSoldOut}, nil
 	}
 	m, err := s.meta(ctx, dealID)
 	if err != nil {
 		return Reservation{}, err
 	}
 	n := m.BucketCount()
-	home := HomeBucket(orderID, n)
-	op := Op{Kind: OpReserve, OrderID: orderID, Qty: qty, Until: until.UTC()}
+	// Both times are moved back by the clock skew tolerated between the replicas (and the
+	// order app) whose clocks stamp the records they are compared with.
+	op := Op{Kind: OpReserve, OrderID: orderID, Qty: qty, Until: until.UTC(), Since: s.now().UTC().Add(-clockSkew)}
+	if b := born(orderID); n > 1 && !b.IsZero() {
+		// With one bucket there is no walk, so no mark to forget.
+		op.Born = b.Add(-clockSkew)
+	}
+	r, err := s.walk(ctx, dealID, n, op)
+	if err == nil && r.Status == Unsure {
+		r, err = s.lookEverywhere(ctx, dealID, n, op)
+		if err == nil && r.Status == 0 {
+			op.Born = time.Time{} // held nowhere and walking nowhere: a walk is safe
+			r, err = s.walk(ctx, dealID, n, op)
+		}
+	}
+	switch {
+	case err != nil:
+		return Reservation{}, err
+	case r.Status == Done:
+		return Reservation{Outcome: OutcomeReserved, State: r.State}, nil
+	case r.Status == Forgotten, r.Status == Unsure:
+		return Reservation{}, fmt.Errorf("order %s of deal %s: a bucket forgot records made since the order began: %w", orderID, dealID, ErrBusy)
+	}
+	return Reservation{Outcome: OutcomeSoldOut}, nil
+}
 
+// walk runs op along the order's probe sequence: its home bucket, then, when that cannot
+// cover the quantity, a read-only look at the others, and only if one has room the walk
+// proper, marking full buckets until one holds the order. The answer is Done, Forgotten or
+// Unsure from the bucket that gave it, or NoRoom: sold out.
+func (s *Service) walk(ctx context.Context, dealID string, n int, op Op) (Result, error) {
+	home := HomeBucket(op.OrderID, n)
 	r, err := s.exec(ctx, dealID, home, op)
-	if err != nil || r.Status == Done {
-		return reserved(r, err)
+	if err != nil || (r.Status != NoRoom && r.Status != Next) {
+		return r, err
 	}
 	if n == 1 {
-		return soldOut, nil
+		return Result{Status: NoRoom}, nil
 	}
 	// Home is full (NoRoom) or passed earlier (Next). Look before marking anything: marks are
 	// writes, and a deal that is sold out everywhere should cost reads only.
-	probe := Op{Kind: OpProbe, OrderID: orderID, Qty: qty}
+	probe := Op{Kind: OpProbe, OrderID: op.OrderID, Qty: op.Qty}
 	room := false
 	for k := 1; k < n && !room; k++ {
 		r, err := s.exec(ctx, dealID, (home+k)%n, probe)
 		if err != nil || r.Status == Done {
-			return reserved(r, err)
+			return r, err
 		}
 		room = r.Status == Room
 	}
 	if !room {
-		return soldOut, nil
+		return Result{Status: NoRoom}, nil
 	}
 	for k := range n {
 		op.Mark = k < n-1 // the last bucket of the sequence needs no mark: nothing follows it
 		r, err := s.exec(ctx, dealID, (home+k)%n, op)
-		if err != nil || r.Status == Done {
-			return reserved(r, err)
+		if err != nil || (r.Status != Next && r.Status != NoRoom) {
+			return r, err
 		}
 		if r.Status == NoRoom {
 			break
 		}
 	}
-	return soldOut, nil
+	return Result{Status: NoRoom}, nil
 }
 
-func reserved(r Result, err error) (Reservation, error) {
-	if err != nil {
-		return Reservation{}, err
+// lookEverywhere reads every bucket of the deal for the order: its hold (Done, in whatever
+// state the window still shows), or a mark with no hold anywhere, which means an attempt is
+// walking now (ErrBusy); zero when no bucket knows the order. Reserved holds never leave a
+// bucket, so an order held nowhere has no reservation to double.
+func (s *Service) lookEverywhere(ctx context.Context, dealID string, n int, op Op) (Result, error) {
+	probe := Op{Kind: OpProbe, OrderID: op.OrderID, Qty: op.Qty}
+	walking := false
+	for i := range n {
+		r, err := s.exec(ctx, dealID, i, probe)
+		if err != nil || r.Status == Done {
+			return r, err
+		}
+		walking = walking || r.Status == Next
 	}
-	return Reservation{Outcome: OutcomeReserved, State: r.State}, nil
+	if walking {
+		return Result{}, fmt.Errorf("order %s of deal %s: another attempt is placing it: %w", op.OrderID, dealID, ErrBusy)
+	}
+	return Result{}, nil
+}
+
+// clockSkew is how far apart the clocks of inventory's replicas and the order app may be for
+// the window's checks (Op.Since, Op.Born) to hold: hosts kept in sync by NTP are milliseconds
+// apart.
+const clockSkew = time.Second
+
+// born is the time an order id was made, for Snowflake ids (pkg/ids, the order app's); zero
+// for any other id, whose reserves then rely on Op.Since alone.
+func born(orderID string) time.Time {
+	id, err := strconv.ParseInt(orderID, 10, 64)
+	if err != nil || id <= 0 {
+		return time.Time{}
+	}
+	t := ids.Time(id)
+	if !t.After(ids.Epoch) {
+		return time.Time{}
+	}
+	return t
 }
 
 // Commit turns the order's reserved hold into sold units. Committing a committed hold is a
@@ -377,7 +448,9 @@ func (s *Service) Commit(ctx context.Context, dealID, orderID string) (HoldState
 // that reserve takes its hold if it ever does (it passes or cannot use the buckets before).
 // The tombstone's write moves the bucket's ETag, so the in-flight batch re-applies on a
 // fresh read and finds the order released; one that reads later finds it too. The
-// tombstone lives TombstoneRetention, which outlasts every such reserve (FlushTimeout).
+// tombstone stays in the recent-ops window RecentWindow, which outlasts every such reserve
+// (FlushTimeout); one pushed out early by the window's cap makes such a reserve answer
+// ErrBusy instead (Window).
 func (s *Service) Release(ctx context.Context, dealID, orderID string) (HoldState, error) {
 	r, err := s.find(ctx, dealID, orderID, Op{Kind: OpRelease, Tombstone: true})
 	if err != nil {
@@ -469,7 +542,7 @@ func (s *Service) flush(ctx context.Context, key bucketKey, ops []Op) []Result {
 		case err != nil:
 			return failAll(len(ops), err)
 		}
-		results, changed := Apply(&b, ops, s.now().UTC(), Retention{Holds: s.cfg.HoldRetention, Tombstones: s.cfg.TombstoneRetention})
+		results, changed := Apply(&b, ops, s.now().UTC(), Window{Age: s.cfg.RecentWindow, Ops: s.cfg.RecentOps})
 		if !changed {
 			s.observe(key, b)
 			return results

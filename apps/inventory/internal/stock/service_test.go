@@ -2,9 +2,11 @@ package stock_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/groupbuy/groupbuy/apps/inventory/internal/stock"
 	"github.com/groupbuy/groupbuy/apps/inventory/internal/stock/storetest"
+	"github.com/groupbuy/groupbuy/pkg/ids"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
@@ -497,8 +500,8 @@ func TestReserveSpillsAndStaysIdempotent(t *testing.T) {
 	}
 }
 
-// A write to a bucket a retention after its tombstones and marks were made prunes them and
-// keeps the levels exact; an order whose passed mark was pruned is still found further on.
+// A write to a bucket a window's age after its records were made prunes them and keeps the
+// levels exact; an order whose passed mark was pruned is still found further on.
 func TestPruneKeepsLevelsAndFindsSpilledHolds(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -514,8 +517,8 @@ func TestPruneKeepsLevelsAndFindsSpilledHolds(t *testing.T) {
 		t.Fatalf("Commit(%s) = %q, %v", fill[0], s, err)
 	}
 
-	e.clock.advance(stock.DefaultHoldRetention)
-	// The write to bucket 0 prunes fill[0]'s tombstone and spill's mark.
+	e.clock.advance(stock.DefaultRecentWindow)
+	// The write to bucket 0 prunes fill[0]'s committed hold and spill's mark.
 	if s, err := e.svc.Release(ctx, "d1", fill[1]); err != nil || s != stock.StateReleased {
 		t.Fatalf("Release(%s) = %q, %v", fill[1], s, err)
 	}
@@ -536,33 +539,176 @@ func TestPruneKeepsLevelsAndFindsSpilledHolds(t *testing.T) {
 	if got, err := e.svc.Levels(ctx, "d1"); err != nil || got != lv {
 		t.Errorf("Levels() = %+v, %v, want %+v", got, err, lv)
 	}
-	// Past the retention a settled order is forgotten.
+	// Past the window a finished order is forgotten: its order document knows how it ended.
 	if _, err := e.svc.Commit(ctx, "d1", fill[0]); !errors.Is(err, stock.ErrHoldNotFound) {
-		t.Errorf("Commit(%s) after its tombstone was pruned: %v, want ErrHoldNotFound", fill[0], err)
+		t.Errorf("Commit(%s) after its hold was pruned: %v, want ErrHoldNotFound", fill[0], err)
 	}
 }
 
-func TestHoldRetentionBelowMinimumIsRefused(t *testing.T) {
+// snowflakes returns n order ids of the order app's kind (pkg/ids, made now) whose home
+// bucket (of buckets) is home.
+func snowflakes(gen *ids.Generator, home, buckets, n int) []string {
+	var out []string
+	for len(out) < n {
+		id := gen.NextString()
+		if stock.HomeBucket(id, buckets) == home {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// A replay of a walked order after the window dropped its mark (and the home bucket has room
+// again) finds the hold further on instead of taking a second one: its home bucket forgot
+// records made since the order was born, so the service looks in every bucket first.
+func TestReplayAfterTheMarkWasPrunedFindsTheWalkedHold(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name      string
-		retention time.Duration
-		wantErr   bool
-	}{
-		{"default", 0, false},
-		{"forever", -1, false},
-		{"minimum", stock.MinHoldRetention, false},
-		{"within the order app's idempotency TTL", 24 * time.Hour, true},
+	ctx := context.Background()
+	e := newEnv(t, stock.Config{Buckets: 2})
+	e.clock.advance(time.Since(t0)) // the ids below are made now
+	mustCreate(t, e, "d1", 4)           // 2 units per bucket
+	gen, err := ids.New(1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			_, err := stock.NewService(storetest.NewFake(), stock.Config{HoldRetention: tt.retention})
-			if (err != nil) != tt.wantErr {
-				t.Errorf("NewService(HoldRetention %s) error = %v, want error %t", tt.retention, err, tt.wantErr)
+	fill := snowflakes(gen, 0, 2, 2)
+	for _, id := range fill {
+		mustReserve(t, e, "d1", id, 1)
+	}
+	spill := snowflakes(gen, 0, 2, 1)[0]
+	mustReserve(t, e, "d1", spill, 1) // marks bucket 0, holds in bucket 1
+	if bs := e.store.Buckets("d1"); bs[0].Passed[spill].IsZero() || bs[1].Holds[spill].State != stock.StateReserved {
+		t.Fatalf("buckets %+v, want %s passed in 0 and held in 1", bs, spill)
+	}
+
+	e.clock.advance(stock.DefaultRecentWindow)
+	// Bucket 0 gets room again, and the write prunes the mark.
+	if s, err := e.svc.Release(ctx, "d1", fill[0]); err != nil || s != stock.StateReleased {
+		t.Fatalf("Release(%s) = %q, %v", fill[0], s, err)
+	}
+	if b0 := e.store.Buckets("d1")[0]; len(b0.Passed) != 0 || b0.Forgot.IsZero() {
+		t.Fatalf("bucket 0 = %+v, want the mark pruned and Forgot set", b0)
+	}
+
+	if got := mustReserve(t, e, "d1", spill, 1); got != (stock.Reservation{Outcome: stock.OutcomeReserved, State: stock.StateReserved}) {
+		t.Errorf("replayed Reserve(%s) = %+v, want its hold", spill, got)
+	}
+	holds, lv := e.checkStored(t, "d1", 4) // fails on a hold in two buckets
+	if h := holds[spill]; h.State != stock.StateReserved {
+		t.Errorf("hold of %s = %+v", spill, h)
+	}
+	if lv.Reserved != 2 || lv.Available != 2 {
+		t.Errorf("levels %+v, want 2 reserved (fill[1], spill) and 2 available", lv)
+	}
+	// A new order still takes the freed unit (its id is a minute older than the clock says,
+	// so it is looked for everywhere first).
+	fresh := snowflakes(gen, 0, 2, 1)[0]
+	if got := mustReserve(t, e, "d1", fresh, 1); got.State != stock.StateReserved {
+		t.Errorf("Reserve(%s) = %+v, want reserved", fresh, got)
+	}
+	if b := e.store.Buckets("d1")[0]; b.Holds[fresh].State != stock.StateReserved {
+		t.Errorf("bucket 0 = %+v, want %s held at home", b, fresh)
+	}
+}
+
+// A reserve in flight when the window's cap pushed out a record made since it began answers
+// ErrBusy and takes nothing: that record may have been its order's release tombstone.
+func TestReserveAfterAnEarlyDropIsBusy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, stock.Config{RecentOps: 2})
+	mustCreate(t, e, "d1", 10)
+	store := &inFlight{Store: e.store}
+	r1, err := stock.NewService(store, stock.Config{RecentOps: 2, Clock: e.clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// R1's reserve of o1 is read and computed; its write waits.
+	store.arm()
+	res := make(chan error, 1)
+	go func() {
+		_, err := r1.Reserve(ctx, "d1", "o1", 1, until)
+		res <- err
+	}()
+	<-store.held
+	// Meanwhile the order is released elsewhere (a tombstone), and three more releases push
+	// that tombstone out of a window of two.
+	e.clock.advance(time.Millisecond)
+	for _, id := range []string{"o1", "x1", "x2", "x3"} {
+		e.clock.advance(time.Millisecond)
+		if s, err := e.svc.Release(ctx, "d1", id); err != nil || s != stock.StateAbsent {
+			t.Fatalf("Release(%s) = %q, %v", id, s, err)
+		}
+	}
+	if b := e.store.Buckets("d1")[0]; len(b.Holds) != 2 {
+		t.Fatalf("bucket %+v, want a window of two records", b)
+	}
+	close(store.release)
+
+	if err := <-res; !errors.Is(err, stock.ErrBusy) {
+		t.Errorf("late Reserve(o1) error = %v, want ErrBusy", err)
+	}
+	if _, lv := e.checkStored(t, "d1", 10); lv.Available != 10 {
+		t.Errorf("levels %+v: the late reserve took stock", lv)
+	}
+}
+
+// However many orders pass through a bucket, its document stays within the bound the package
+// documents: 200 + 140·(R+W) bytes for R reserved holds and a window of W.
+func TestBucketDocumentIsBounded(t *testing.T) {
+	// Not parallel: it is CPU-heavy, and the contention tests' timing should not pay for it.
+	ctx := context.Background()
+	e := newEnv(t, stock.Config{})
+	const units = 10_000
+	mustCreate(t, e, "d1", units)
+	gen, err := ids.New(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	largest, reservedNow := 0, 0
+	var open []string
+	for i := range 400 {
+		e.clock.advance(time.Millisecond)
+		id := gen.NextString()
+		mustReserve(t, e, "d1", id, 1)
+		open = append(open, id)
+		switch {
+		case i%10 == 9: // an undone placement: a tombstone
+			if _, err := e.svc.Release(ctx, "d1", "undone-"+id); err != nil {
+				t.Fatal(err)
 			}
-		})
+		case len(open) > 20: // at most ~20 in flight: commit or release the oldest
+			var err error
+			if i%3 == 0 {
+				_, err = e.svc.Release(ctx, "d1", open[0])
+			} else {
+				_, err = e.svc.Commit(ctx, "d1", open[0])
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			open = open[1:]
+		}
+		if i%4 != 0 {
+			continue
+		}
+		for _, b := range e.store.Buckets("d1") {
+			doc, err := json.Marshal(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			largest = max(largest, len(doc))
+			reservedNow = max(reservedNow, b.Reserved)
+		}
 	}
+	if bound := 200 + 140*(reservedNow+stock.DefaultRecentOps); largest > bound {
+		t.Errorf("largest bucket document %d bytes, want at most %d (R=%d, W=%d)", largest, bound, reservedNow, stock.DefaultRecentOps)
+	}
+	_, lv := e.checkStored(t, "d1", units)
+	if lv.Reserved != len(open) || lv.Reserved+lv.Sold+lv.Available != units {
+		t.Errorf("levels %+v with %d orders open", lv, len(open))
+	}
+	t.Logf("400 orders: largest bucket %d bytes", largest)
 }
 
 // When no bucket can cover the order, the probe answers sold out without writing marks.
@@ -844,5 +990,128 @@ func TestCancelledRequestIsNotApplied(t *testing.T) {
 	}
 	if holds, _ := e.checkStored(t, "d1", 10); len(holds) != 1 || holds["o1"] != (stock.Hold{}) {
 		t.Errorf("holds %+v after a cancelled request, want only o2's", holds)
+	}
+}
+
+// TestRandomReplicasNeverOversellOrDoubleHold drives orders the way the order app does, over
+// two replicas sharing one store, with injected ETag conflicts, little stock in three buckets
+// (so orders walk) and a window of three records (so buckets forget all the time). Each order
+// reserves; a third of them first make an attempt whose answer is lost (its context ends
+// while it is queued, or it completes and the caller never hears) and retry on the other
+// replica. A placement that ends sold out, released or busy is undone with a release; a
+// reserved one is committed or released, and that is replayed on the other replica. When all
+// are done no unit may be reserved (no hold nobody releases, no second hold) and sold must be
+// exactly the units of the orders told committed.
+func TestRandomReplicasNeverOversellOrDoubleHold(t *testing.T) {
+	// Not parallel, one seed at a time: CPU-heavy, and the contention tests' timing should
+	// not pay for it.
+	for seed := range uint64(8) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { randomReplicas(t, seed) })
+	}
+}
+
+func randomReplicas(t *testing.T, seed uint64) {
+	store := storetest.NewFake()
+	var writes atomic.Int64
+	store.Conflict = func(string, int) bool { return writes.Add(1)%4 == 0 }
+	var replicas [2]*stock.Service
+	for i := range replicas {
+		svc, err := stock.NewService(store, stock.Config{Buckets: 3, RecentOps: 3, FlushTimeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		replicas[i] = svc
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const units = 6
+	if _, err := replicas[0].Create(ctx, "d1", units); err != nil {
+		t.Fatal(err)
+	}
+	gen, err := ids.New(int(seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const orders = 60
+	sold := make([]int, orders)
+	errs := make([]error, orders)
+	var wg sync.WaitGroup
+	for o := range orders {
+		id := gen.NextString()
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(seed, uint64(o)))
+			yield := func() {
+				for range rng.IntN(200) {
+					runtime.Gosched()
+				}
+			}
+			qty := 1 + rng.IntN(2)
+			first := rng.IntN(2)
+			switch rng.IntN(6) {
+			case 0: // the answer is lost while the request is queued
+				lost, stop := context.WithTimeout(ctx, time.Duration(rng.IntN(300))*time.Microsecond)
+				_, _ = replicas[first].Reserve(lost, "d1", id, qty, until)
+				stop()
+				first = 1 - first
+			case 1: // the answer is lost on its way back
+				_, _ = replicas[first].Reserve(ctx, "d1", id, qty, until)
+				yield()
+				first = 1 - first
+			}
+			var res stock.Reservation
+			var err error
+			for range 50 {
+				if res, err = replicas[first].Reserve(ctx, "d1", id, qty, until); !errors.Is(err, stock.ErrBusy) {
+					break
+				}
+				yield()
+			}
+			switch {
+			case errors.Is(err, stock.ErrBusy), err == nil && (res.Outcome == stock.OutcomeSoldOut || res.State != stock.StateReserved):
+				_, errs[o] = replicas[rng.IntN(2)].Release(ctx, "d1", id)
+				return
+			case err != nil:
+				errs[o] = err
+				return
+			}
+			yield()
+			if rng.IntN(3) == 0 {
+				for k := range 2 { // the commit, and its replay on the other replica
+					if _, err := replicas[(first+k)%2].Commit(ctx, "d1", id); err != nil && !(k == 1 && errors.Is(err, stock.ErrHoldNotFound)) {
+						errs[o] = fmt.Errorf("commit %d: %w", k, err)
+						return
+					}
+				}
+				sold[o] = qty
+				return
+			}
+			for k := range 2 {
+				if _, err := replicas[(first+k)%2].Release(ctx, "d1", id); err != nil {
+					errs[o] = fmt.Errorf("release %d: %w", k, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	want := 0
+	for o := range orders {
+		if errs[o] != nil {
+			t.Errorf("order %d: %v", o, errs[o])
+		}
+		want += sold[o]
+	}
+	var lv stock.Levels
+	for _, b := range store.Buckets("d1") {
+		if err := b.Check(); err != nil {
+			t.Error(err)
+		}
+		lv.Stock += b.Stock
+		lv.Available += b.Available
+		lv.Reserved += b.Reserved
+		lv.Sold += b.Sold
+	}
+	if lv.Stock != units || lv.Reserved != 0 || lv.Sold != want || lv.Available != units-want {
+		t.Errorf("levels %+v, want nothing reserved and %d sold", lv, want)
 	}
 }

@@ -6,14 +6,30 @@
 // available + reserved + sold == stock can only be kept inside one key. Each bucket keeps
 // the invariant on its own; the deal's levels are the sums.
 //
+// A bucket document never grows with the orders of its deal: it holds its counters, the
+// reserved holds (at most one per reserved unit: bounded by its stock, and each ends with
+// its order's pay window) and a recent-ops window of what finished ops leave behind
+// (committed and released holds, release tombstones, passed marks), capped both by age
+// (Window.Age, default one minute) and by count (Window.Ops, default 256). A finished hold's
+// outcome lives with its order (the order app's document); the window only answers replays
+// that come soon after, and keeps the guarantees that need a memory (release tombstones,
+// passed marks) for as long as the requests they guard can still land. What it forgets it
+// summarizes in Bucket.Forgot, so that a request it can no longer answer exactly is told so
+// instead of being answered as a new order (see Apply). Worst case, with R reserved holds
+// and W the window's cap, a bucket is at most about 200 + 140·(R+W) bytes of JSON (order ids
+// of 19 digits, a hold with its two timestamps 140 bytes, a mark 60): 36 KB plus 140 bytes
+// per reserved hold with the default cap.
+//
 // The pure part (this file) applies a batch of operations to one bucket document. The
 // Service (service.go) routes operations to buckets, batches them per bucket (group
 // commit: one CAS per batch) and keeps the in-memory sold-out marker.
 package stock
 
 import (
+	"cmp"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"time"
 
 	"github.com/groupbuy/groupbuy/pkg/problem"
@@ -30,13 +46,13 @@ const (
 )
 
 // HoldState is where a hold is in its life: reserved, then committed (sold) or released.
-// Committed and released holds stay in the bucket as tombstones so replays stay idempotent,
-// until Apply prunes them (see Apply's retention).
+// Committed and released holds stay in the bucket's recent-ops window for a short while, so
+// that replays soon after find them (see Window); then only their order knows the outcome.
 //
 // A released hold of zero units is a release tombstone: the release of an order that held
 // nothing left it (see Op.Tombstone), so that a reserve of that order still in flight on
 // another replica finds the order released instead of taking a hold nobody will ever
-// release. It only has to outlive those reserves and is pruned much sooner (Retention).
+// release.
 type HoldState string
 
 // Hold states, plus StateAbsent, the answer of a release for an order that holds nothing.
@@ -82,7 +98,8 @@ func (m Meta) InitialBucket(i int) Bucket {
 	return Bucket{DealID: m.DealID, Bucket: i, Stock: share, Available: share, Holds: map[string]Hold{}}
 }
 
-// Bucket is one stored slice of a deal's stock with the holds it accounts for.
+// Bucket is one stored slice of a deal's stock: counters, the reserved holds they account
+// for, and the recent-ops window (finished holds, release tombstones, passed marks).
 type Bucket struct {
 	DealID    string `json:"deal_id"`
 	Bucket    int    `json:"bucket"`
@@ -90,15 +107,19 @@ type Bucket struct {
 	Available int    `json:"available"`
 	Reserved  int    `json:"reserved"`
 	Sold      int    `json:"sold"`
-	// Archived is the part of Sold whose committed holds were pruned: Sold counts the units
-	// of the committed holds plus Archived, so the counter stays exact without the tombstones.
+	// Archived is the part of Sold whose committed holds left the window: Sold counts the
+	// units of the committed holds still here plus Archived, so the counter stays exact.
 	Archived int             `json:"archived,omitempty"`
 	Holds    map[string]Hold `json:"holds"`
 	// Passed marks orders that found no room here and moved on along their probe sequence
 	// (see HomeBucket), so every attempt of the same order, on any replica, skips this bucket
-	// the same way and the order can never get a second hold here. A mark lives until pruned
-	// with the tombstones (see Apply's retention).
+	// the same way and the order can never get a second hold here. Marks are part of the
+	// window. A spent bucket (see spent) never gets one: no order can hold there again.
 	Passed map[string]time.Time `json:"passed,omitempty"`
+	// Forgot is the last change of the newest released hold, release tombstone or passed
+	// mark the window dropped (committed holds leave without moving it: see Window). What
+	// the bucket remembers of an order is complete for the orders that started after it.
+	Forgot time.Time `json:"forgot,omitzero"`
 }
 
 // Check verifies the bucket's invariants: counters non-negative and summing to the stock,
@@ -192,7 +213,18 @@ type Op struct {
 	Until   time.Time // OpReserve
 	// Mark (OpReserve) records the order as passed when the bucket cannot cover Qty, so the
 	// walk may go on to the next bucket. Without it the bucket answers NoRoom and stays as is.
+	// A spent bucket answers Next without a mark.
 	Mark bool
+	// Since (OpReserve) is when the request began. A reserve that would take a hold for an
+	// order the bucket has no record of answers Forgotten instead when the window dropped
+	// a record made since then: that record may be this order's release tombstone or passed
+	// mark, written while this request was in flight.
+	Since time.Time
+	// Born (OpReserve), when set, is when the order came to be (its id's time). A reserve
+	// that would take a hold for an order the bucket has no record of answers Unsure when the
+	// window dropped a record made since then: it may have been this order's passed mark,
+	// and the order may hold further along its sequence (Service.reserve then looks).
+	Born time.Time
 	// Tombstone (OpRelease) makes the release of an order unknown here leave a release
 	// tombstone (and answer Absent), unless the bucket is spent: no reserve can ever hold
 	// there, so the answer is Next and the tombstone belongs further along the sequence.
@@ -216,9 +248,16 @@ const (
 	NoRoom
 	// Room (probe): no hold, no mark, and Qty units would fit.
 	Room
-	// Absent (commit, release): the order never got here, so it holds nothing in this deal.
-	// A release tombstone here answers a release Absent too.
+	// Absent (commit, release): the bucket has no record of the order: it never held here,
+	// or its hold finished and left the window. A release tombstone answers a release
+	// Absent too.
 	Absent
+	// Forgotten (reserve): no record of the order, but the window dropped records made since
+	// Op.Since; nothing changed.
+	Forgotten
+	// Unsure (reserve): no record of the order, but the window dropped records made since
+	// Op.Born; nothing changed.
+	Unsure
 )
 
 // Result is the answer to one Op. Err carries a refused transition (ErrHoldReleased,
@@ -236,19 +275,22 @@ var (
 	ErrHoldCommitted = problem.New(problem.CodeConflict, "the order's hold was committed")
 )
 
-// Retention says how long Apply keeps what finished ops leave in a bucket, counted from
-// their last change. Zero or negative keeps them for good.
-type Retention struct {
-	// Holds covers committed and released holds and passed marks: replays of their orders
-	// find them. It must stay far above how long callers replay (the order app's idempotency
-	// TTL): a pruned order is unknown to the bucket, a replayed Reserve would take a new hold
-	// and a commit or release would find nothing.
-	Holds time.Duration
-	// Tombstones covers release tombstones. One must outlive every reserve of its order that
-	// was in flight when it was written: such a reserve is applied no later than its
-	// NotAfter, so Tombstones must exceed the ops' deadline window plus the clock skew
-	// between replicas and the time a write already sent takes to land.
-	Tombstones time.Duration
+// Window bounds a bucket's recent-ops window: committed and released holds, release
+// tombstones and passed marks, counted from their last change. Reserved holds are never
+// part of it.
+//
+// Age must outlast every request a record guards: a reserve in flight when a release left
+// its tombstone or when a walk left its mark is applied by its NotAfter, so Age must exceed
+// the ops' deadline window plus the clock skew between replicas and the time a write
+// already sent takes to land. Ops caps the records by count whatever their age, so the
+// document has a fixed worst case: when more records are made within Age than Ops allows,
+// the oldest go early, committed holds first (nothing depends on them: a replayed commit of
+// a pruned hold answers Absent, which its caller takes for done). Dropping any other record
+// moves Bucket.Forgot, and the reserves it could have guarded answer Forgotten or Unsure
+// instead of taking a hold, so an early drop costs a retry, never a second hold.
+type Window struct {
+	Age time.Duration
+	Ops int
 }
 
 // Apply applies ops to b in order, each seeing the effect of the ones before it, and returns
@@ -258,14 +300,13 @@ type Retention struct {
 // fails with ErrBusy and changes nothing, so re-running a batch after its ops' deadlines
 // writes nothing.
 //
-// When the ops changed b, Apply also prunes it (after the ops, which see every tombstone):
-// committed and released holds, release tombstones and passed marks whose time is their
-// retention or more before now are dropped, the units of committed ones moving to Archived.
-// Pruning rides on a write that happens anyway and never causes one, so an idle bucket keeps
-// its tombstones. Reserved holds are never pruned. A pruned mark no longer sends the order
+// When the ops changed b, Apply also prunes its window (after the ops, which see every
+// record): records Age old or more go, then the oldest beyond Ops (see Window), the units of
+// committed holds moving to Archived. Pruning rides on a write that happens anyway and never
+// causes one, so an idle bucket keeps its records. A pruned mark no longer sends the order
 // on, so finding a hold must not stop at the first bucket without the order (Service.find
 // looks on).
-func Apply(b *Bucket, ops []Op, now time.Time, keep Retention) (results []Result, changed bool) {
+func Apply(b *Bucket, ops []Op, now time.Time, w Window) (results []Result, changed bool) {
 	if b.Holds == nil {
 		b.Holds = map[string]Hold{}
 	}
@@ -281,37 +322,64 @@ func Apply(b *Bucket, ops []Op, now time.Time, keep Retention) (results []Result
 		changed = changed || c
 	}
 	if changed {
-		prune(b, now, keep)
+		prune(b, now, w)
 	}
 	return results, changed
 }
 
-// prune drops the tombstones and passed marks of b that keep says have lived long enough.
-func prune(b *Bucket, now time.Time, keep Retention) {
-	expired := func(at time.Time, d time.Duration) bool { return d > 0 && !at.After(now.Add(-d)) }
+// record is one entry of the window.
+type record struct {
+	id        string
+	at        time.Time
+	committed bool
+	mark      bool
+}
+
+// prune drops the records of b's window that are too old or beyond its cap.
+func prune(b *Bucket, now time.Time, w Window) {
+	var recs []record
 	for id, h := range b.Holds {
-		switch {
-		case h.Tombstone():
-			if !expired(h.At, keep.Tombstones) {
-				continue
-			}
-		case h.State == StateCommitted:
-			if !expired(h.At, keep.Holds) {
-				continue
-			}
-			b.Archived += h.Qty
-		case h.State == StateReleased:
-			if !expired(h.At, keep.Holds) {
-				continue
-			}
-		default: // reserved holds stay; an unknown state is left for Check to report
-			continue
+		if h.State == StateCommitted || h.State == StateReleased {
+			recs = append(recs, record{id: id, at: h.At, committed: h.State == StateCommitted})
 		}
-		delete(b.Holds, id)
 	}
 	for id, at := range b.Passed {
-		if expired(at, keep.Holds) {
-			delete(b.Passed, id)
+		recs = append(recs, record{id: id, at: at, mark: true})
+	}
+	drop := func(r record) {
+		switch {
+		case r.committed:
+			b.Archived += b.Holds[r.id].Qty
+		case r.at.After(b.Forgot):
+			b.Forgot = r.at
+		}
+		if r.mark {
+			delete(b.Passed, r.id)
+		} else {
+			delete(b.Holds, r.id)
+		}
+	}
+	kept := recs[:0]
+	for _, r := range recs {
+		if w.Age > 0 && !r.at.After(now.Add(-w.Age)) {
+			drop(r)
+			continue
+		}
+		kept = append(kept, r)
+	}
+	if w.Ops > 0 && len(kept) > w.Ops {
+		// Committed holds first, then the oldest; the id breaks ties so replicas agree.
+		slices.SortFunc(kept, func(x, y record) int {
+			if x.committed != y.committed {
+				if x.committed {
+					return -1
+				}
+				return 1
+			}
+			return cmp.Or(x.at.Compare(y.at), cmp.Compare(x.id, y.id))
+		})
+		for _, r := range kept[:len(kept)-w.Ops] {
+			drop(r)
 		}
 	}
 	if len(b.Passed) == 0 {
@@ -319,11 +387,27 @@ func prune(b *Bucket, now time.Time, keep Retention) {
 	}
 }
 
+// unknown is the answer of a reserve about to take a hold for an order the bucket has no
+// record of, when the window may have forgotten one (see Op.Since, Op.Born); zero when the
+// bucket's memory covers the order.
+func unknown(b *Bucket, op Op) Status {
+	switch {
+	case b.Forgot.IsZero():
+		return 0
+	case !op.Since.IsZero() && !op.Since.After(b.Forgot):
+		return Forgotten
+	case !op.Born.IsZero() && !op.Born.After(b.Forgot):
+		return Unsure
+	}
+	return 0
+}
+
 func apply(b *Bucket, op Op, now time.Time) (Result, bool) {
 	h, held := b.Holds[op.OrderID]
 	_, passed := b.Passed[op.OrderID]
 	switch op.Kind {
 	case OpReserve, OpProbe:
+		reserve := op.Kind == OpReserve
 		switch {
 		case held:
 			// A replay: the order already holds stock here, whatever its state.
@@ -332,7 +416,10 @@ func apply(b *Bucket, op Op, now time.Time) (Result, bool) {
 			return Result{Status: Next}, false
 		case op.Qty < 1:
 			return Result{Err: problem.Errorf(problem.CodeValidation, "quantity %d must be positive", op.Qty)}, false
-		case b.Available < op.Qty && op.Kind == OpReserve && op.Mark:
+		case b.Available < op.Qty && reserve && op.Mark && b.spent():
+			// Nothing can ever be held here again: the walk goes on without a mark.
+			return Result{Status: Next}, false
+		case b.Available < op.Qty && reserve && op.Mark:
 			if b.Passed == nil {
 				b.Passed = map[string]time.Time{}
 			}
@@ -340,8 +427,11 @@ func apply(b *Bucket, op Op, now time.Time) (Result, bool) {
 			return Result{Status: Next}, true
 		case b.Available < op.Qty:
 			return Result{Status: NoRoom}, false
-		case op.Kind == OpProbe:
+		case !reserve:
 			return Result{Status: Room}, false
+		}
+		if st := unknown(b, op); st != 0 {
+			return Result{Status: st}, false
 		}
 		b.Available -= op.Qty
 		b.Reserved += op.Qty
@@ -384,7 +474,7 @@ func apply(b *Bucket, op Op, now time.Time) (Result, bool) {
 		} else {
 			b.Available += h.Qty
 		}
-		h.State, h.At = want, now
+		h.State, h.At = want, now // the hold joins the window
 		b.Holds[op.OrderID] = h
 		return Result{Status: Done, State: want}, true
 	}

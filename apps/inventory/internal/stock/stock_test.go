@@ -19,6 +19,7 @@ var (
 	t0    = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	t1    = t0.Add(time.Minute)
 	until = t0.Add(15 * time.Minute)
+	win   = stock.Window{Age: time.Hour, Ops: stock.DefaultRecentOps} // nothing in these tests is that old
 )
 
 // bucket builds a bucket of 10 units from holds, deriving the counters from them.
@@ -101,6 +102,13 @@ func TestApply(t *testing.T) {
 			want:        []stock.Result{{Status: stock.Next}},
 			wantBucket:  withPassed(bucket(seven), "o1", t1),
 			wantChanged: true,
+		},
+		{
+			name:       "a spent bucket sends the order on without a mark",
+			before:     bucket(map[string]stock.Hold{"x": held(10, stock.StateCommitted, t0)}),
+			ops:        []stock.Op{{Kind: stock.OpReserve, OrderID: "o1", Qty: 1, Until: until, Mark: true}},
+			want:       []stock.Result{{Status: stock.Next}},
+			wantBucket: bucket(map[string]stock.Hold{"x": held(10, stock.StateCommitted, t0)}),
 		},
 		{
 			name:       "a passed order is sent on even when it would fit now",
@@ -245,7 +253,7 @@ func TestApply(t *testing.T) {
 			t.Parallel()
 			b := tt.before
 
-			got, changed := stock.Apply(&b, tt.ops, t1, stock.Retention{Holds: stock.DefaultHoldRetention, Tombstones: stock.DefaultTombstoneRetention})
+			got, changed := stock.Apply(&b, tt.ops, t1, win)
 
 			if diff := cmp.Diff(got, tt.want, cmpopts.IgnoreFields(stock.Result{}, "Err")); diff != "" {
 				t.Errorf("results (-got +want):\n%s", diff)
@@ -280,13 +288,19 @@ func withArchived(b stock.Bucket, units int) stock.Bucket {
 	return b
 }
 
-// TestApplyPrunes: a write drops the tombstones and passed marks at least retention old,
-// folding committed units into Archived; reserved holds, younger tombstones and buckets that
-// are not written keep everything.
+func withForgot(b stock.Bucket, at time.Time) stock.Bucket {
+	b.Forgot = at
+	return b
+}
+
+// TestApplyPrunes: a write drops the window's records at least its age old, then the oldest
+// beyond its cap (committed holds first), folding committed units into Archived and moving
+// Forgot for the others; reserved holds, younger records and buckets that are not written
+// keep everything.
 func TestApplyPrunes(t *testing.T) {
 	t.Parallel()
-	const retention = time.Hour
-	now := t0.Add(retention) // anything dated t0 is exactly retention old
+	const age = time.Minute
+	now := t0.Add(age) // anything dated t0 is exactly age old
 	young := t0.Add(time.Second)
 	commit := func(order string) stock.Op { return stock.Op{Kind: stock.OpCommit, OrderID: order} }
 	done := func(s stock.HoldState) stock.Result { return stock.Result{Status: stock.Done, State: s} }
@@ -299,31 +313,31 @@ func TestApplyPrunes(t *testing.T) {
 	tests := []struct {
 		name        string
 		before      stock.Bucket
-		retention   time.Duration
+		window      stock.Window
 		ops         []stock.Op
 		want        []stock.Result
 		wantBucket  stock.Bucket
 		wantChanged bool
 	}{
 		{
-			name:      "a write prunes old tombstones and marks, keeps reserved holds",
-			before:    bucket(old, "p"),
-			retention: retention,
-			ops:       []stock.Op{reserve("o1", 1)},
-			want:      []stock.Result{done(stock.StateReserved)},
-			wantBucket: withArchived(bucket(map[string]stock.Hold{
+			name:   "a write prunes old records, keeps reserved holds",
+			before: bucket(old, "p"),
+			window: stock.Window{Age: age, Ops: 100},
+			ops:    []stock.Op{reserve("o1", 1)},
+			want:   []stock.Result{done(stock.StateReserved)},
+			wantBucket: withForgot(withArchived(bucket(map[string]stock.Hold{
 				"h": held(1, stock.StateReserved, t0), "o1": held(1, stock.StateReserved, now),
-			}), 3),
+			}), 3), t0),
 			wantChanged: true,
 		},
 		{
-			name: "tombstones and marks younger than retention stay",
+			name: "records younger than the window stay",
 			before: withPassed(bucket(map[string]stock.Hold{
 				"c": held(3, stock.StateCommitted, young), "r": held(2, stock.StateReleased, young),
 			}), "p", young),
-			retention: retention,
-			ops:       []stock.Op{reserve("o1", 1)},
-			want:      []stock.Result{done(stock.StateReserved)},
+			window: stock.Window{Age: age, Ops: 100},
+			ops:    []stock.Op{reserve("o1", 1)},
+			want:   []stock.Result{done(stock.StateReserved)},
 			wantBucket: withPassed(bucket(map[string]stock.Hold{
 				"c": held(3, stock.StateCommitted, young), "r": held(2, stock.StateReleased, young),
 				"o1": held(1, stock.StateReserved, now),
@@ -333,13 +347,13 @@ func TestApplyPrunes(t *testing.T) {
 		{
 			name:       "no write, no pruning",
 			before:     bucket(old, "p"),
-			retention:  retention,
+			window:     stock.Window{Age: age, Ops: 100},
 			ops:        []stock.Op{reserve("c", 3), commit("c"), reserve("p", 1)},
 			want:       []stock.Result{done(stock.StateCommitted), done(stock.StateCommitted), {Status: stock.Next}},
 			wantBucket: bucket(old, "p"),
 		},
 		{
-			name:        "retention zero disables pruning",
+			name:        "a zero window keeps everything",
 			before:      bucket(old, "p"),
 			ops:         []stock.Op{reserve("o1", 1)},
 			want:        []stock.Result{done(stock.StateReserved)},
@@ -347,34 +361,63 @@ func TestApplyPrunes(t *testing.T) {
 			wantChanged: true,
 		},
 		{
-			name:      "the batch sees a tombstone it prunes",
-			before:    bucket(old),
-			retention: retention,
-			ops:       []stock.Op{commit("h"), reserve("c", 3)},
-			want:      []stock.Result{done(stock.StateCommitted), done(stock.StateCommitted)},
-			wantBucket: withArchived(bucket(map[string]stock.Hold{
+			name:   "the batch sees a record it prunes",
+			before: bucket(old),
+			window: stock.Window{Age: age, Ops: 100},
+			ops:    []stock.Op{commit("h"), reserve("c", 3)},
+			want:   []stock.Result{done(stock.StateCommitted), done(stock.StateCommitted)},
+			wantBucket: withForgot(withArchived(bucket(map[string]stock.Hold{
 				"h": held(1, stock.StateCommitted, now),
-			}), 3),
+			}), 3), t0),
 			wantChanged: true,
 		},
 		{
-			name:      "archived units add up over prunes",
-			before:    withArchived(bucket(map[string]stock.Hold{"c": held(3, stock.StateCommitted, t0)}), 4),
-			retention: retention,
-			ops:       []stock.Op{reserve("o1", 1)},
-			want:      []stock.Result{done(stock.StateReserved)},
+			name:   "archived units add up over prunes; committed holds leave Forgot alone",
+			before: withArchived(bucket(map[string]stock.Hold{"c": held(3, stock.StateCommitted, t0)}), 4),
+			window: stock.Window{Age: age, Ops: 100},
+			ops:    []stock.Op{reserve("o1", 1)},
+			want:   []stock.Result{done(stock.StateReserved)},
 			wantBucket: withArchived(bucket(map[string]stock.Hold{
 				"o1": held(1, stock.StateReserved, now),
 			}), 7),
 			wantChanged: true,
 		},
 		{
-			// Why retention must outlast every replay: once pruned, the order is new here.
-			name:      "a pruned order replayed is a new order",
-			before:    withArchived(bucket(nil), 3),
-			retention: retention,
-			ops:       []stock.Op{reserve("c", 3), commit("c")},
-			want:      []stock.Result{done(stock.StateReserved), done(stock.StateCommitted)},
+			name: "over the cap, committed holds go first, whatever their age",
+			before: withPassed(bucket(map[string]stock.Hold{
+				"c": held(3, stock.StateCommitted, young), "r": held(2, stock.StateReleased, t0.Add(time.Millisecond)),
+			}), "p", t0.Add(time.Millisecond)),
+			window: stock.Window{Age: age, Ops: 2},
+			ops:    []stock.Op{reserve("o1", 1)},
+			want:   []stock.Result{done(stock.StateReserved)},
+			wantBucket: withArchived(withPassed(bucket(map[string]stock.Hold{
+				"r": held(2, stock.StateReleased, t0.Add(time.Millisecond)), "o1": held(1, stock.StateReserved, now),
+			}), "p", t0.Add(time.Millisecond)), 3),
+			wantChanged: true,
+		},
+		{
+			name: "over the cap, then the oldest go and Forgot moves to the newest of them",
+			before: withPassed(bucket(map[string]stock.Hold{
+				"r1": held(2, stock.StateReleased, t0.Add(time.Millisecond)),
+				"r2": held(1, stock.StateReleased, t0.Add(3*time.Millisecond)),
+				"h":  held(1, stock.StateReserved, t0),
+			}), "p", t0.Add(2*time.Millisecond)),
+			window: stock.Window{Age: age, Ops: 1},
+			ops:    []stock.Op{reserve("o1", 1)},
+			want:   []stock.Result{done(stock.StateReserved)},
+			wantBucket: withForgot(bucket(map[string]stock.Hold{
+				"r2": held(1, stock.StateReleased, t0.Add(3*time.Millisecond)),
+				"h":  held(1, stock.StateReserved, t0), "o1": held(1, stock.StateReserved, now),
+			}), t0.Add(2*time.Millisecond)),
+			wantChanged: true,
+		},
+		{
+			// A committed hold that left the window is forgotten: only its order knows.
+			name:   "a pruned committed order replayed is a new order",
+			before: withArchived(bucket(nil), 3),
+			window: stock.Window{Age: age, Ops: 100},
+			ops:    []stock.Op{reserve("c", 3), commit("c")},
+			want:   []stock.Result{done(stock.StateReserved), done(stock.StateCommitted)},
 			wantBucket: withArchived(bucket(map[string]stock.Hold{
 				"c": held(3, stock.StateCommitted, now),
 			}), 3),
@@ -386,7 +429,7 @@ func TestApplyPrunes(t *testing.T) {
 			t.Parallel()
 			b := clone(tt.before)
 
-			got, changed := stock.Apply(&b, tt.ops, now, stock.Retention{Holds: tt.retention, Tombstones: tt.retention})
+			got, changed := stock.Apply(&b, tt.ops, now, tt.window)
 
 			if diff := cmp.Diff(got, tt.want); diff != "" {
 				t.Errorf("results (-got +want):\n%s", diff)
@@ -404,6 +447,47 @@ func TestApplyPrunes(t *testing.T) {
 	}
 }
 
+// TestApplyForgotten: a reserve about to take a hold for an order the bucket has no record
+// of refuses when the window dropped a record it may have needed: one made since the request
+// began (Forgotten) or since the order came to be (Unsure). Records the bucket still has,
+// and reserves that would not take anything, answer as usual.
+func TestApplyForgotten(t *testing.T) {
+	t.Parallel()
+	forgot := t0.Add(10 * time.Second)
+	at := func(since, born time.Time, mark bool) stock.Op {
+		return stock.Op{Kind: stock.OpReserve, OrderID: "o1", Qty: 1, Until: until, Since: since, Born: born, Mark: mark}
+	}
+	full := map[string]stock.Hold{"x": held(10, stock.StateReserved, t0)}
+	tests := []struct {
+		name   string
+		before stock.Bucket
+		op     stock.Op
+		want   stock.Result
+	}{
+		{"began before the dropped record", bucket(nil), at(forgot, time.Time{}, false), stock.Result{Status: stock.Forgotten}},
+		{"began after it", bucket(nil), at(forgot.Add(time.Nanosecond), time.Time{}, false), stock.Result{Status: stock.Done, State: stock.StateReserved}},
+		{"order born before it", bucket(nil), at(forgot.Add(time.Second), forgot, false), stock.Result{Status: stock.Unsure}},
+		{"order born after it", bucket(nil), at(forgot.Add(time.Second), forgot.Add(time.Nanosecond), false), stock.Result{Status: stock.Done, State: stock.StateReserved}},
+		{"a hold still here answers", bucket(map[string]stock.Hold{"o1": held(1, stock.StateReleased, t0)}), at(forgot, forgot, false), stock.Result{Status: stock.Done, State: stock.StateReleased}},
+		{"a mark still here answers", bucket(nil, "o1"), at(forgot, forgot, false), stock.Result{Status: stock.Next}},
+		{"no room: nothing to take", bucket(full), at(forgot, forgot, false), stock.Result{Status: stock.NoRoom}},
+		{"no room, marked: a mark is harmless", bucket(full), at(forgot, forgot, true), stock.Result{Status: stock.Next}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := withForgot(clone(tt.before), forgot)
+			got, _ := stock.Apply(&b, []stock.Op{tt.op}, forgot.Add(2*time.Second), win)
+			if diff := cmp.Diff(got, []stock.Result{tt.want}); diff != "" {
+				t.Errorf("results (-got +want):\n%s", diff)
+			}
+			if err := b.Check(); err != nil {
+				t.Errorf("bucket breaks its invariants: %v", err)
+			}
+		})
+	}
+}
+
 // clone deep-copies b, so a test can compare before and after.
 func clone(b stock.Bucket) stock.Bucket {
 	c := b
@@ -413,14 +497,16 @@ func clone(b stock.Bucket) stock.Bucket {
 }
 
 // TestApplyKeepsInvariants applies long random op sequences in random batches, on a clock
-// that advances past the retention so pruning kicks in, and checks after every batch: the
-// invariants (counters never negative, available+reserved+sold == stock, the counters equal
-// to what the holds and archived units account for), that a batch that changed nothing left
-// the bucket as it was, that reserved holds are never pruned, and that only tombstones and
-// marks at least retention old are.
+// that advances past the window's age and with a small cap, so both prunings kick in, and
+// checks after every batch: the invariants (counters never negative,
+// available+reserved+sold == stock, the counters equal to what the holds and archived units
+// account for), that a batch that changed nothing left the bucket as it was, that reserved
+// holds are never pruned, that a written bucket's window is within its cap, that a record
+// younger than the age goes only over the cap, and that Forgot covers every dropped record
+// but committed holds.
 func TestApplyKeepsInvariants(t *testing.T) {
 	t.Parallel()
-	const retention, tombstones = 20 * time.Second, 5 * time.Second
+	w := stock.Window{Age: 20 * time.Second, Ops: 6}
 	rng := rand.New(rand.NewPCG(1, 2))
 	kinds := []stock.OpKind{stock.OpReserve, stock.OpReserve, stock.OpCommit, stock.OpRelease, stock.OpProbe}
 	var pruned, archived int
@@ -445,7 +531,7 @@ func TestApplyKeepsInvariants(t *testing.T) {
 				}
 			}
 			before := clone(b)
-			results, changed := stock.Apply(&b, ops, now, stock.Retention{Holds: retention, Tombstones: tombstones})
+			results, changed := stock.Apply(&b, ops, now, w)
 			if err := b.Check(); err != nil {
 				t.Fatalf("run %d step %d: %v after %+v", run, step, err, ops)
 			}
@@ -457,22 +543,41 @@ func TestApplyKeepsInvariants(t *testing.T) {
 			if b.Sold < before.Sold || b.Archived < before.Archived {
 				t.Fatalf("run %d step %d: sold or archived went down: %+v -> %+v", run, step, before, b)
 			}
+			records := len(b.Passed)
+			for _, h := range b.Holds {
+				if h.State != stock.StateReserved {
+					records++
+				}
+			}
+			if changed && records > w.Ops {
+				t.Fatalf("run %d step %d: %d records in a window of %d", run, step, records, w.Ops)
+			}
+			full := changed && records == w.Ops
+			finished := map[string]bool{} // orders this batch may have moved into the window
+			for _, op := range ops {
+				finished[op.OrderID] = finished[op.OrderID] || op.Kind == stock.OpCommit || op.Kind == stock.OpRelease
+			}
 			for id, h := range before.Holds {
 				if _, ok := b.Holds[id]; ok {
 					continue
 				}
 				pruned++
-				keep := retention
-				if h.Tombstone() {
-					keep = tombstones
-				}
-				if h.State == stock.StateReserved || now.Sub(h.At) < keep {
+				if (h.State == stock.StateReserved && !finished[id]) || (now.Sub(h.At) < w.Age && !full) {
 					t.Fatalf("run %d step %d: pruned %s's hold %+v at %s", run, step, id, h, now)
+				}
+				if h.State == stock.StateReleased && b.Forgot.Before(h.At) {
+					t.Fatalf("run %d step %d: dropped %s's hold %+v, Forgot %s", run, step, id, h, b.Forgot)
 				}
 			}
 			for id, at := range before.Passed {
-				if _, ok := b.Passed[id]; !ok && now.Sub(at) < retention {
-					t.Fatalf("run %d step %d: pruned %s's mark of %s at %s", run, step, id, at, now)
+				if _, ok := b.Passed[id]; ok {
+					continue
+				}
+				if _, ok := b.Holds[id]; ok {
+					t.Fatalf("run %d step %d: %s's mark became a hold", run, step, id)
+				}
+				if (now.Sub(at) < w.Age && !full) || b.Forgot.Before(at) {
+					t.Fatalf("run %d step %d: pruned %s's mark of %s at %s, Forgot %s", run, step, id, at, now, b.Forgot)
 				}
 			}
 			for i, r := range results {
@@ -696,7 +801,7 @@ func TestLeakedHoldTombstones(t *testing.T) {
 			t.Parallel()
 			b := clone(tt.before)
 
-			got, changed := stock.Apply(&b, tt.ops, t1, stock.Retention{Holds: stock.DefaultHoldRetention, Tombstones: stock.DefaultTombstoneRetention})
+			got, changed := stock.Apply(&b, tt.ops, t1, win)
 
 			if diff := cmp.Diff(got, tt.want, cmpopts.IgnoreFields(stock.Result{}, "Err")); diff != "" {
 				t.Errorf("results (-got +want):\n%s", diff)
@@ -719,27 +824,30 @@ func TestLeakedHoldTombstones(t *testing.T) {
 	}
 }
 
-// TestLeakedHoldTombstonesArePrunedAfterTheirOwnWindow: a release tombstone goes with the
-// first write after Retention.Tombstones, long before the released holds replays need.
-func TestLeakedHoldTombstonesArePrunedAfterTheirOwnWindow(t *testing.T) {
+// TestLeakedHoldTombstonesLeaveWithTheWindow: a release tombstone goes with the first write
+// at least the window's age after it, and moves Forgot, so a reserve of its order that was
+// in flight all along answers Forgotten instead of taking a hold.
+func TestLeakedHoldTombstonesLeaveWithTheWindow(t *testing.T) {
 	t.Parallel()
-	keep := stock.Retention{Holds: time.Hour, Tombstones: time.Minute}
+	keep := stock.Window{Age: time.Minute, Ops: 100}
 	before := bucket(map[string]stock.Hold{
 		"old":   {State: stock.StateReleased, At: t0},
 		"young": {State: stock.StateReleased, At: t0.Add(time.Second)},
-		"r":     held(2, stock.StateReleased, t0),
 	})
 	b := clone(before)
 
 	stock.Apply(&b, []stock.Op{reserve("o1", 1)}, t0.Add(time.Minute), keep)
 
-	want := bucket(map[string]stock.Hold{
+	want := withForgot(bucket(map[string]stock.Hold{
 		"young": {State: stock.StateReleased, At: t0.Add(time.Second)},
-		"r":     held(2, stock.StateReleased, t0),
 		"o1":    held(1, stock.StateReserved, t0.Add(time.Minute)),
-	})
+	}), t0)
 	if diff := cmp.Diff(b, want, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("bucket (-got +want):\n%s", diff)
+	}
+	late := stock.Op{Kind: stock.OpReserve, OrderID: "old", Qty: 1, Until: until, Since: t0.Add(-time.Second)}
+	if got, _ := stock.Apply(&b, []stock.Op{late}, t0.Add(time.Minute), keep); got[0].Status != stock.Forgotten {
+		t.Errorf("a reserve in flight since before the pruned tombstone = %+v, want Forgotten", got[0])
 	}
 	// No write, no pruning: an idle bucket keeps its tombstones.
 	b = clone(before)

@@ -90,9 +90,18 @@ func (c *Inventory) Available(ctx context.Context, dealID string) (int, error) {
 	return out.Available, nil
 }
 
-// Commit implements order.Stock.
+// Commit implements order.Stock. Inventory keeps a finished hold only for its short
+// recent-ops window, so a repeated commit (a retry after a crash between the commit and the
+// order's confirmation) may find no hold: "not found". The order app commits only orders whose
+// document says they hold stock (the document is written only after inventory reserved for
+// it, and a paid order's hold is never released), so no hold means inventory committed it
+// before: that is success.
 func (c *Inventory) Commit(ctx context.Context, dealID, orderID string) error {
-	return c.call.Call(ctx, c.appID, http.MethodPost, "reservations/"+url.PathEscape(orderID)+"/commit", nil, map[string]string{"deal_id": dealID}, nil)
+	err := c.call.Call(ctx, c.appID, http.MethodPost, "reservations/"+url.PathEscape(orderID)+"/commit", nil, map[string]string{"deal_id": dealID}, nil)
+	if problem.CodeOf(err) == problem.CodeNotFound {
+		return nil
+	}
+	return err
 }
 
 // Release implements order.Stock.

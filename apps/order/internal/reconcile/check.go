@@ -20,7 +20,7 @@ const (
 
 	// Holds against orders.
 	KindOrphanHold           Kind = "orphan_hold" // reserved, no order: released once OrphanAge old (unless the sweep owns it)
-	KindLeakedHold           Kind = "leaked_hold" // reserved, order cancelled or refunded: released
+	KindLeakedHold           Kind = "leaked_hold" // reserved, order cancelled, refunded or confirmed: released
 	KindSoldWithoutConfirmed Kind = "sold_without_confirmed_order"
 	KindConfirmedWithoutSold Kind = "confirmed_order_without_sold_stock"
 	KindPendingWithoutHold   Kind = "pending_order_without_hold"
@@ -209,7 +209,10 @@ func checkOrder(now time.Time, w windows, c orderCase) []Finding {
 			add(KindOverduePending, a, "pending past pay_by %s %s", o.PayBy.Format(time.RFC3339), why)
 		}
 	case order.StatusPaid:
-		if !held {
+		// No hold at all is what a commit leaves once inventory's recent-ops window lets the
+		// committed hold go (the order's confirmation comes next, or the sweep finishes it):
+		// only a released hold is a finding.
+		if h != nil && h.State == HoldReleased {
 			add(KindPaidWithoutHold, "", "paid order with %s", state)
 		}
 		if o.Kind == "group" {
@@ -223,7 +226,13 @@ func checkOrder(now time.Time, w windows, c orderCase) []Finding {
 			add(KindPaidNotSettled, requeue(), "paid flash order not confirmed (%s)", state)
 		}
 	case order.StatusConfirmed:
-		if h == nil || h.State != HoldCommitted {
+		// A confirmed order's hold was committed, and leaves inventory's document with its
+		// recent-ops window: no hold is as expected. A reserved one is a second hold (a stale
+		// placement attempt reserved after the commit) that nobody will ever commit.
+		switch {
+		case h != nil && h.State == HoldReserved:
+			add(KindLeakedHold, ActionReleaseHold, "%d units still reserved for a confirmed order", h.Qty)
+		case h != nil && h.State == HoldReleased:
 			add(KindConfirmedWithoutSold, "", "confirmed order with %s", state)
 		}
 		if !o.Settled {

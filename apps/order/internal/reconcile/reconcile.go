@@ -25,8 +25,9 @@
 // (GET /admin/reconciliation) and Prometheus counters per finding kind and per repair.
 //
 // No document lists a deal's orders (invariant 5), so a pass finds orders through what
-// refers to them: inventory's holds (every order that ever held stock of a deal; reserved
-// holds stay until settled, settled ones for HOLD_RETENTION) and the order app's pending set.
+// refers to them: inventory's holds (reserved holds stay until settled, settled ones only for
+// inventory's short recent-ops window, STOCK_RECENT_WINDOW, so a finished order is mostly seen
+// without its hold) and the order app's pending set.
 // Settled holds older than Lookback were seen by earlier passes and are not read again.
 //
 // Cron bindings fire on every replica and ticks may overlap: a pass runs under a lease (one

@@ -411,16 +411,22 @@ func TestPass(t *testing.T) {
 			stockUnits: 5,
 			holds: map[string]reconcile.Hold{
 				"o-pending":   hold(reconcile.HoldReleased, 1, old),
-				"o-confirmed": hold(reconcile.HoldReserved, 1, old),
+				"o-confirmed": hold(reconcile.HoldReleased, 1, old),
+				"o-paid":      hold(reconcile.HoldReleased, 1, old),
 				"o-qty":       hold(reconcile.HoldReserved, 2, t0.Add(-2*time.Minute)),
 			},
 			orders: []order.Order{
 				doc("o-pending", order.StatusPending, 1, t0.Add(-2*time.Minute)),
 				doc("o-confirmed", order.StatusConfirmed, 1, old),
+				func() order.Order {
+					o := doc("o-paid", order.StatusPaid, 1, old)
+					o.Kind, o.GroupID = "group", "g1"
+					return o
+				}(),
 				doc("o-qty", order.StatusPending, 1, t0.Add(-2*time.Minute)),
 				doc("o-nohold", order.StatusPending, 1, t0.Add(-2*time.Minute)),
 			},
-			ledgers: map[string]reconcile.Ledger{"o-confirmed": charged(100, 0)},
+			ledgers: map[string]reconcile.Ledger{"o-confirmed": charged(100, 0), "o-paid": charged(100, 0)},
 			pending: []order.PendingEntry{
 				{OrderID: "o-pending", UserID: "u-o-pending", DealID: dealID, Due: t0.Add(13 * time.Minute)},
 				{OrderID: "o-qty", UserID: "u-o-qty", DealID: dealID, Due: t0.Add(13 * time.Minute)},
@@ -429,10 +435,35 @@ func TestPass(t *testing.T) {
 			wantFindings: []got{
 				{reconcile.KindConfirmedWithoutSold, "o-confirmed", ""},
 				{reconcile.KindPendingWithoutHold, "o-nohold", ""},
+				{reconcile.KindPaidWithoutHold, "o-paid", ""},
 				{reconcile.KindPendingWithoutHold, "o-pending", ""},
 				{reconcile.KindQuantityMismatch, "o-qty", ""},
 			},
 			wantRepaired: []got{},
+		},
+		{
+			// Inventory keeps finished holds only for its short recent-ops window: a confirmed
+			// or paid order without any hold is what a commit leaves. A reserved hold of a
+			// confirmed order is a second hold nobody will commit.
+			name:       "finished orders need no hold; a reserved one of a confirmed order is released",
+			stockUnits: 5,
+			holds:      map[string]reconcile.Hold{"o-second": hold(reconcile.HoldReserved, 1, old)},
+			orders: []order.Order{
+				doc("o-second", order.StatusConfirmed, 1, old),
+				doc("o-gone", order.StatusConfirmed, 1, old),
+				func() order.Order {
+					o := doc("o-paid", order.StatusPaid, 1, old)
+					o.Kind, o.GroupID = "group", "g1"
+					return o
+				}(),
+			},
+			ledgers: map[string]reconcile.Ledger{"o-second": charged(100, 0), "o-gone": charged(100, 0), "o-paid": charged(100, 0)},
+			pending: []order.PendingEntry{
+				{OrderID: "o-gone", UserID: "u-o-gone", DealID: dealID, Due: t0.Add(13 * time.Minute)},
+				{OrderID: "o-paid", UserID: "u-o-paid", DealID: dealID, Due: t0.Add(13 * time.Minute)},
+			},
+			wantFindings: []got{},
+			wantRepaired: []got{{reconcile.KindLeakedHold, "o-second", reconcile.ActionReleaseHold}},
 		},
 		{
 			name:       "a paid group order is reported once its group's deadline is long past",

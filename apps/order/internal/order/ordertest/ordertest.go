@@ -521,7 +521,7 @@ type stockCall struct {
 // (a replay reports the hold's state), Release/Commit of a released/committed hold is a
 // no-op, releasing an order without a hold answers "absent" without error and leaves a
 // release tombstone: a later Reserve of that order answers "released" (inventory prunes the
-// tombstone after RELEASE_TOMBSTONE_RETENTION; this fake keeps it).
+// tombstone after STOCK_RECENT_WINDOW; this fake keeps it).
 //
 // SoldOut answers sold out before looking for the order's hold, like inventory's per-replica
 // sold-out cache does. ReserveErr fails Reserve before it does anything; LostReply makes
