@@ -566,7 +566,7 @@ func TestReplayAfterTheMarkWasPrunedFindsTheWalkedHold(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, stock.Config{Buckets: 2})
 	e.clock.advance(time.Since(t0)) // the ids below are made now
-	mustCreate(t, e, "d1", 4)           // 2 units per bucket
+	mustCreate(t, e, "d1", 4)       // 2 units per bucket
 	gen, err := ids.New(1)
 	if err != nil {
 		t.Fatal(err)
