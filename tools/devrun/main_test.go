@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -65,6 +66,9 @@ func TestInfraOverrides(t *testing.T) {
 		"statestore":       {"redisHost": "10.1.1.1:6379"},
 		"pubsub":           {"connectionString": "amqp://u:p@10.1.1.2:5672/"},
 		"pubsub-broadcast": {"connectionString": "amqp://u:p@10.1.1.2:5672/"},
+	}
+	for i := range 8 { // the order app's outbox relay components (components/pubsub-relay.yaml)
+		wantMD[fmt.Sprintf("pubsub-relay-%d", i)] = map[string]string{"connectionString": "amqp://u:p@10.1.1.2:5672/"}
 	}
 	if diff := cmp.Diff(wantMD, md); diff != "" {
 		t.Errorf("metadata overrides (-want +got):\n%s", diff)
