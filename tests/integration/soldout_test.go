@@ -69,8 +69,14 @@ func TestSoldOutRefusalsWriteNothing(t *testing.T) {
 	s := harness.StartForTest(t, infra, harness.Options{
 		Name: "soldout",
 		Apps: []string{"gateway", "catalog", "inventory", "order"},
-		// The reconciler's lease write would count as a write of the refusals.
-		Components: map[string]map[string]string{"order-reconcile": {"schedule": "@every 1h"}},
+		// Background passes write on their own schedule (the reconciler's and the outbox
+		// recovery's leases, the expiry sweep's window claims); here they would count as
+		// writes of the refusals, so they stay out of the measured window.
+		Components: map[string]map[string]string{
+			"order-reconcile": {"schedule": "@every 1h"},
+			"order-expiry":    {"schedule": "@every 1h"},
+		},
+		AppEnv: map[string]map[string]string{"order": {"OUTBOX_RECOVERY_INTERVAL": "1h", "OUTBOX_LEASE": "2h"}},
 	})
 	dealID := newFlashDeal(t, s, 2)
 	buyer, _ := s.NewUser(t)
