@@ -3,12 +3,16 @@ package main
 import (
 	"errors"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/groupbuy/groupbuy/pkg/devstack"
+	"github.com/groupbuy/groupbuy/tests/testinfra"
 )
 
 func TestParseStatCPU(t *testing.T) {
@@ -383,5 +387,34 @@ func TestHeldMatches(t *testing.T) {
 		if got, why := heldMatches(tt.held1, tt.held2, tt.active, tt.released, tt.open); got != tt.want {
 			t.Errorf("%s: heldMatches = %t (%s), want %t", tt.name, got, why, tt.want)
 		}
+	}
+}
+
+func TestComponentOverridesCoverEveryRabbitMQComponent(t *testing.T) {
+	infra := &testinfra.Infra{RedisAddr: "127.0.0.1:6379", RedisDB: 7, RabbitURL: "amqp://guest:guest@127.0.0.1:5672/run-vhost"}
+	md, err := componentOverrides(filepath.Join("..", "..", "components"), infra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resources, err := devstack.LoadResources(filepath.Join("..", "..", "components"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rabbit := 0
+	for _, r := range resources {
+		if r.Kind != "Component" || !strings.HasSuffix(r.Type, ".rabbitmq") {
+			continue
+		}
+		rabbit++
+		if got := md[r.Name]["connectionString"]; got != infra.RabbitURL {
+			t.Errorf("component %s (%s) connects to %q, want the run's vhost %q", r.Name, r.Type, got, infra.RabbitURL)
+		}
+	}
+	// pubsub, pubsub-broadcast and the order app's relay components at least.
+	if rabbit < 3 {
+		t.Errorf("found %d RabbitMQ components in components/, want the relay components among them", rabbit)
+	}
+	if got := md["statestore"]; got["redisHost"] != infra.RedisAddr || got["redisDB"] != "7" {
+		t.Errorf("statestore overrides %v, want the run's Redis DB", got)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -70,10 +71,10 @@ func startStack(ctx context.Context, cfg Config, logf func(string, ...any)) (*St
 		s.closeInfra()
 		return nil, err
 	}
-	components := map[string]map[string]string{
-		"statestore":       {"redisHost": infra.RedisAddr, "redisDB": strconv.Itoa(infra.RedisDB)},
-		"pubsub":           {"connectionString": infra.RabbitURL},
-		"pubsub-broadcast": {"connectionString": infra.RabbitURL},
+	components, err := componentOverrides(filepath.Join(cfg.RepoRoot, "components"), infra)
+	if err != nil {
+		s.closeInfra()
+		return nil, err
 	}
 	if cfg.ExpiryTick != "" {
 		components["order-expiry"] = map[string]string{"schedule": "@every " + cfg.ExpiryTick}
@@ -440,4 +441,24 @@ func (s *Stack) startEngineSidecar(ctx context.Context, n int) (*engineSidecar, 
 		return nil, err
 	}
 	return &engineSidecar{child: c, app: a}, nil
+}
+
+// componentOverrides points the components of dir at the run's infrastructure: the state store
+// at its Redis DB, and every RabbitMQ component (pubsub, pubsub-broadcast, the order app's
+// relay components pubsub-relay-N, whatever components/ declares) at its vhost. A RabbitMQ
+// component left on the default vhost would publish where no subscriber of the run listens.
+func componentOverrides(dir string, infra *testinfra.Infra) (map[string]map[string]string, error) {
+	resources, err := devstack.LoadResources(dir)
+	if err != nil {
+		return nil, err
+	}
+	md := map[string]map[string]string{
+		"statestore": {"redisHost": infra.RedisAddr, "redisDB": strconv.Itoa(infra.RedisDB)},
+	}
+	for _, r := range resources {
+		if r.Kind == "Component" && strings.HasSuffix(r.Type, ".rabbitmq") {
+			md[r.Name] = map[string]string{"connectionString": infra.RabbitURL}
+		}
+	}
+	return md, nil
 }
