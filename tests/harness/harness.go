@@ -148,8 +148,12 @@ func Start(ctx context.Context, infra *testinfra.Infra, opts Options) (*Stack, e
 		"pubsub-broadcast": {"connectionString": infra.RabbitURL},
 		"order-expiry":     {"schedule": "@every 1s"},
 	}
-	for i := range relayPubSubs {
-		components[fmt.Sprintf("pubsub-relay-%d", i)] = map[string]string{"connectionString": infra.RabbitURL}
+	relays, err := relayPubSubs()
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range relays {
+		components[name] = map[string]string{"connectionString": infra.RabbitURL}
 	}
 	var pg *pgDatabase
 	if profile == ProfilePostgres {
@@ -161,8 +165,8 @@ func Start(ctx context.Context, infra *testinfra.Infra, opts Options) (*Stack, e
 		components["statestore"] = map[string]string{"connectionString": dsn}
 		components["pubsub"] = map[string]string{"redisHost": infra.RedisAddr, "redisDB": redisDB}
 		components["pubsub-broadcast"] = map[string]string{"redisHost": infra.RedisAddr, "redisDB": redisDB}
-		for i := range relayPubSubs {
-			components[fmt.Sprintf("pubsub-relay-%d", i)] = map[string]string{"redisHost": infra.RedisAddr, "redisDB": redisDB}
+		for _, name := range relays {
+			components[name] = map[string]string{"redisHost": infra.RedisAddr, "redisDB": redisDB}
 		}
 	}
 	cleanupPG := func() {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/groupbuy/groupbuy/pkg/devstack"
 )
 
 // Profiles: the default (Redis state, RabbitMQ pub/sub, components/) and "postgres"
@@ -22,9 +24,25 @@ const (
 	ProfilePostgres = "postgres"
 )
 
-// relayPubSubs is the number of the order relay's pub/sub components
-// (components/pubsub-relay.yaml, pubsub-relay-0..7), pointed at the stack's broker.
-const relayPubSubs = 8
+// relayPubSubs names the order relay's pub/sub components as components/ declares them
+// (components/pubsub-relay.yaml: pubsub-relay-0..N), so every one is pointed at the stack's
+// broker however many there are; the postgres overlay declares the same names.
+func relayPubSubs() ([]string, error) {
+	resources, err := devstack.LoadResources(filepath.Join(RepoRoot(), "components"))
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, r := range resources {
+		if r.Kind == "Component" && strings.HasPrefix(r.Name, "pubsub-relay-") {
+			names = append(names, r.Name)
+		}
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("no pubsub-relay-N component in %s", filepath.Join(RepoRoot(), "components"))
+	}
+	return names, nil
+}
 
 // EnvProfile selects the infrastructure profile of the stacks a test run starts.
 const EnvProfile = "GROUPBUY_TEST_PROFILE"
