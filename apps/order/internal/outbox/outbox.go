@@ -167,8 +167,52 @@ type Relay struct {
 	log   *slog.Logger
 	now   func() time.Time
 	queue chan order.Order
+	sent  *sentSet
 
 	published, failed, dropped, recovered metric.Int64Counter
+}
+
+// sentSet remembers the events this replica has published or is publishing (by event id),
+// so an order handed over again before its first batch cleared an event (a transition right
+// after another: paid, then confirmed) does not publish that event a second time. Bounded:
+// the oldest ids fall out, and a repeat past them is what consumers drop by event id anyway.
+type sentSet struct {
+	mu    sync.Mutex
+	ids   map[string]bool // true: published; false: in flight
+	order []string
+}
+
+const sentSetSize = 16384
+
+// claim reserves id for publishing; false when it is published or in flight already, and
+// published tells which.
+func (s *sentSet) claim(id string) (ok, published bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, seen := s.ids[id]; seen {
+		return false, p
+	}
+	s.ids[id] = false
+	s.order = append(s.order, id)
+	for len(s.order) > sentSetSize {
+		delete(s.ids, s.order[0])
+		s.order = s.order[1:]
+	}
+	return true, false
+}
+
+// settle records the outcome of a claimed id: published, or released for a later attempt.
+func (s *sentSet) settle(id string, published bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.ids[id]; !ok {
+		return
+	}
+	if published {
+		s.ids[id] = true
+	} else {
+		delete(s.ids, id) // left in order; claim appends it again
+	}
 }
 
 var _ order.Outbox = (*Relay)(nil)
@@ -182,7 +226,7 @@ func New(cfg Config, d Deps) (*Relay, error) {
 		d.Now = time.Now
 	}
 	r := &Relay{cfg: cfg, pub: d.Publisher, ord: d.Orders, idx: d.Index, owner: d.Owner, log: d.Log, now: d.Now,
-		queue: make(chan order.Order, cfg.Queue)}
+		queue: make(chan order.Order, cfg.Queue), sent: &sentSet{ids: map[string]bool{}}}
 	var err error
 	counter := func(name, desc string) metric.Int64Counter {
 		c, cerr := d.Meter.Int64Counter(name, metric.WithDescription(desc))
@@ -265,17 +309,26 @@ func (r *Relay) flush(ctx context.Context, batch []item) error {
 	type ref struct{ item, event int }
 	var msgs []events.OrderV1
 	var refs []ref
+	done := make([][]order.OutboxEvent, len(batch))
 	for i, it := range batch {
 		for j, e := range it.o.Outbox {
-			msgs = append(msgs, it.o.Event(e))
-			refs = append(refs, ref{i, j})
+			m := it.o.Event(e)
+			ok, published := r.sent.claim(m.EventID)
+			switch {
+			case ok:
+				msgs = append(msgs, m)
+				refs = append(refs, ref{i, j})
+			case published:
+				done[i] = append(done[i], e) // published before: only its clearing is left
+			default: // out with another batch, which clears it
+			}
 		}
 	}
 	errs := r.pub.Publish(ctx, msgs)
-	done := make([][]order.OutboxEvent, len(batch))
 	var failed int
 	var firstErr error
 	for k, err := range errs {
+		r.sent.settle(msgs[k].EventID, err == nil)
 		if err != nil {
 			failed++
 			firstErr = cmpErr(firstErr, err)

@@ -237,6 +237,49 @@ func TestClearKeepsEventsRecordedMeanwhile(t *testing.T) {
 	}
 }
 
+// An order handed over again before the relay cleared its first event (a transition right
+// after another: the second hand-over still carries the first event) publishes that event
+// once: the second batch only clears it.
+func TestEventHandedOverTwicePublishedOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.pub.sent = make(chan struct{}, 8)
+	r := e.relay(t, "a")
+	o := e.commit(t, r, "o1")
+	r.Relay(o)
+	paidSlot, err := r.Register(context.Background(), "o1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	paid := o
+	paid.Status = order.StatusPaid
+	paid.Outbox = append(slices.Clone(o.Outbox), order.OutboxEvent{Topic: events.TopicOrderPaid, Status: order.StatusPaid, At: e.clock.Now(), Slot: paidSlot})
+	_, etag, err := e.orders.Get(context.Background(), "o1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.orders.Update(context.Background(), paid, etag); err != nil {
+		t.Fatal(err)
+	}
+	r.Relay(paid)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	waitFor(t, ctx, func() bool { return len(e.outboxOf(t, "o1")) == 0 && len(e.indexed()) == 0 })
+	cancel()
+	<-done
+
+	var got []string
+	for _, c := range e.pub.calls {
+		got = append(got, c...)
+	}
+	slices.Sort(got)
+	if diff := cmp.Diff(got, []string{"o1:order.created", "o1:order.paid"}); diff != "" {
+		t.Errorf("published events (-got +want):\n%s", diff)
+	}
+}
+
 // A process that died between its write and its publish leaves the event in the document and
 // the order in the index: the recovery pass publishes it once the bucket is older than the
 // grace, clears and trims it, and moves the cursor past the emptied buckets.
