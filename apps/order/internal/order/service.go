@@ -93,6 +93,9 @@ func NewService(cfg Config, d Deps) *Service {
 	if cfg.ListLimit <= 0 {
 		cfg.ListLimit = 100
 	}
+	if cfg.PaymentGrace <= 0 {
+		cfg.PaymentGrace = 30 * time.Second // also the bound of a payment that outlives its caller
+	}
 	keys := idempotency.NewRunner[IdemRecord](d.Idem, idempotency.Config{Lease: cfg.IdemLease, Wait: cfg.IdemWait}, d.Now, d.Log)
 	return &Service{cfg: cfg, store: d.Store, users: d.Users, pending: d.Pending, groups: d.Groups, idem: d.Idem, keys: keys,
 		soldOut: newSoldOutMarks(cfg.SoldOutTTL, d.Now, d.Levels), gate: d.Gate, deals: d.Deals, stock: d.Stock, payments: d.Payments, outbox: d.Outbox, ids: d.IDs, log: d.Log, now: d.Now,
@@ -428,6 +431,11 @@ func (s *Service) Pay(ctx context.Context, u Caller, id, token string) (Order, e
 	if err != nil {
 		return Order{}, err
 	}
+	// From here on money may move: the charge and what follows it (paid, stock committed,
+	// confirmed) finish even when the caller gives up (an invocation timeout, a closed
+	// connection), so a payer who left does not leave a charged order waiting for pay_by.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PaymentGrace)
+	defer cancel()
 	res, err := s.payments.Charge(ctx, o.ID, o.TotalCents, token)
 	if err != nil || res.Status != "succeeded" {
 		// Nothing was charged (declined), or we cannot know (unavailable): the charge is

@@ -852,6 +852,26 @@ func TestPayAfterDeclineRetries(t *testing.T) {
 	}
 }
 
+// A payer that gives up (the gateway's invocation timeout, a closed connection) after the
+// charge went through must still get a confirmed order: the money is taken, so the rest of the
+// payment (paid, stock committed, confirmed) finishes without the request, not at pay_by.
+func TestPayFinishesAfterTheCallerGaveUp(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.place(t, alice, "k1", "flash", 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	e.Pay.SetOnCharge(func(string) { cancel() })
+
+	_, _ = e.Svc.Pay(ctx, alice, "o1", "tok_ok") // the caller is gone; its answer does not matter
+
+	if got := e.mustOrder(t, "o1"); got.Status != order.StatusConfirmed || !got.Settled {
+		t.Errorf("stored status = %q settled=%v, want %q settled", got.Status, got.Settled, order.StatusConfirmed)
+	}
+	if got := e.Stock.Hold("o1"); got != "committed" {
+		t.Errorf("hold = %q, want committed", got)
+	}
+}
+
 func TestCancel(t *testing.T) {
 	t.Parallel()
 	setMarker := func(e *env, age time.Duration) {

@@ -74,7 +74,10 @@ func NewStore() *Store {
 
 var _ order.Store = (*Store)(nil)
 
-func (s *Store) Get(_ context.Context, id string) (order.Order, string, error) {
+func (s *Store) Get(ctx context.Context, id string) (order.Order, string, error) {
+	if err := ctx.Err(); err != nil {
+		return order.Order{}, "", err // like a state call whose caller gave up
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	raw, ok := s.docs[id]
@@ -97,7 +100,10 @@ func (s *Store) Create(_ context.Context, o order.Order) error {
 	return s.putLocked(o)
 }
 
-func (s *Store) Update(_ context.Context, o order.Order, etag string) error {
+func (s *Store) Update(ctx context.Context, o order.Order, etag string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.docs[o.ID]; !ok || strconv.Itoa(s.versions[o.ID]) != etag {
@@ -571,7 +577,10 @@ func (s *Stock) Reserve(_ context.Context, dealID, orderID string, _ int, _ time
 	return "reserved", false, nil
 }
 
-func (s *Stock) Commit(_ context.Context, dealID, orderID string) error {
+func (s *Stock) Commit(ctx context.Context, dealID, orderID string) error {
+	if err := ctx.Err(); err != nil {
+		return err // like an invocation whose caller gave up
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls = append(s.calls, stockCall{"commit", dealID, orderID})
