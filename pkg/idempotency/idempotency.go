@@ -96,8 +96,8 @@ type Claim struct {
 // Keys is what a Runner needs of a record store; Store implements it for the Dapr state store.
 type Keys[D any] interface {
 	// Begin claims the key and returns the record as stored; claimed is true when the caller's
-	// attempt now holds it: the key was new (then, and only then, alloc fills in the
-	// references), or the hash matches, the record is not done and its holder is gone (its
+	// attempt now holds it: the key was new (then the references alloc filled in are stored;
+	// alloc may also run for a claim that finds the key, and its references are dropped), or the hash matches, the record is not done and its holder is gone (its
 	// lease passed, or it is c.Dead), or the record already names c.Owner.
 	Begin(ctx context.Context, c Claim, alloc func(*D)) (rec D, claimed bool, err error)
 	// Finish stores the reply if owner still holds the key (ErrNotOwner otherwise).
@@ -136,12 +136,30 @@ func Key(userID, key string) string {
 
 var errNotOurs = errors.New("idempotency: not claimable")
 
-// Begin implements Keys. alloc may run more than once under contention; only one run's
-// references are stored.
+// Begin implements Keys. alloc may run more than once (a claim that finds the key, contention);
+// only one run's references are stored.
 func (s *Store[D, P]) Begin(ctx context.Context, c Claim, alloc func(*D)) (D, bool, error) {
 	var zero, seen D
 	if c.Owner == "" {
 		return zero, false, errors.New("idempotency: a claim needs an owner token")
+	}
+	// A new key is the common case: claim it with a create, no read. A key that exists
+	// (a retry, a replay) goes the read-modify-write way below.
+	var fresh D
+	now := s.now().UTC()
+	*P(&fresh).record() = Record{Hash: c.Hash, Owner: c.Owner, LeaseUntil: now.Add(c.Lease), CreatedAt: now}
+	alloc(&fresh)
+	switch err := s.s.Create(ctx, Key(c.UserID, c.Key), fresh, daprstate.TTL(s.ttl)); {
+	case err == nil:
+		return fresh, true, nil
+	case !errors.Is(err, daprstate.ErrExists):
+		// The create may have landed with its answer lost: the token says whose claim it is.
+		if cur, found, gerr := s.Get(ctx, c.UserID, c.Key); gerr == nil && found {
+			if r := P(&cur).record(); r.Owner == c.Owner && !r.Done {
+				return cur, true, nil
+			}
+		}
+		return zero, false, err
 	}
 	claimed := false
 	doc, err := daprstate.Mutate(ctx, s.s, Key(c.UserID, c.Key), casAttempts, func(d *D, found bool) error {
@@ -209,6 +227,17 @@ func (s *Store[D, P]) Finish(ctx context.Context, userID, key, owner string, sta
 		}
 	}
 	return err
+}
+
+// FinishHeld stores the reply of an attempt that holds the key with at least half its lease
+// left: rec is the record as the attempt claimed (or last confirmed) it. Nobody else writes a
+// key while its lease runs (a retry waits; only the holder abandons or confirms), so the
+// record is written without reading it first. The Runner falls back to Finish when this
+// fails.
+func (s *Store[D, P]) FinishHeld(ctx context.Context, userID, key string, rec D, status int, body []byte) error {
+	r := P(&rec).record()
+	r.Done, r.Status, r.Body = true, status, body
+	return s.s.Put(ctx, Key(userID, key), rec, daprstate.TTL(s.ttl))
 }
 
 // Abandon implements Keys. A missing or done record, or one held by another attempt, is left

@@ -285,8 +285,8 @@ func TestStore(t *testing.T) {
 	}
 }
 
-// The references are allocated when the key is new and never again: a takeover resumes with
-// them.
+// The references stored are the first claim's: a takeover resumes with them (alloc may run
+// again for a claim that finds the key, whose references are then discarded).
 func TestBeginAllocatesOnlyOnFirstClaim(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -304,9 +304,6 @@ func TestBeginAllocatesOnlyOnFirstClaim(t *testing.T) {
 		t.Fatalf("Begin after the lease = %t, %v; want claimed", claimed, err)
 	}
 
-	if calls != 1 {
-		t.Errorf("alloc ran %d times, want 1", calls)
-	}
 	if got, want := [2]string{again.GroupID, again.OrderID}, [2]string{first.GroupID, first.OrderID}; got != want {
 		t.Errorf("references after takeover = %v, want %v", got, want)
 	}

@@ -216,8 +216,7 @@ func TestRunRetryWaitsForTheFirstAttempt(t *testing.T) {
 			}
 			b := newBlocked()
 			a := run(ctx, first, b.do)
-			wait(t, ctx, b.started, "the first attempt")
-			<-rs.reads // the first attempt's claim read the key
+			wait(t, ctx, b.started, "the first attempt") // its claim created the key, no read
 
 			retried := run(ctx, second, func(context.Context, *idempotency.Attempt[record]) (idempotency.Reply, error) {
 				t.Error("the retry ran the work again")
@@ -426,5 +425,40 @@ func TestRunConcurrentRequests(t *testing.T) {
 		if r.err != nil || r.reply.Status != 201 || string(r.reply.Body) != string(results[0].reply.Body) {
 			t.Errorf("request %d = %+v, %v; want request 0's 201 %s", i, r.reply, r.err, results[0].reply.Body)
 		}
+	}
+}
+
+// A new key is the hot path of every purchase: its claim is a create (nobody can hold a key
+// that does not exist yet) and its reply is stored while the lease is safely ours, so it
+// costs two writes and no read of the record.
+func TestRunNewKeyCostsTwoWritesAndNoRead(t *testing.T) {
+	t.Parallel()
+	r := newReplicas(true)
+
+	got, err := r.runner(time.Second).Run(context.Background(), req, ids(), reply)
+
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if want := (idempotency.Reply{Status: 201, Body: []byte(`{"id":"o1"}`)}); !cmp.Equal(got, want) {
+		t.Errorf("reply = %+v, want %+v", got, want)
+	}
+	if n := len(r.reads); n != 0 {
+		t.Errorf("%d reads of the record, want 0", n)
+	}
+	if n := r.f.SaveCalls(); n != 2 {
+		t.Errorf("%d writes, want 2 (claim, reply)", n)
+	}
+	rec, found, err := r.s.Get(context.Background(), req.UserID, req.Key)
+	if err != nil || !found || !rec.Done || rec.Status != 201 || rec.OrderID != "o1" {
+		t.Errorf("stored record = %+v found=%v err=%v, want done with 201 and order o1", rec, found, err)
+	}
+	// A replay gets the stored reply without running anything.
+	again, err := r.runner(time.Second).Run(context.Background(), req, ids(), func(context.Context, *idempotency.Attempt[record]) (idempotency.Reply, error) {
+		t.Error("do ran for a finished key")
+		return idempotency.Reply{}, nil
+	})
+	if err != nil || !cmp.Equal(again, got) {
+		t.Errorf("replay = %+v, %v; want %+v", again, err, got)
 	}
 }

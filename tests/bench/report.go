@@ -211,7 +211,15 @@ func ratios(r *Report) []Ratio {
 	add("S4 p95 join latency (ms) at c=64", "< 150", lt(150), "S4.p95", "", "")
 	add("S4 CPU per seat / CPU per flash purchase", "≤ 2", le(2), "S4.cpu_ms", "S2.cpu_ms", "")
 	add("S4 deadline lateness p99 (s)", "< 1", lt(1), "S4.deadline_p99_s", "", "")
-	add("S5 paid → notification readable p99 (ms)", "< 200", lt(200), "S5.p99_ms", "", "at the offered payment rate")
+	s5rate, _ := r.Config["s5_rate"].(int)
+	add("S5 paid → notification readable p99 (ms)", "< 200", lt(200), "S5.p99_ms", "", fmt.Sprintf("at %d payments/s", s5rate))
+	if got, ok := v("S5.rate"); ok && got < 0.95*float64(s5rate) {
+		// Measured below the rate the target names (the pay path could not carry it): the
+		// latency is reported, the target is not met.
+		x := &out[len(out)-1]
+		x.Met = false
+		x.Detail = fmt.Sprintf("measured at %.0f payments/s, the pay path's limit, not the %d/s the target names", got, s5rate)
+	}
 	add("S6 expiry lateness p99 (s), pay_by → stock back", "< 30", lt(30), "S6.p99_s", "", "")
 	return out
 }

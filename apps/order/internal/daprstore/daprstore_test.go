@@ -157,8 +157,8 @@ func TestOrders(t *testing.T) {
 	}
 }
 
-// The order app's records go through the shared store: the order id is allocated only for a
-// new key, and the stored document is flat, the order id next to the shared fields (what the
+// The order app's records go through the shared store: the order id of the first claim is
+// the one every later claim resumes with, and the stored document is flat, the order id next to the shared fields (what the
 // app stored before pkg/idempotency, plus the owner token); the mechanism itself is tested in
 // pkg/idempotency.
 func TestIdempotency(t *testing.T) {
@@ -196,9 +196,6 @@ func TestIdempotency(t *testing.T) {
 		t.Fatalf("Begin after Finish = %t, %v; want not claimed", claimed, err)
 	}
 
-	if n != 1 {
-		t.Errorf("order ids allocated = %d, want 1", n)
-	}
 	for _, rec := range []order.IdemRecord{first, inFlight, resumed} {
 		if rec.OrderID != "o1" || rec.Hash != "h1" || rec.Done || rec.CreatedAt.IsZero() || rec.LeaseUntil.IsZero() {
 			t.Errorf("record = %+v, want hash h1, order o1, leased, not done", rec)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
@@ -166,9 +167,13 @@ func (s *Service) Place(ctx context.Context, u Caller, req PlaceRequest, render 
 	}
 	defer release()
 	key := idempotency.Request{UserID: u.ID, Key: req.IdempotencyKey, Hash: RequestHash("place", req.DealID, fmt.Sprint(req.Quantity))}
-	return s.keys.Run(ctx, key, func(r *IdemRecord) { r.OrderID = s.ids.NextString() },
+	// The ids this request allocated: a claim that stored one of them made the key, so no
+	// earlier attempt can have written that order.
+	var allocated []string
+	return s.keys.Run(ctx, key, func(r *IdemRecord) { r.OrderID = s.ids.NextString(); allocated = append(allocated, r.OrderID) },
 		func(ctx context.Context, a *idempotency.Attempt[IdemRecord]) (Reply, error) {
-			o, err := s.place(ctx, u, req, a.Record.OrderID, a.Confirm)
+			fresh := slices.Contains(allocated, a.Record.OrderID)
+			o, err := s.place(ctx, u, req, a.Record.OrderID, fresh, a.Confirm)
 			if err != nil && isTransient(err) {
 				return Reply{}, err // not stored: a retry resumes (ErrNotOwner: it replays)
 			}
@@ -186,17 +191,19 @@ func isTransient(err error) bool {
 	return pe.Code.Status() >= 500
 }
 
-// place makes the order of one attempt; owns confirms that the attempt still holds its key
-// (see admit).
-func (s *Service) place(ctx context.Context, u Caller, req PlaceRequest, orderID string, owns func(context.Context) error) (Order, error) {
+// place makes the order of one attempt; fresh says the attempt made its key (the order id is
+// new), owns confirms that the attempt still holds its key (see admit).
+func (s *Service) place(ctx context.Context, u Caller, req PlaceRequest, orderID string, fresh bool, owns func(context.Context) error) (Order, error) {
 	// A retry after a crash may find the order already made. The attempt that made it may
 	// have died before its event was relayed: hand it over again (the event id is per order
 	// and topic, so consumers drop a repeat).
-	if o, _, err := s.store.Get(ctx, orderID); err == nil {
-		s.relay(o)
-		return o, nil
-	} else if !errors.Is(err, ErrNotFound) {
-		return Order{}, err
+	if !fresh {
+		if o, _, err := s.store.Get(ctx, orderID); err == nil {
+			s.relay(o)
+			return o, nil
+		} else if !errors.Is(err, ErrNotFound) {
+			return Order{}, err
+		}
 	}
 	deal, err := s.deals.Deal(ctx, req.DealID)
 	if err != nil {

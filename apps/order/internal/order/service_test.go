@@ -237,6 +237,22 @@ func TestPlace(t *testing.T) {
 	}
 }
 
+// A new Idempotency-Key gets a new order id, so no order document can exist yet: the
+// placement does not read one (a resumed placement does, see TestPlaceTransientFailureResumes).
+func TestPlaceNewKeyReadsNoOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+
+	o := e.place(t, alice, "k1", "flash", 1)
+
+	if n := e.Store.Reads(); n != 0 {
+		t.Errorf("%d order reads, want 0", n)
+	}
+	if got := e.mustOrder(t, o.ID); got.Status != order.StatusPending {
+		t.Errorf("stored status = %q, want %q", got.Status, order.StatusPending)
+	}
+}
+
 func TestPlaceValidation(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -490,8 +506,8 @@ func TestPlaceResumedAfterSweepReleasedHold(t *testing.T) {
 		t.Errorf("pending = %+v, want empty", got)
 	}
 	// The error says to retry with a new key; that must work within the limit.
-	if o := e.place(t, alice, "k2", "limited", 2); o.ID != "o2" {
-		t.Errorf("new order id = %q, want o2", o.ID)
+	if o := e.place(t, alice, "k2", "limited", 2); o.ID == "o1" {
+		t.Errorf("new order id = %q, want a new one", o.ID)
 	}
 }
 

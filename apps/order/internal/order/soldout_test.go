@@ -90,7 +90,7 @@ type writes struct {
 }
 
 func (e *soldOutEnv) writes(users ...order.Caller) writes {
-	w := writes{IdemSaves: e.Idem.State.SaveCalls(), Pending: len(e.Pending.All()), Reserves: e.reserves.Load()}
+	w := writes{IdemSaves: len(e.Idem.State.Writes("statestore", "idem:")), Pending: len(e.Pending.All()), Reserves: e.reserves.Load()}
 	for _, u := range users {
 		w.Index += len(e.Users.Of(u.ID))
 	}

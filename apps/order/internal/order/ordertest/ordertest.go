@@ -64,6 +64,7 @@ type Store struct {
 	versions    map[string]int
 	conflicts   int
 	updates     int
+	reads       int
 	transitions map[string][]order.Status // status written by each status-changing Update
 }
 
@@ -80,6 +81,7 @@ func (s *Store) Get(ctx context.Context, id string) (order.Order, string, error)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.reads++
 	raw, ok := s.docs[id]
 	if !ok {
 		return order.Order{}, "", fmt.Errorf("order %s: %w", id, order.ErrNotFound)
@@ -133,6 +135,13 @@ func (s *Store) putLocked(o order.Order) error {
 	s.docs[o.ID] = raw
 	s.versions[o.ID]++
 	return nil
+}
+
+// Reads returns how many times an order document was read.
+func (s *Store) Reads() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reads
 }
 
 // Put stores a document as another writer would (test setup).
