@@ -114,20 +114,6 @@ func (s *Store) Update(ctx context.Context, key string, v any, etag string, opts
 	return translate(key, err)
 }
 
-// Put writes v at key whatever is there (last write wins, no ETag). Only for a writer that
-// knows nobody else can be writing the key at that moment.
-func (s *Store) Put(ctx context.Context, key string, v any, opts ...Option) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", key, err)
-	}
-	err = s.client.SaveStateWithETag(ctx, s.name, key, data, "", writeMeta(opts), dapr.WithConcurrency(dapr.StateConcurrencyLastWrite))
-	if err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
-	}
-	return nil
-}
-
 // Delete removes the document at key if its ETag still equals etag.
 func (s *Store) Delete(ctx context.Context, key, etag string) error {
 	err := s.client.DeleteStateWithETag(ctx, s.name, key, &dapr.ETag{Value: etag}, nil,

@@ -229,17 +229,6 @@ func (s *Store[D, P]) Finish(ctx context.Context, userID, key, owner string, sta
 	return err
 }
 
-// FinishHeld stores the reply of an attempt that holds the key with at least half its lease
-// left: rec is the record as the attempt claimed (or last confirmed) it. Nobody else writes a
-// key while its lease runs (a retry waits; only the holder abandons or confirms), so the
-// record is written without reading it first. The Runner falls back to Finish when this
-// fails.
-func (s *Store[D, P]) FinishHeld(ctx context.Context, userID, key string, rec D, status int, body []byte) error {
-	r := P(&rec).record()
-	r.Done, r.Status, r.Body = true, status, body
-	return s.s.Put(ctx, Key(userID, key), rec, daprstate.TTL(s.ttl))
-}
-
 // Abandon implements Keys. A missing or done record, or one held by another attempt, is left
 // alone.
 func (s *Store[D, P]) Abandon(ctx context.Context, userID, key, owner string) error {

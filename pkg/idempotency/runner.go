@@ -185,39 +185,10 @@ func (r *Runner[D, P]) attempt(ctx context.Context, req Request, owner string, d
 		r.abandon(ctx, req, owner)
 		return Reply{}, err
 	}
-	fctx := context.WithoutCancel(ctx)
-	if rec, ok := a.held(); ok {
-		if f, ok := r.keys.(heldFinisher[D]); ok {
-			if err := f.FinishHeld(fctx, req.UserID, req.Key, rec, reply.Status, reply.Body); err == nil {
-				return reply, nil
-			}
-			// Not known to have landed: the CAS below stores it, or finds it stored.
-		}
-	}
-	if err := r.keys.Finish(fctx, req.UserID, req.Key, owner, reply.Status, reply.Body); err != nil {
+	if err := r.keys.Finish(context.WithoutCancel(ctx), req.UserID, req.Key, owner, reply.Status, reply.Body); err != nil {
 		return Reply{}, err
 	}
 	return reply, nil
-}
-
-// heldFinisher is a Keys that can store the reply of an attempt holding its key without
-// reading the record first (Store.FinishHeld).
-type heldFinisher[D any] interface {
-	FinishHeld(ctx context.Context, userID, key string, rec D, status int, body []byte) error
-}
-
-// held returns the record as the attempt holds it, when more than half of its lease is left
-// (as Confirm reasons: nobody can have taken the key over then).
-func (a *Attempt[D]) held() (D, bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	rec := a.Record
-	if !a.now().Add(a.lease / 2).Before(a.leaseUntil) {
-		return rec, false
-	}
-	r := any(&rec).(interface{ record() *Record }).record()
-	r.Owner, r.LeaseUntil = a.owner, a.leaseUntil
-	return rec, true
 }
 
 func (r *Runner[D, P]) abandon(ctx context.Context, req Request, owner string) {

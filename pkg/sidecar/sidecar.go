@@ -15,6 +15,7 @@ import (
 	dapr "github.com/dapr/go-sdk/client"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
@@ -63,6 +64,12 @@ func NewClient(c Config) (dapr.Client, error) {
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
+		// A call made before the sidecar listens (a background loop at startup) puts the
+		// channel into reconnect backoff, and every call fails at once until the next
+		// attempt: gRPC's default first delay is a second, long enough to fail the first
+		// requests the sidecar forwards. The sidecar is on loopback: retry soon.
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond,
+			Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}, MinConnectTimeout: time.Second}),
 	}
 	if c.APIToken != "" {
 		// The go-sdk adds its token interceptor only to connections it dials itself.

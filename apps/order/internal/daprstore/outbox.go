@@ -10,37 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/groupbuy/groupbuy/apps/order/internal/order"
 	"github.com/groupbuy/groupbuy/apps/order/internal/outbox"
 	"github.com/groupbuy/groupbuy/pkg/batch"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
 )
-
-// ClearOutbox implements outbox.Orders: it removes the published events (by topic: an order
-// has at most one per topic) and keeps any a concurrent transition recorded since the relay
-// read the order, re-reading on ETag conflict.
-func (r *Orders) ClearOutbox(ctx context.Context, id string, published []order.OutboxEvent) ([]order.OutboxEvent, error) {
-	o, err := daprstate.Mutate(ctx, r.s, OrderKey(id), casAttempts, func(o *order.Order, found bool) error {
-		if !found {
-			return fmt.Errorf("order %s: %w", id, order.ErrNotFound)
-		}
-		n := len(o.Outbox)
-		o.Outbox = slices.DeleteFunc(o.Outbox, func(e order.OutboxEvent) bool {
-			return slices.ContainsFunc(published, func(p order.OutboxEvent) bool { return p.Topic == e.Topic })
-		})
-		if len(o.Outbox) == n {
-			return daprstate.ErrNoChange
-		}
-		if len(o.Outbox) == 0 {
-			o.Outbox = nil
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return o.Outbox, nil
-}
 
 // OutboxConfig shapes the outbox index.
 type OutboxConfig struct {
@@ -60,14 +33,15 @@ type OutboxConfig struct {
 
 // Outbox implements outbox.Index. Documents:
 //
-//	outbox:<bucket unix seconds>:<shard>  order ids registered in that bucket and shard
+//	outbox:<bucket unix seconds>:<shard>  entries (order id/topic) registered in that bucket and shard
 //	outbox:cursor                         the start of the oldest bucket recovery has not emptied
 //	outbox:lease                          the recovery lease
 //
 // The bucket of a registration is taken when its batch is written, not when it was asked
 // for, so no registration lands in a bucket older than RegisterTimeout. A bucket document
-// holds at most (registrations per second × Bucket / Shards) ids of ~24 bytes, whatever the
-// relay's state: at 2,000 recording writes/s with 1 s buckets and 4 shards, 500 ids, ~12 KB.
+// holds at most (registrations per second × Bucket / Shards) entries of ~40 bytes, whatever
+// the relay's state: at 2,000 recording writes/s with 1 s buckets and 4 shards, 500 entries,
+// ~20 KB.
 // Live publishing trims them within milliseconds, and a document left empty is deleted, so
 // the steady state is a handful of small documents.
 type Outbox struct {
@@ -114,17 +88,18 @@ func OutboxSlotKey(bucket time.Time, shard int) string {
 	return "outbox:" + strconv.FormatInt(bucket.Unix(), 10) + ":" + strconv.Itoa(shard)
 }
 
-func (x *Outbox) shard(orderID string) int {
+func (x *Outbox) shard(entry string) int {
+	orderID, _, _ := strings.Cut(entry, "/")
 	h := fnv.New32a()
 	h.Write([]byte(orderID))
 	return int(h.Sum32() % uint32(x.cfg.Shards))
 }
 
-// Register implements outbox.Index: the order id joins its shard's next group commit.
-func (x *Outbox) Register(ctx context.Context, orderID string) (string, error) {
-	res, err := x.reg.Do(ctx, x.shard(orderID), orderID)
+// Register implements outbox.Index: the entry joins its shard's next group commit.
+func (x *Outbox) Register(ctx context.Context, entry string) (string, error) {
+	res, err := x.reg.Do(ctx, x.shard(entry), entry)
 	if err != nil {
-		return "", fmt.Errorf("register order %s in the outbox index: %w", orderID, err)
+		return "", fmt.Errorf("register %s in the outbox index: %w", entry, err)
 	}
 	return res.slot, res.err
 }
@@ -176,7 +151,7 @@ func (x *Outbox) Due(ctx context.Context, before time.Time, maxBuckets int) ([]o
 				return nil, time.Time{}, err
 			}
 			if len(d.IDs) > 0 {
-				out = append(out, outbox.Slot{Key: key, Bucket: b, OrderIDs: d.IDs})
+				out = append(out, outbox.Slot{Key: key, Bucket: b, Entries: d.IDs})
 			}
 		}
 		b = b.Add(x.cfg.Bucket)
@@ -186,13 +161,13 @@ func (x *Outbox) Due(ctx context.Context, before time.Time, maxBuckets int) ([]o
 
 // Trim implements outbox.Index. A document left empty is deleted (best effort: a conflict
 // means a registration arrived, and the document stays).
-func (x *Outbox) Trim(ctx context.Context, slot string, orderIDs []string) error {
+func (x *Outbox) Trim(ctx context.Context, slot string, entries []string) error {
 	if !strings.HasPrefix(slot, "outbox:") {
 		return fmt.Errorf("outbox slot %q: not an outbox index key", slot)
 	}
 	d, err := daprstate.Mutate(ctx, x.s, slot, casAttempts, func(d *slotDoc, found bool) error {
 		n := len(d.IDs)
-		d.IDs = slices.DeleteFunc(d.IDs, func(id string) bool { return slices.Contains(orderIDs, id) })
+		d.IDs = slices.DeleteFunc(d.IDs, func(id string) bool { return slices.Contains(entries, id) })
 		if !found || len(d.IDs) == n {
 			return daprstate.ErrNoChange
 		}

@@ -113,10 +113,11 @@ type Order struct {
 	PaymentStartedAt *time.Time `json:"payment_started_at,omitempty"`
 	// Settled records that the side effects of the current status were all applied.
 	Settled bool `json:"settled"`
-	// Outbox holds the events of this order's creation and transitions that the relay
-	// (apps/order/internal/outbox) has not yet published and cleared. Each is written by the
+	// Outbox holds the events of this order's creation and transitions, each written by the
 	// same ETag write as the change it announces, so a crash cannot keep one without the
-	// other. At most one per topic (five): bounded.
+	// other. The relay (apps/order/internal/outbox) publishes them; one is waiting while the
+	// outbox index entry of its Slot lists it, and stays here once published (the document is
+	// not written again for it). At most one per topic (five): bounded.
 	Outbox []OutboxEvent `json:"outbox,omitempty"`
 }
 
@@ -311,12 +312,13 @@ type Payments interface {
 // Outbox relays the events that creations and transitions record in order documents
 // (Order.Outbox), off the request path (apps/order/internal/outbox).
 type Outbox interface {
-	// Register makes the order findable by the relay's recovery (a crash before the event
-	// is published) and must succeed before a write records an event; it returns the index
-	// slot to record with the event.
-	Register(ctx context.Context, orderID string) (slot string, err error)
-	// Relay hands a committed order to the relay. It never waits for the broker; an event
-	// it cannot take is published by the recovery pass instead.
+	// Register makes the order's event of a topic findable by the relay's recovery (a crash
+	// before the event is published) and must succeed before a write records the event; it
+	// returns the index slot to record with the event.
+	Register(ctx context.Context, orderID, topic string) (slot string, err error)
+	// Relay hands a committed order to the relay with the events to publish in its Outbox
+	// (what the write recorded). It never waits for the broker; an event it cannot take is
+	// published by the recovery pass instead.
 	Relay(o Order)
 }
 

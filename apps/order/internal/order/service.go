@@ -294,7 +294,7 @@ func (s *Service) admit(ctx context.Context, o Order, deal Deal, owns func(conte
 // relay. The order is registered in the outbox index before the document exists, so a crash
 // between the write and the publish still gets the event out (the relay's recovery).
 func (s *Service) create(ctx context.Context, o Order) (Order, error) {
-	slot, err := s.outbox.Register(ctx, o.ID)
+	slot, err := s.outbox.Register(ctx, o.ID, events.TopicOrderCreated)
 	if err != nil {
 		return Order{}, err
 	}
@@ -374,7 +374,7 @@ func (s *Service) List(ctx context.Context, u Caller) ([]Order, error) {
 // the status records the new status's event in the same write (registered in the outbox
 // index first, once per call) and hands the order to the relay after it.
 func (s *Service) update(ctx context.Context, id string, fn func(o *Order) error) (Order, error) {
-	var slot string
+	var slot, slotTopic string
 	for attempt := 0; attempt < 20; attempt++ {
 		o, etag, err := s.store.Get(ctx, id)
 		if err != nil {
@@ -386,18 +386,24 @@ func (s *Service) update(ctx context.Context, id string, fn func(o *Order) error
 		}
 		o.UpdatedAt = s.now().UTC().Truncate(time.Millisecond)
 		moved := o.Status != from
+		topic := statusTopics[o.Status]
 		if moved {
-			if slot == "" {
-				if slot, err = s.outbox.Register(ctx, id); err != nil {
+			if slot == "" || slotTopic != topic {
+				if slot, err = s.outbox.Register(ctx, id, topic); err != nil {
 					return Order{}, err
 				}
+				slotTopic = topic
 			}
-			o.record(statusTopics[o.Status], slot)
+			o.record(topic, slot)
 		}
 		err = s.store.Update(ctx, o, etag)
 		if err == nil {
 			if moved {
-				s.outbox.Relay(o)
+				// The relay gets the event this write recorded; earlier ones have their own
+				// index entries (published, or left for recovery).
+				h := o
+				h.Outbox = slices.DeleteFunc(slices.Clone(o.Outbox), func(e OutboxEvent) bool { return e.Topic != topic })
+				s.outbox.Relay(h)
 			}
 			return o, nil
 		}

@@ -4,25 +4,28 @@
 //
 // Two paths publish, and delivery is at least once (event ids are per order and topic, so
 // consumers drop repeats):
-//   - Live: the service hands every committed order to Relay. Workers take what has queued up
-//     as one batch, publish it (Publisher spreads it over several pub/sub components: Dapr
-//     1.16's RabbitMQ publisher holds one message in flight per component), clear the
-//     published events from the documents (a CAS that keeps events recorded meanwhile), and
-//     trim the orders' entries from the outbox index in one write per index document.
-//   - Recovery: before a write records an event, the order is registered in the outbox index
-//     (Index.Register: sharded, time-bucketed documents written by group commit). A pass,
-//     leased so one replica runs it at a time, walks the index buckets older than Grace from
-//     a durable cursor and publishes what is still waiting there: the events of a process
-//     that died between its write and its publish, of a full queue, or of a broker outage.
-//     Live publishing trims entries within milliseconds, so the pass reads a few small
-//     documents per tick and the order documents only of what was not published.
+//   - Live: the service hands every committed order to Relay with the events that write
+//     recorded. Workers take what has queued up as one batch, publish it (Publisher spreads it
+//     over several pub/sub components: Dapr 1.16's RabbitMQ publisher holds one message in
+//     flight per component) and trim the published events' entries from the outbox index, in
+//     one write per index document. The order documents are not written again: an event
+//     stays in its document after it is published, and its index entry is what says it was
+//     waiting.
+//   - Recovery: before a write records an event, the event is registered in the outbox index
+//     (Index.Register: one entry per order and topic, in sharded, time-bucketed documents
+//     written by group commit). A pass, leased so one replica runs it at a time, walks the
+//     index buckets older than Grace from a durable cursor and publishes the events whose
+//     entries are still there: the events of a process that died between its write and its
+//     publish, of a full queue, or of a broker outage. Live publishing trims entries within
+//     milliseconds, so the pass reads a few small documents per tick and the order documents
+//     only of what was not published.
 //
 // Worst-case document sizes (none grows with the orders of a deal, a user or the platform):
 //   - order:<id>: its outbox holds at most one event per topic (five, ~150 bytes each), so
 //     under 1 KB is added to the order.
-//   - outbox:<bucket>:<shard>: the ids registered in one bucket and shard, ~24 bytes each:
+//   - outbox:<bucket>:<shard>: the entries registered in one bucket and shard, ~40 bytes each:
 //     recording writes per second × OUTBOX_BUCKET / OUTBOX_SHARDS; 2,000/s with the defaults
-//     (1 s, 4 shards) is 500 ids, ~12 KB, even while nothing can be published. Emptied
+//     (1 s, 4 shards) is 500 entries, ~20 KB, even while nothing can be published. Emptied
 //     documents are deleted.
 //   - outbox:cursor and outbox:lease: one timestamp, one owner name.
 package outbox
@@ -33,6 +36,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -89,30 +93,37 @@ type Publisher interface {
 	Publish(ctx context.Context, msgs []events.OrderV1) []error
 }
 
-// Orders reads order documents and clears their outboxes.
+// Orders reads order documents.
 type Orders interface {
 	Get(ctx context.Context, id string) (order.Order, string, error) // order.ErrNotFound when absent
-	// ClearOutbox removes the given events from the order's outbox by ETag CAS, keeping any
-	// recorded since, and returns the events left.
-	ClearOutbox(ctx context.Context, id string, published []order.OutboxEvent) ([]order.OutboxEvent, error)
 }
 
-// Slot is one index document: the orders registered in it, and the start of its bucket.
+// Slot is one index document: the entries registered in it, and the start of its bucket.
 type Slot struct {
-	Key      string
-	Bucket   time.Time
-	OrderIDs []string
+	Key     string
+	Bucket  time.Time
+	Entries []string
 }
 
-// Index is the durable list of orders that may have an unpublished event.
+// Entry is the index entry of an order's event of a topic.
+func Entry(orderID, topic string) string { return orderID + "/" + topic }
+
+// parseEntry splits an entry. An entry without a topic (written by versions that listed
+// orders, not events) stands for every event of the order recorded with its slot.
+func parseEntry(entry string) (orderID, topic string) {
+	orderID, topic, _ = strings.Cut(entry, "/")
+	return orderID, topic
+}
+
+// Index is the durable list of events that may be unpublished.
 type Index interface {
-	// Register adds an order before a write records an event in it and returns the slot.
-	Register(ctx context.Context, orderID string) (slot string, err error)
+	// Register adds an entry (Entry) before a write records its event and returns the slot.
+	Register(ctx context.Context, entry string) (slot string, err error)
 	// Due returns the non-empty slots of the buckets from the recovery cursor up to before
 	// (at most maxBuckets), oldest first, and the end of the last bucket it read.
 	Due(ctx context.Context, before time.Time, maxBuckets int) (slots []Slot, readTo time.Time, err error)
-	// Trim removes orders from a slot.
-	Trim(ctx context.Context, slot string, orderIDs []string) error
+	// Trim removes entries from a slot.
+	Trim(ctx context.Context, slot string, entries []string) error
 	// Advance moves the recovery cursor forward to t (never back): no slot before t lists
 	// anything.
 	Advance(ctx context.Context, t time.Time) error
@@ -173,8 +184,8 @@ type Relay struct {
 }
 
 // sentSet remembers the events this replica has published or is publishing (by event id),
-// so an order handed over again before its first batch cleared an event (a transition right
-// after another: paid, then confirmed) does not publish that event a second time. Bounded:
+// so an event handed over again (a resumed placement hands its whole outbox, recovery finds
+// an entry whose live trim failed) is not published a second time by this replica. Bounded:
 // the oldest ids fall out, and a repeat past them is what consumers drop by event id anyway.
 type sentSet struct {
 	mu    sync.Mutex
@@ -241,11 +252,12 @@ func New(cfg Config, d Deps) (*Relay, error) {
 }
 
 // Register implements order.Outbox.
-func (r *Relay) Register(ctx context.Context, orderID string) (string, error) {
-	return r.idx.Register(ctx, orderID)
+func (r *Relay) Register(ctx context.Context, orderID, topic string) (string, error) {
+	return r.idx.Register(ctx, Entry(orderID, topic))
 }
 
-// Relay implements order.Outbox: it queues the order without blocking.
+// Relay implements order.Outbox: it queues the order without blocking. The events to publish
+// are those in o.Outbox (the caller hands what its write recorded).
 func (r *Relay) Relay(o order.Order) {
 	if len(o.Outbox) == 0 {
 		return
@@ -295,21 +307,41 @@ func (r *Relay) work(ctx context.Context) {
 	}
 }
 
-// item is an order to publish; found is the index slot recovery found it in ("" when live),
-// trimmed once the order has nothing left to publish.
+// item is an order with the events to publish. A live item's events are trimmed from the
+// slots they name; a recovered one (entry found in slot found) has its entry trimmed once
+// every event it stands for is out.
 type item struct {
-	o     order.Order
-	found string
+	o            order.Order
+	found, entry string
 }
 
-// flush publishes the events of the batch, clears them from their documents and trims the
-// orders from the index slots no remaining event needs. It returns an error when anything
-// is left for later (the index keeps what is not trimmed).
+// flush publishes the events of the batch and trims the index entries of what went out. It
+// returns an error when anything is left for later (the index keeps what is not trimmed).
 func (r *Relay) flush(ctx context.Context, batch []item) error {
 	type ref struct{ item, event int }
 	var msgs []events.OrderV1
 	var refs []ref
-	done := make([][]order.OutboxEvent, len(batch))
+	trims := map[string][]string{}
+	pending := make([]int, len(batch)) // events of an item not (yet) known to be out
+	out := func(i, j int) {
+		it := batch[i]
+		if it.found == "" {
+			e := it.o.Outbox[j]
+			if e.Slot != "" {
+				trims[e.Slot] = append(trims[e.Slot], Entry(it.o.ID, e.Topic))
+			}
+			return
+		}
+		if pending[i]--; pending[i] == 0 {
+			trims[it.found] = append(trims[it.found], it.entry)
+		}
+	}
+	for i, it := range batch {
+		pending[i] = len(it.o.Outbox)
+		if len(it.o.Outbox) == 0 && it.found != "" {
+			trims[it.found] = append(trims[it.found], it.entry)
+		}
+	}
 	for i, it := range batch {
 		for j, e := range it.o.Outbox {
 			m := it.o.Event(e)
@@ -319,8 +351,8 @@ func (r *Relay) flush(ctx context.Context, batch []item) error {
 				msgs = append(msgs, m)
 				refs = append(refs, ref{i, j})
 			case published:
-				done[i] = append(done[i], e) // published before: only its clearing is left
-			default: // out with another batch, which clears it
+				out(i, j) // published before: only its entry is left
+			default: // out with another batch, which trims it
 			}
 		}
 	}
@@ -334,48 +366,11 @@ func (r *Relay) flush(ctx context.Context, batch []item) error {
 			firstErr = cmpErr(firstErr, err)
 			continue
 		}
-		rf := refs[k]
-		done[rf.item] = append(done[rf.item], batch[rf.item].o.Outbox[rf.event])
+		out(refs[k].item, refs[k].event)
 	}
 	r.published.Add(ctx, int64(len(msgs)-failed))
 	r.failed.Add(ctx, int64(failed))
 
-	// Clear the published events; what the order still waits for decides which slots go.
-	trims := map[string][]string{}
-	var mu sync.Mutex
-	clearErr := r.each(ctx, len(batch), func(i int) error {
-		it := batch[i]
-		var left []order.OutboxEvent
-		if len(done[i]) > 0 {
-			var err error
-			if left, err = r.ord.ClearOutbox(ctx, it.o.ID, done[i]); err != nil {
-				if errors.Is(err, order.ErrNotFound) {
-					return nil // gone: nothing to clear (recovery trims it)
-				}
-				return fmt.Errorf("clear outbox of order %s: %w", it.o.ID, err)
-			}
-		} else if len(it.o.Outbox) > 0 {
-			return nil // nothing published: everything stays
-		}
-		slots := map[string]bool{}
-		for _, e := range done[i] {
-			slots[e.Slot] = true
-		}
-		if it.found != "" {
-			slots[it.found] = true
-		}
-		for _, e := range left {
-			delete(slots, e.Slot)
-		}
-		mu.Lock()
-		for s := range slots {
-			if s != "" {
-				trims[s] = append(trims[s], it.o.ID)
-			}
-		}
-		mu.Unlock()
-		return nil
-	})
 	keys := make([]string, 0, len(trims))
 	for k := range trims {
 		keys = append(keys, k)
@@ -388,9 +383,9 @@ func (r *Relay) flush(ctx context.Context, batch []item) error {
 		return nil
 	})
 	if failed > 0 {
-		return errors.Join(fmt.Errorf("publish %d of %d events: %w", failed, len(msgs), firstErr), clearErr, trimErr)
+		return errors.Join(fmt.Errorf("publish %d of %d events: %w", failed, len(msgs), firstErr), trimErr)
 	}
-	return errors.Join(clearErr, trimErr)
+	return trimErr
 }
 
 func cmpErr(first, err error) error {
@@ -440,8 +435,8 @@ func (r *Relay) recoverLoop(ctx context.Context) {
 // RecoverStats counts one recovery pass.
 type RecoverStats struct {
 	Slots     int // index documents read with entries
-	Published int // orders whose waiting events the pass published
-	Trimmed   int // entries of orders with nothing left to publish (published live, or no order)
+	Published int // entries whose events the pass published
+	Trimmed   int // entries with nothing to publish (no order, or the event has another entry)
 }
 
 // Recover is one recovery pass: under the lease, it publishes the waiting events of every
@@ -462,30 +457,38 @@ func (r *Relay) Recover(ctx context.Context) (RecoverStats, error) {
 	var batch []item
 	var mu sync.Mutex
 	trims := make([][]string, len(slots))
-	var items []struct{ slot, id int }
+	var items []struct{ slot, entry int }
 	for s, sl := range slots {
-		for k := range sl.OrderIDs {
-			items = append(items, struct{ slot, id int }{s, k})
+		for k := range sl.Entries {
+			items = append(items, struct{ slot, entry int }{s, k})
 		}
 	}
 	readErr := r.each(ctx, len(items), func(i int) error {
 		sl := slots[items[i].slot]
-		id := sl.OrderIDs[items[i].id]
+		entry := sl.Entries[items[i].entry]
+		id, topic := parseEntry(entry)
 		o, _, err := r.ord.Get(ctx, id)
-		switch {
-		case errors.Is(err, order.ErrNotFound), err == nil && len(o.Outbox) == 0:
-			// Published and cleared live (the trim was lost), or registered for an order
-			// that was never written (sold out, or a crash before the write).
-			mu.Lock()
-			trims[items[i].slot] = append(trims[items[i].slot], id)
-			mu.Unlock()
-			return nil
-		case err != nil:
+		if err != nil && !errors.Is(err, order.ErrNotFound) {
 			return fmt.Errorf("read order %s: %w", id, err)
 		}
+		// The events the entry stands for: its topic's, when it was recorded with this
+		// slot (one recorded with another slot has that entry).
+		var waiting []order.OutboxEvent
+		for _, e := range o.Outbox {
+			if e.Slot == sl.Key && (topic == "" || e.Topic == topic) {
+				waiting = append(waiting, e)
+			}
+		}
 		mu.Lock()
-		batch = append(batch, item{o: o, found: sl.Key})
-		mu.Unlock()
+		defer mu.Unlock()
+		if len(waiting) == 0 {
+			// Registered for an order that was never written (sold out, or a crash before
+			// the write), or for an event recorded with another slot.
+			trims[items[i].slot] = append(trims[items[i].slot], entry)
+			return nil
+		}
+		o.Outbox = waiting
+		batch = append(batch, item{o: o, found: sl.Key, entry: entry})
 		return nil
 	})
 	trimErr := r.each(ctx, len(slots), func(i int) error {

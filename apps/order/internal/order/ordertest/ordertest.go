@@ -827,7 +827,7 @@ type Outbox struct {
 var _ order.Outbox = (*Outbox)(nil)
 
 // Register implements order.Outbox.
-func (p *Outbox) Register(_ context.Context, orderID string) (string, error) {
+func (p *Outbox) Register(_ context.Context, orderID, _ string) (string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.registerErr != nil {
