@@ -45,10 +45,11 @@ type OutboxConfig struct {
 // Live publishing trims them within milliseconds, and a document left empty is deleted, so
 // the steady state is a handful of small documents.
 type Outbox struct {
-	s   *daprstate.Store
-	cfg OutboxConfig
-	now func() time.Time
-	reg *batch.Batcher[int, string, registerResult]
+	s    *daprstate.Store
+	cfg  OutboxConfig
+	now  func() time.Time
+	reg  *batch.Batcher[int, string, registerResult]
+	trim *batch.Batcher[string, []string, error]
 }
 
 type registerResult struct {
@@ -64,6 +65,7 @@ func NewOutbox(s *daprstate.Store, cfg OutboxConfig, now func() time.Time) *Outb
 	cfg.Shards = max(cfg.Shards, 1)
 	x := &Outbox{s: s, cfg: cfg, now: now}
 	x.reg = batch.New(x.flushRegistrations, cfg.MaxBatch, cfg.RegisterTimeout)
+	x.trim = batch.New(x.flushTrims, cfg.MaxBatch, cfg.RegisterTimeout)
 	return x
 }
 
@@ -159,32 +161,61 @@ func (x *Outbox) Due(ctx context.Context, before time.Time, maxBuckets int) ([]o
 	return out, b, nil
 }
 
-// Trim implements outbox.Index. A document left empty is deleted (best effort: a conflict
-// means a registration arrived, and the document stays).
+// Trim implements outbox.Index: the entries join the slot's next group commit (one read and
+// one write for every trim that queued meanwhile). A document left empty is deleted in that
+// write.
 func (x *Outbox) Trim(ctx context.Context, slot string, entries []string) error {
 	if !strings.HasPrefix(slot, "outbox:") {
 		return fmt.Errorf("outbox slot %q: not an outbox index key", slot)
 	}
-	d, err := daprstate.Mutate(ctx, x.s, slot, casAttempts, func(d *slotDoc, found bool) error {
-		n := len(d.IDs)
-		d.IDs = slices.DeleteFunc(d.IDs, func(id string) bool { return slices.Contains(entries, id) })
-		if !found || len(d.IDs) == n {
-			return daprstate.ErrNoChange
+	err, derr := x.trim.Do(ctx, slot, entries)
+	if derr != nil {
+		return fmt.Errorf("trim outbox slot %s: %w", slot, derr)
+	}
+	return err
+}
+
+// flushTrims removes the queued entries from one slot by ETag CAS, deleting the document when
+// nothing is left in it.
+func (x *Outbox) flushTrims(ctx context.Context, slot string, batches [][]string) []error {
+	var gone []string
+	for _, b := range batches {
+		gone = append(gone, b...)
+	}
+	err := func() error {
+		for attempt := range casAttempts {
+			var d slotDoc
+			etag, err := x.s.Get(ctx, slot, &d)
+			if errors.Is(err, daprstate.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			n := len(d.IDs)
+			d.IDs = slices.DeleteFunc(d.IDs, func(id string) bool { return slices.Contains(gone, id) })
+			switch {
+			case len(d.IDs) == n:
+				return nil
+			case len(d.IDs) == 0:
+				err = x.s.Delete(ctx, slot, etag)
+			default:
+				err = x.s.Update(ctx, slot, d, etag)
+			}
+			if !errors.Is(err, daprstate.ErrConflict) {
+				return err
+			}
+			if err := daprstate.Backoff(ctx, attempt); err != nil {
+				return err
+			}
 		}
-		return nil
-	})
-	if err != nil || len(d.IDs) > 0 {
-		return err
+		return fmt.Errorf("%s: %w after %d attempts", slot, daprstate.ErrConflict, casAttempts)
+	}()
+	out := make([]error, len(batches))
+	for i := range out {
+		out[i] = err
 	}
-	var cur slotDoc
-	etag, err := x.s.Get(ctx, slot, &cur)
-	if err != nil || len(cur.IDs) > 0 {
-		return nil // gone already, or refilled
-	}
-	if err := x.s.Delete(ctx, slot, etag); err != nil && !errors.Is(err, daprstate.ErrConflict) {
-		return err
-	}
-	return nil
+	return out
 }
 
 // Advance implements outbox.Index.
