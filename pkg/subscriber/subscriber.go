@@ -112,21 +112,36 @@ func DecodeRaw(w http.ResponseWriter, r *http.Request) (Event, []byte, error) {
 	return e, body, nil
 }
 
-// read returns the envelope of the delivery r carries and its payload decoded with decode.
-func read[T any](w http.ResponseWriter, r *http.Request, decode func([]byte) (T, error)) (Event, T, error) {
+// delivery is what daprd posts to a route: one CloudEvent, or, for a subscription with
+// bulkSubscribe enabled, a batch of entries each holding one.
+type delivery struct {
+	Event
+	Entries []bulkEntry `json:"entries"`
+}
+
+// bulkEntry is one message of a bulk delivery (daprd's BulkSubscribeMessageItem).
+type bulkEntry struct {
+	EntryID string `json:"entryId"`
+	Event   Event  `json:"event"`
+}
+
+// bulkStatus is the answer for one entry (components-contrib's AppBulkResponseEntry).
+type bulkStatus struct {
+	EntryID string `json:"entryId"`
+	Status  Status `json:"status"`
+}
+
+// payload returns the payload of e decoded with decode.
+func payload[T any](e Event, decode func([]byte) (T, error)) (T, error) {
 	var v T
-	e, err := Decode(w, r)
-	if err != nil {
-		return e, v, err
-	}
 	data, err := e.Payload()
 	if err != nil {
-		return e, v, fmt.Errorf("cloud event %s: %w", e.ID, err)
+		return v, fmt.Errorf("cloud event %s: %w", e.ID, err)
 	}
 	if v, err = decode(data); err != nil {
-		return e, v, fmt.Errorf("cloud event %s: decode payload: %w", e.ID, err)
+		return v, fmt.Errorf("cloud event %s: decode payload: %w", e.ID, err)
 	}
-	return e, v, nil
+	return v, nil
 }
 
 // Handler returns the handler of one subscription route. It reads the delivery, decodes its
@@ -137,6 +152,10 @@ func read[T any](w http.ResponseWriter, r *http.Request, decode func([]byte) (T,
 //   - RETRY for any other error of handle (an outage, contention), which daprd redelivers;
 //   - SUCCESS when handle returns nil. A payload handle has no use for is acked with nil.
 //
+// A bulk delivery (bulkSubscribe in the subscription: many messages in one call) gets the
+// same answer per entry, {"statuses":[{"entryId":…,"status":…}]}, its events handled one
+// after the other in the order delivered.
+//
 // handle returns its errors with context rather than logging them: Handler logs each DROP
 // (pubsub_event_dropped) and RETRY (pubsub_event_retry) at warn level with the CloudEvent id
 // and topic. A nil log discards.
@@ -144,23 +163,39 @@ func Handler[T any](log *slog.Logger, decode func([]byte) (T, error), handle fun
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		e, v, err := read(w, r, decode)
+	one := func(ctx context.Context, e Event) Status {
+		v, err := payload(e, decode)
 		if err != nil {
 			dropped(ctx, log, e, err)
+			return Drop
+		}
+		if err := handle(ctx, v); err != nil {
+			log.WarnContext(ctx, "pubsub_event_retry", slog.String("cloudevent_id", e.ID),
+				slog.String("topic", e.Topic), slog.String("error", err.Error()))
+			return Retry
+		}
+		return Success
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		var d delivery
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, httpjson.MaxBody)).Decode(&d); err != nil {
+			dropped(ctx, log, d.Event, fmt.Errorf("decode cloud event: %w", err))
 			Answer(w, Drop)
 			return
 		}
-		err = handle(ctx, v)
-		switch {
-		case err == nil:
-			Answer(w, Success)
-		default:
-			log.WarnContext(ctx, "pubsub_event_retry", slog.String("cloudevent_id", e.ID),
-				slog.String("topic", e.Topic), slog.String("error", err.Error()))
-			Answer(w, Retry)
+		if d.Entries == nil {
+			Answer(w, one(ctx, d.Event))
+			return
 		}
+		out := make([]bulkStatus, len(d.Entries))
+		for i, e := range d.Entries {
+			if e.Event.Topic == "" {
+				e.Event.Topic = d.Topic
+			}
+			out[i] = bulkStatus{EntryID: e.EntryID, Status: one(ctx, e.Event)}
+		}
+		httpjson.Write(w, http.StatusOK, map[string][]bulkStatus{"statuses": out})
 	}
 }
 

@@ -233,3 +233,49 @@ func TestHandler(t *testing.T) {
 		})
 	}
 }
+
+// A bulk delivery (a subscription with bulkSubscribe enabled: daprd posts many events in one
+// call) is answered per entry: SUCCESS for each handled event, RETRY for one whose handling
+// failed, DROP for one that cannot be decoded; every event is handled once.
+func TestHandlerBulk(t *testing.T) {
+	t.Parallel()
+	var seen []string
+	decode := func(b []byte) (string, error) {
+		var v struct{ ID string }
+		if err := json.Unmarshal(b, &v); err != nil || v.ID == "" {
+			return "", fmt.Errorf("bad payload %s", b)
+		}
+		return v.ID, nil
+	}
+	h := subscriber.Handler(nil, decode, func(_ context.Context, id string) error {
+		seen = append(seen, id)
+		if id == "e2" {
+			return errors.New("store down")
+		}
+		return nil
+	})
+	body := `{"id":"b1","topic":"notify.live.order","pubsubname":"pubsub-broadcast","type":"com.dapr.event.sent","metadata":{},"entries":[` +
+		`{"entryId":"1","event":` + envelope(`"data":{"v":1,"id":"e1"}`) + `,"contentType":"application/cloudevents+json","metadata":{}},` +
+		`{"entryId":"2","event":` + envelope(`"data":{"v":1,"id":"e2"}`) + `,"contentType":"application/cloudevents+json","metadata":{}},` +
+		`{"entryId":"3","event":` + envelope(`"data":"not json"`) + `,"contentType":"application/cloudevents+json","metadata":{}}]}`
+	w := httptest.NewRecorder()
+
+	h(w, post(body))
+
+	if w.Code != http.StatusOK {
+		t.Fatalf("status = %d, want 200", w.Code)
+	}
+	var got struct {
+		Statuses []struct{ EntryID, Status string } `json:"statuses"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+		t.Fatalf("answer %s: %v", w.Body, err)
+	}
+	want := []struct{ EntryID, Status string }{{"1", "SUCCESS"}, {"2", "RETRY"}, {"3", "DROP"}}
+	if diff := cmp.Diff(got.Statuses, want); diff != "" {
+		t.Errorf("statuses (-got +want):\n%s\nanswer %s", diff, w.Body)
+	}
+	if diff := cmp.Diff(seen, []string{"e1", "e2"}); diff != "" {
+		t.Errorf("handled (-got +want):\n%s", diff)
+	}
+}

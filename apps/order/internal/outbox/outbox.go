@@ -54,7 +54,8 @@ type Config struct {
 	// BatchSize bounds the orders of one batch; Workers batches are in flight at once.
 	BatchSize int
 	Workers   int
-	// Concurrency bounds the order reads and clears of one batch in flight at once.
+	// Concurrency bounds the order reads (recovery) and the index trims of one batch in flight
+	// at once.
 	Concurrency int
 	// FlushTimeout bounds one live batch (publish, clear, trim); what it leaves is recovery's.
 	FlushTimeout time.Duration
