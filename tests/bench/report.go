@@ -201,7 +201,7 @@ func ratios(r *Report) []Ratio {
 	add("S2-long last 10% rate / first 10% rate", "≥ 0.9", ge(0.9), "S2-long.last", "S2-long.first", "units per second within the slice")
 	add("S2-long largest stock/pending/user document (KB)", "≤ 64", le(64), "S2-long.largest_kb", "", "largest value of those key families after the run")
 	add("S3 sold-out answers/s / baseline (b)", "≥ 1.0", ge(1.0), "S3.okps", "S3.baseline.okps", "c=64")
-	add("S3 state writes per refused purchase", "= 0", le(0), "S3.writes_per_op", "", "set/delete/transaction ops over every sidecar")
+	add("S3 state writes per refused purchase", "= 0", le(0), "S3.writes_per_op", "", "set/delete/transaction ops on the path's sidecars beyond their idle rate")
 	add("S1 engine (1 process) / per-request Lua (a)", "≥ 3", ge(3), "S1.engine1.okps", "S1.lua.okps", "")
 	add("S1 engine (3 processes) / per-request Lua (a)", "≥ 1.5", ge(1.5), "S1.engine3.okps", "S1.lua.okps", "")
 	add("S1 ETag conflicts per success (3 processes)", "≤ 0.02", le(0.02), "S1.engine3.conflicts_per_ok", "", "")
