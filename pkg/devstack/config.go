@@ -60,7 +60,8 @@ func ReadNameResolutionTemplate(configPath string) (string, error) {
 
 // effectiveConfig rewrites a Dapr Configuration: the name resolver becomes the kubernetes
 // resolver with the given template, and when otlpEndpoint is set, spec.tracing.otel exports
-// spans to it over plain OTLP/HTTP. Comments and every other setting are kept.
+// spans to it over plain OTLP/HTTP (and a samplingRate of 0 or none becomes 1). Comments and
+// every other setting are kept.
 func effectiveConfig(src []byte, template, otlpEndpoint string) ([]byte, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
@@ -85,7 +86,12 @@ func effectiveConfig(src []byte, template, otlpEndpoint string) ([]byte, error) 
 			stringNode("isSecure"), {Kind: yaml.ScalarNode, Tag: "!!bool", Value: "false"},
 			stringNode("protocol"), stringNode("http"),
 		}}
-		setMappingValue(ensureMapping(spec, "tracing"), "otel", otel)
+		tracing := ensureMapping(spec, "tracing")
+		setMappingValue(tracing, "otel", otel)
+		if rate := scalar(mappingValue(tracing, "samplingRate")); rate == "" || rate == "0" {
+			// A collector was asked for: trace (the file leaves tracing off without one).
+			setMappingValue(tracing, "samplingRate", stringNode("1"))
+		}
 	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)

@@ -73,6 +73,7 @@ spec:
 `
 	tests := []struct {
 		name string
+		src  string // "" for src
 		otlp string
 		want map[string]any
 	}{
@@ -80,6 +81,18 @@ spec:
 			name: "template only",
 			want: map[string]any{
 				"tracing":        map[string]any{"samplingRate": "1"},
+				"nameResolution": map[string]any{"component": "kubernetes", "configuration": map[string]any{"template": "T"}},
+			},
+		},
+		{
+			name: "a collector turns tracing on when the file leaves it off",
+			src:  strings.Replace(src, `samplingRate: "1"`, `samplingRate: "0"`, 1),
+			otlp: "127.0.0.1:4318",
+			want: map[string]any{
+				"tracing": map[string]any{
+					"samplingRate": "1",
+					"otel":         map[string]any{"endpointAddress": "127.0.0.1:4318", "isSecure": false, "protocol": "http"},
+				},
 				"nameResolution": map[string]any{"component": "kubernetes", "configuration": map[string]any{"template": "T"}},
 			},
 		},
@@ -98,7 +111,11 @@ spec:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			out, err := effectiveConfig([]byte(src), "T", tt.otlp)
+			in := src
+			if tt.src != "" {
+				in = tt.src
+			}
+			out, err := effectiveConfig([]byte(in), "T", tt.otlp)
 			if err != nil {
 				t.Fatal(err)
 			}

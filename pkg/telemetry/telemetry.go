@@ -51,6 +51,11 @@ func Setup(ctx context.Context, service string) (*Telemetry, error) {
 			return nil, fmt.Errorf("otlp trace exporter: %w", err)
 		}
 		topts = append(topts, sdktrace.WithBatcher(exp))
+	} else {
+		// Nothing collects spans: do not record them (the root's decision travels in the
+		// traceparent, so the sidecars and the other apps do not either). Spans still carry
+		// trace ids, which the logs quote, and a sampled parent is still honoured.
+		topts = append(topts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
 	}
 	tp := sdktrace.NewTracerProvider(topts...)
 
