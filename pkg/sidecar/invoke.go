@@ -107,11 +107,18 @@ func (i *Invoker) transportError(ctx context.Context, app, path string, err erro
 	if ctx.Err() != nil {
 		return fmt.Errorf("invoke %s %s: %w", app, path, ctx.Err())
 	}
+	// Transient, with an outcome the caller cannot know: it is told to retry after a moment
+	// (Retry-After), which the platform's write APIs make safe (the same Idempotency-Key gets
+	// the first attempt's answer).
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &problem.Error{Code: problem.CodeUnavailable, Detail: fmt.Sprintf("%s did not answer within %s", app, i.timeout(app))}
+		return &problem.Error{Code: problem.CodeUnavailable, Detail: fmt.Sprintf("%s did not answer within %s", app, i.timeout(app)), RetryAfter: transientRetryAfter}
 	}
-	return &problem.Error{Code: problem.CodeUnavailable, Detail: fmt.Sprintf("%s is unreachable", app)}
+	return &problem.Error{Code: problem.CodeUnavailable, Detail: fmt.Sprintf("%s is unreachable", app), RetryAfter: transientRetryAfter}
 }
+
+// transientRetryAfter is suggested to a caller whose invocation timed out or found its target
+// unreachable.
+const transientRetryAfter = time.Second
 
 // Raw invokes method on app with a raw JSON body (nil for none) and returns a 2xx answer as
 // is; non-2xx answers become errors as described on Call.

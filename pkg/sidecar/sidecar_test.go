@@ -447,6 +447,12 @@ func TestInvokerBoundsEachCallByTarget(t *testing.T) {
 	if !strings.Contains(err.Error(), "did not answer within 50ms") {
 		t.Errorf("slow target: error %q does not say it timed out", err)
 	}
+	// The outcome is unknown, not refused: the caller is told when to retry (with the same
+	// Idempotency-Key, which is safe), as for any other transient refusal.
+	var pe *problem.Error
+	if !errors.As(err, &pe) || pe.RetryAfter <= 0 {
+		t.Errorf("slow target: error %#v has no Retry-After", err)
+	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("slow target answered after %s, want about its 50ms bound", d)
 	}

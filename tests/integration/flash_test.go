@@ -47,8 +47,15 @@ func placeOrder(ctx context.Context, c *harness.Client, dealID string, qty int, 
 // anything) is retried with the same Idempotency-Key after that delay plus jitter. Any other
 // answer is final. It returns the final answer and how many refusals came before it.
 func placeAsAClientWould(ctx context.Context, c *harness.Client, dealID string, qty int, key string) (*harness.Response, int, error) {
+	return asAClientWould(ctx, func() (*harness.Response, error) { return placeOrder(ctx, c, dealID, qty, key) })
+}
+
+// asAClientWould makes a request and repeats it, unchanged (same Idempotency-Key), after every
+// 503 unavailable with a Retry-After, waiting that long plus jitter: what a client does. It
+// returns the first other answer and how many refusals it waited out.
+func asAClientWould(ctx context.Context, call func() (*harness.Response, error)) (*harness.Response, int, error) {
 	for refusals := 0; ; refusals++ {
-		resp, err := placeOrder(ctx, c, dealID, qty, key)
+		resp, err := call()
 		if err != nil {
 			return nil, refusals, err
 		}
