@@ -6,8 +6,8 @@
 #
 #   sudo scripts/standin-images.sh
 #
-# The tool is found next to the checkout (<repo>/../shared/tools/standin-images) unless
-# STANDIN_IMAGES names it. Exits 0 at once when every image is there; building needs root
+# The tool is found next to the checkout (<repo>/../shared/tools/standin-images), or next to
+# the local checkout this one was cloned from, unless STANDIN_IMAGES names it. Exits 0 at once when every image is there; building needs root
 # (the tool installs docker.io, starts dockerd and runs debootstrap).
 set -euo pipefail
 
@@ -15,9 +15,13 @@ log() { printf 'standin-images.sh: %s\n' "$*" >&2; }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tool=${STANDIN_IMAGES:-$repo/../shared/tools/standin-images}
-# A checkout elsewhere (e.g. a CI clone in a temp dir) falls back to the workplace's copy.
-if [ -z "${STANDIN_IMAGES:-}" ] && [ ! -x "$tool" ] && [ -x /work/shared/tools/standin-images ]; then
-  tool=/work/shared/tools/standin-images
+# A clone elsewhere (e.g. a CI clone in a temp dir) looks next to the checkout it was cloned
+# from, when that is a local directory.
+if [ -z "${STANDIN_IMAGES:-}" ] && [ ! -x "$tool" ]; then
+  origin=$(git -C "$repo" config --get remote.origin.url 2>/dev/null || true)
+  if [ -n "$origin" ] && [ -d "$origin" ] && [ -x "$origin/../shared/tools/standin-images" ]; then
+    tool=$origin/../shared/tools/standin-images
+  fi
 fi
 
 # Under sudo, $HOME is usually root's; the Dapr binaries (scripts/dapr-install.sh) are in the

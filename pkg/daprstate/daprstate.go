@@ -133,7 +133,8 @@ func translate(key string, err error) error {
 
 // Mutate reads the document at key, applies fn and writes it back with the ETag it read,
 // re-reading and re-applying on conflict up to attempts times. fn sees found=false for a
-// missing key (then the write is a Create). Returning ErrNoChange from fn skips the write.
+// missing key (then the write is a Create). Returning ErrNoChange from fn skips the write;
+// returning ErrDelete deletes the document with the ETag read (a missing one stays missing).
 func Mutate[T any](ctx context.Context, s *Store, key string, attempts int, fn func(doc *T, found bool) error, opts ...Option) (T, error) {
 	var zero T
 	for attempt := range attempts {
@@ -143,15 +144,16 @@ func Mutate[T any](ctx context.Context, s *Store, key string, attempts int, fn f
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return zero, err
 		}
-		if err := fn(&doc, found); err != nil {
-			if errors.Is(err, ErrNoChange) {
-				return doc, nil
-			}
-			return zero, err
-		}
-		if found {
+		switch ferr := fn(&doc, found); {
+		case errors.Is(ferr, ErrNoChange), errors.Is(ferr, ErrDelete) && !found:
+			return doc, nil
+		case errors.Is(ferr, ErrDelete):
+			err = s.Delete(ctx, key, etag)
+		case ferr != nil:
+			return zero, ferr
+		case found:
 			err = s.Update(ctx, key, doc, etag, opts...)
-		} else {
+		default:
 			err = s.Create(ctx, key, doc, opts...)
 		}
 		switch {
@@ -186,3 +188,6 @@ func Backoff(ctx context.Context, attempt int) error {
 
 // ErrNoChange tells Mutate that fn decided nothing needs writing.
 var ErrNoChange = errors.New("state: no change")
+
+// ErrDelete tells Mutate that fn decided the document goes.
+var ErrDelete = errors.New("state: delete")

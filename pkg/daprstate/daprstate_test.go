@@ -299,6 +299,40 @@ func TestMutate(t *testing.T) {
 			wantSaves: 0,
 		},
 		{
+			name:      "delete removes the document",
+			setup:     func(f *daprstatetest.Client) { f.Put(component, "c", []byte(`{"n":4}`)) },
+			attempts:  3,
+			fn:        func(*counter, bool) error { return daprstate.ErrDelete },
+			want:      counter{N: 4},
+			wantRaw:   "",
+			wantSaves: 0,
+		},
+		{
+			name:      "delete of a missing key writes nothing",
+			attempts:  3,
+			fn:        func(*counter, bool) error { return daprstate.ErrDelete },
+			wantRaw:   "",
+			wantSaves: 0,
+		},
+		{
+			name: "delete that meets a concurrent write is retried on a fresh read",
+			setup: func(f *daprstatetest.Client) {
+				f.Put(component, "c", []byte(`{"n":0}`))
+				f.Interfere("c", 1, func(string, []byte) []byte { return []byte(`{"n":1}`) })
+			},
+			attempts: 3,
+			// Only an empty counter goes: the concurrent write made it non-empty.
+			fn: func(c *counter, _ bool) error {
+				if c.N == 0 {
+					return daprstate.ErrDelete
+				}
+				return daprstate.ErrNoChange
+			},
+			want:      counter{N: 1},
+			wantRaw:   `{"n":1}`,
+			wantSaves: 0,
+		},
+		{
 			name:      "fn error is returned and nothing is written",
 			setup:     func(f *daprstatetest.Client) { f.Put(component, "c", []byte(`{"n":4}`)) },
 			attempts:  3,

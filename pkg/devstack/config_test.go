@@ -71,6 +71,14 @@ spec:
   nameResolution:
     component: mdns
 `
+	// Exporting to 127.0.0.1:4318 over OTLP/HTTP, everything sampled.
+	traced := map[string]any{
+		"tracing": map[string]any{
+			"samplingRate": "1",
+			"otel":         map[string]any{"endpointAddress": "127.0.0.1:4318", "isSecure": false, "protocol": "http"},
+		},
+		"nameResolution": map[string]any{"component": "kubernetes", "configuration": map[string]any{"template": "T"}},
+	}
 	tests := []struct {
 		name string
 		src  string // "" for src
@@ -88,24 +96,12 @@ spec:
 			name: "a collector turns tracing on when the file leaves it off",
 			src:  strings.Replace(src, `samplingRate: "1"`, `samplingRate: "0"`, 1),
 			otlp: "127.0.0.1:4318",
-			want: map[string]any{
-				"tracing": map[string]any{
-					"samplingRate": "1",
-					"otel":         map[string]any{"endpointAddress": "127.0.0.1:4318", "isSecure": false, "protocol": "http"},
-				},
-				"nameResolution": map[string]any{"component": "kubernetes", "configuration": map[string]any{"template": "T"}},
-			},
+			want: traced,
 		},
 		{
 			name: "otel exporter from a URL",
 			otlp: "http://127.0.0.1:4318",
-			want: map[string]any{
-				"tracing": map[string]any{
-					"samplingRate": "1",
-					"otel":         map[string]any{"endpointAddress": "127.0.0.1:4318", "isSecure": false, "protocol": "http"},
-				},
-				"nameResolution": map[string]any{"component": "kubernetes", "configuration": map[string]any{"template": "T"}},
-			},
+			want: traced,
 		},
 	}
 	for _, tt := range tests {

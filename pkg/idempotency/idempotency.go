@@ -97,7 +97,8 @@ type Claim struct {
 type Keys[D any] interface {
 	// Begin claims the key and returns the record as stored; claimed is true when the caller's
 	// attempt now holds it: the key was new (then the references alloc filled in are stored;
-	// alloc may also run for a claim that finds the key, and its references are dropped), or the hash matches, the record is not done and its holder is gone (its
+	// alloc may also run for a claim that finds the key, and its references are dropped), or
+	// the hash matches, the record is not done and its holder is gone (its
 	// lease passed, or it is c.Dead), or the record already names c.Owner.
 	Begin(ctx context.Context, c Claim, alloc func(*D)) (rec D, claimed bool, err error)
 	// Finish stores the reply if owner still holds the key (ErrNotOwner otherwise).
@@ -153,13 +154,7 @@ func (s *Store[D, P]) Begin(ctx context.Context, c Claim, alloc func(*D)) (D, bo
 	case err == nil:
 		return fresh, true, nil
 	case !errors.Is(err, daprstate.ErrExists):
-		// The create may have landed with its answer lost: the token says whose claim it is.
-		if cur, found, gerr := s.Get(ctx, c.UserID, c.Key); gerr == nil && found {
-			if r := P(&cur).record(); r.Owner == c.Owner && !r.Done {
-				return cur, true, nil
-			}
-		}
-		return zero, false, err
+		return s.landed(ctx, c, err)
 	}
 	claimed := false
 	doc, err := daprstate.Mutate(ctx, s.s, Key(c.UserID, c.Key), casAttempts, func(d *D, found bool) error {
@@ -190,15 +185,21 @@ func (s *Store[D, P]) Begin(ctx context.Context, c Claim, alloc func(*D)) (D, bo
 	case errors.Is(err, errNotOurs):
 		return seen, false, nil
 	case err != nil:
-		// The write may have landed with its answer lost: the token says whose claim it is.
-		if cur, found, gerr := s.Get(ctx, c.UserID, c.Key); gerr == nil && found {
-			if r := P(&cur).record(); r.Owner == c.Owner && !r.Done {
-				return cur, true, nil
-			}
-		}
-		return zero, false, err
+		return s.landed(ctx, c, err)
 	}
 	return doc, claimed, nil
+}
+
+// landed answers a claim whose write failed with err: the write may have landed with its
+// answer lost, and the owner token says whose claim the stored record is.
+func (s *Store[D, P]) landed(ctx context.Context, c Claim, err error) (D, bool, error) {
+	if cur, found, gerr := s.Get(ctx, c.UserID, c.Key); gerr == nil && found {
+		if r := P(&cur).record(); r.Owner == c.Owner && !r.Done {
+			return cur, true, nil
+		}
+	}
+	var zero D
+	return zero, false, err
 }
 
 // Finish implements Keys: the reply is stored for every later request with the key to replay.

@@ -158,9 +158,9 @@ func TestOrders(t *testing.T) {
 }
 
 // The order app's records go through the shared store: the order id of the first claim is
-// the one every later claim resumes with, and the stored document is flat, the order id next to the shared fields (what the
-// app stored before pkg/idempotency, plus the owner token); the mechanism itself is tested in
-// pkg/idempotency.
+// the one every later claim resumes with, and the stored document is flat, the order id next
+// to the shared fields (what the app stored before pkg/idempotency, plus the owner token); the
+// mechanism itself is tested in pkg/idempotency.
 func TestIdempotency(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

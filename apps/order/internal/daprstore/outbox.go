@@ -91,7 +91,7 @@ func OutboxSlotKey(bucket time.Time, shard int) string {
 }
 
 func (x *Outbox) shard(entry string) int {
-	orderID, _, _ := strings.Cut(entry, "/")
+	orderID, _ := outbox.ParseEntry(entry)
 	h := fnv.New32a()
 	h.Write([]byte(orderID))
 	return int(h.Sum32() % uint32(x.cfg.Shards))
@@ -182,35 +182,17 @@ func (x *Outbox) flushTrims(ctx context.Context, slot string, batches [][]string
 	for _, b := range batches {
 		gone = append(gone, b...)
 	}
-	err := func() error {
-		for attempt := range casAttempts {
-			var d slotDoc
-			etag, err := x.s.Get(ctx, slot, &d)
-			if errors.Is(err, daprstate.ErrNotFound) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			n := len(d.IDs)
-			d.IDs = slices.DeleteFunc(d.IDs, func(id string) bool { return slices.Contains(gone, id) })
-			switch {
-			case len(d.IDs) == n:
-				return nil
-			case len(d.IDs) == 0:
-				err = x.s.Delete(ctx, slot, etag)
-			default:
-				err = x.s.Update(ctx, slot, d, etag)
-			}
-			if !errors.Is(err, daprstate.ErrConflict) {
-				return err
-			}
-			if err := daprstate.Backoff(ctx, attempt); err != nil {
-				return err
-			}
+	_, err := daprstate.Mutate(ctx, x.s, slot, casAttempts, func(d *slotDoc, found bool) error {
+		n := len(d.IDs)
+		d.IDs = slices.DeleteFunc(d.IDs, func(id string) bool { return slices.Contains(gone, id) })
+		switch {
+		case !found || len(d.IDs) == n:
+			return daprstate.ErrNoChange
+		case len(d.IDs) == 0:
+			return daprstate.ErrDelete
 		}
-		return fmt.Errorf("%s: %w after %d attempts", slot, daprstate.ErrConflict, casAttempts)
-	}()
+		return nil
+	})
 	out := make([]error, len(batches))
 	for i := range out {
 		out[i] = err

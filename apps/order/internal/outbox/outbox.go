@@ -109,9 +109,9 @@ type Slot struct {
 // Entry is the index entry of an order's event of a topic.
 func Entry(orderID, topic string) string { return orderID + "/" + topic }
 
-// parseEntry splits an entry. An entry without a topic (written by versions that listed
+// ParseEntry splits an entry. An entry without a topic (written by versions that listed
 // orders, not events) stands for every event of the order recorded with its slot.
-func parseEntry(entry string) (orderID, topic string) {
+func ParseEntry(entry string) (orderID, topic string) {
 	orderID, topic, _ = strings.Cut(entry, "/")
 	return orderID, topic
 }
@@ -467,7 +467,7 @@ func (r *Relay) Recover(ctx context.Context) (RecoverStats, error) {
 	readErr := r.each(ctx, len(items), func(i int) error {
 		sl := slots[items[i].slot]
 		entry := sl.Entries[items[i].entry]
-		id, topic := parseEntry(entry)
+		id, topic := ParseEntry(entry)
 		o, _, err := r.ord.Get(ctx, id)
 		if err != nil && !errors.Is(err, order.ErrNotFound) {
 			return fmt.Errorf("read order %s: %w", id, err)
