@@ -176,13 +176,13 @@ func TestLeakedHoldReserveIsNotAppliedAfterItsDeadline(t *testing.T) {
 	e := newEnv(t, stock.Config{FlushTimeout: time.Minute})
 	mustCreate(t, e, "d1", 10)
 	var once sync.Once
-	e.store.Conflict = func(string, int) bool {
+	e.store.SetConflict(func(string, int) bool {
 		lost := false
 		// The first CAS loses, and the retry comes after the request's deadline (the
 		// service's clock says so; the test does not wait a minute).
 		once.Do(func() { e.clock.advance(time.Minute + time.Second); lost = true })
 		return lost
-	}
+	})
 
 	_, err := e.svc.Reserve(context.Background(), "d1", "o1", 1, until)
 

@@ -743,7 +743,7 @@ func TestConcurrentReserve(t *testing.T) {
 			mustCreate(t, e, "d1", 50)
 			e.store.Latency = 200 * time.Microsecond
 			var writes atomic.Int64
-			e.store.Conflict = func(string, int) bool { return writes.Add(1)%3 == 0 }
+			e.store.SetConflict(func(string, int) bool { return writes.Add(1)%3 == 0 })
 
 			const buyers = 500
 			res := make([]stock.Reservation, buyers)
@@ -802,7 +802,7 @@ func TestRandomOpsKeepInvariants(t *testing.T) {
 	e := newEnv(t, stock.Config{Buckets: 4, SoldOutTTL: 10 * time.Millisecond, Clock: time.Now, FlushTimeout: 30 * time.Second})
 	mustCreate(t, e, "d1", 40)
 	var writes atomic.Int64
-	e.store.Conflict = func(string, int) bool { return writes.Add(1)%5 == 0 }
+	e.store.SetConflict(func(string, int) bool { return writes.Add(1)%5 == 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -938,7 +938,7 @@ func TestConflictsUntilTimeout(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, stock.Config{FlushTimeout: 50 * time.Millisecond})
 	mustCreate(t, e, "d1", 10)
-	e.store.Conflict = func(string, int) bool { return true }
+	e.store.SetConflict(func(string, int) bool { return true })
 
 	_, err := e.svc.Reserve(context.Background(), "d1", "o1", 1, until)
 
@@ -948,7 +948,7 @@ func TestConflictsUntilTimeout(t *testing.T) {
 	if m := e.metrics(t); m.conflicts < 3 {
 		t.Errorf("%d conflicts counted in 50ms of 2ms..100ms backoff, want several", m.conflicts)
 	}
-	e.store.Conflict = nil
+	e.store.SetConflict(nil)
 	if r := mustReserve(t, e, "d1", "o1", 1); r.Outcome != stock.OutcomeReserved {
 		t.Errorf("after the contention: %+v", r)
 	}
@@ -959,7 +959,7 @@ func TestStoreOutage(t *testing.T) {
 	e := newEnv(t, stock.Config{})
 	mustCreate(t, e, "d1", 10)
 	errDown := errors.New("state store down")
-	e.store.Err = errDown
+	e.store.SetErr(errDown)
 	ctx := context.Background()
 
 	if _, err := e.svc.Reserve(ctx, "d1", "o1", 1, until); !errors.Is(err, errDown) {
@@ -1013,7 +1013,7 @@ func TestRandomReplicasNeverOversellOrDoubleHold(t *testing.T) {
 func randomReplicas(t *testing.T, seed uint64) {
 	store := storetest.NewFake()
 	var writes atomic.Int64
-	store.Conflict = func(string, int) bool { return writes.Add(1)%4 == 0 }
+	store.SetConflict(func(string, int) bool { return writes.Add(1)%4 == 0 })
 	var replicas [2]*stock.Service
 	for i := range replicas {
 		svc, err := stock.NewService(store, stock.Config{Buckets: 3, RecentOps: 3, FlushTimeout: 10 * time.Second})

@@ -26,13 +26,10 @@ import (
 type Fake struct {
 	// Latency is slept at the start of every call.
 	Latency time.Duration
-	// Conflict, when set, is asked before every bucket write that would succeed; true makes
-	// the write lose as if another replica had written the bucket first (its ETag moves on).
-	Conflict func(dealID string, bucket int) bool
-	// Err, when set, fails every call (a state store outage).
-	Err error
 
 	mu        sync.Mutex
+	conflict  func(dealID string, bucket int) bool
+	err       error
 	docs      map[string]doc
 	reads     int
 	writes    int
@@ -53,11 +50,30 @@ func metaKey(dealID string) string { return "meta/" + dealID }
 
 func bucketKey(dealID string, i int) string { return "bucket/" + dealID + "/" + strconv.Itoa(i) }
 
+// SetConflict sets a function asked before every bucket write that would succeed; true makes
+// the write lose as if another replica had written the bucket first (its ETag moves on). Nil
+// stops the injection. Safe while calls are in flight: a batch the service gave up on may
+// still be writing.
+func (f *Fake) SetConflict(conflict func(dealID string, bucket int) bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.conflict = conflict
+}
+
+// SetErr makes every call fail with err (a state store outage); nil ends the outage.
+func (f *Fake) SetErr(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = err
+}
+
 func (f *Fake) enter() error {
 	if f.Latency > 0 {
 		time.Sleep(f.Latency)
 	}
-	return f.Err
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
 }
 
 // Meta implements stock.Store.
@@ -136,7 +152,7 @@ func (f *Fake) UpdateBucket(_ context.Context, b stock.Bucket, etag string) erro
 		f.conflicts++
 		return fmt.Errorf("update %s: %w", k, stock.ErrStale)
 	}
-	if f.Conflict != nil && f.Conflict(b.DealID, b.Bucket) {
+	if f.conflict != nil && f.conflict(b.DealID, b.Bucket) {
 		// Another replica wrote first: same content, new version.
 		f.docs[k] = doc{data: cur.data, version: cur.version + 1}
 		f.conflicts++
