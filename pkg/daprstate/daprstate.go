@@ -121,6 +121,11 @@ func (s *Store) Delete(ctx context.Context, key, etag string) error {
 	return translate(key, err)
 }
 
+// Remove deletes the document at key whatever its ETag; a missing document is no error.
+func (s *Store) Remove(ctx context.Context, key string) error {
+	return translate(key, s.client.DeleteStateWithETag(ctx, s.name, key, nil, nil, nil))
+}
+
 func translate(key string, err error) error {
 	if err == nil {
 		return nil

@@ -81,11 +81,30 @@ type stockBucket struct {
 	Reserved  int                  `json:"reserved"`
 	Sold      int                  `json:"sold"`
 	Holds     map[string]stockHold `json:"holds"`
+	// Pages lists the pages of reserved holds moved out of the bucket, at
+	// "stock:<deal>:<i>:<key>"; a hold's record in the bucket naming its page overrides it.
+	Pages []struct {
+		Key string `json:"key"`
+	} `json:"pages"`
 }
 
 type stockHold struct {
 	Qty   int    `json:"qty"`
 	State string `json:"state"`
+	Page  string `json:"page"`
+}
+
+type stockPage struct {
+	Holds map[string]stockHold `json:"holds"`
+}
+
+// pageKeys are the state keys of the pages bucket i of a deal lists.
+func (b stockBucket) pageKeys(dealID string, i int) []string {
+	keys := make([]string, len(b.Pages))
+	for k, r := range b.Pages {
+		keys[k] = fmt.Sprintf("stock:%s:%d:%s", dealID, i, r.Key)
+	}
+	return keys
 }
 
 // StockLevels are a deal's counters summed over its buckets.
@@ -146,6 +165,22 @@ func readStock(ctx context.Context, rdb *redis.Client, dealID string) (StockLeve
 				l.ReservedHoldUnits += h.Qty
 			}
 		}
+		pages, err := readStates[stockPage](ctx, rdb, "inventory", b.pageKeys(dealID, i))
+		if err != nil {
+			return l, err
+		}
+		for k, r := range b.Pages {
+			p, ok := pages[b.pageKeys(dealID, i)[k]]
+			if !ok {
+				return l, fmt.Errorf("deal %s bucket %d lists page %s, which is not stored", dealID, i, r.Key)
+			}
+			for id, h := range p.Holds {
+				if rec, ok := b.Holds[id]; !ok || rec.Page != r.Key {
+					l.ReservedHolds++
+					l.ReservedHoldUnits += h.Qty
+				}
+			}
+		}
 	}
 	if l.Stock != meta.Stock {
 		return l, fmt.Errorf("deal %s: buckets hold %d units, the meta document says %d", dealID, l.Stock, meta.Stock)
@@ -153,7 +188,7 @@ func readStock(ctx context.Context, rdb *redis.Client, dealID string) (StockLeve
 	return l, nil
 }
 
-// stockDocSize is the size of a deal's largest stock document (meta or bucket).
+// stockDocSize is the size of a deal's largest stock document (meta, bucket or page).
 func stockDocSize(ctx context.Context, rdb *redis.Client, dealID string) (int64, error) {
 	var meta stockMeta
 	if _, err := readState(ctx, rdb, "inventory", "stock:"+dealID, &meta); err != nil {
@@ -164,11 +199,23 @@ func stockDocSize(ctx context.Context, rdb *redis.Client, dealID string) (int64,
 		return 0, err
 	}
 	for i := range max(meta.Buckets, 1) {
-		n, err := rdb.HStrLen(ctx, stateKey("inventory", fmt.Sprintf("stock:%s:%d", dealID, i)), "data").Result()
+		key := fmt.Sprintf("stock:%s:%d", dealID, i)
+		n, err := rdb.HStrLen(ctx, stateKey("inventory", key), "data").Result()
 		if err != nil {
 			return 0, err
 		}
 		largest = max(largest, n)
+		var b stockBucket
+		if _, err := readState(ctx, rdb, "inventory", key, &b); err != nil {
+			return 0, err
+		}
+		for _, pk := range b.pageKeys(dealID, i) {
+			n, err := rdb.HStrLen(ctx, stateKey("inventory", pk), "data").Result()
+			if err != nil {
+				return 0, err
+			}
+			largest = max(largest, n)
+		}
 	}
 	return largest, nil
 }

@@ -10,6 +10,7 @@ import (
 type StockHold struct {
 	Qty   int    `json:"qty"`
 	State string `json:"state"`
+	Page  string `json:"page,omitempty"` // a finished hold's page, whose copy this record overrides
 }
 
 func (h StockHold) tombstone() bool { return h.Qty == 0 && h.State == "released" }
@@ -23,6 +24,10 @@ type StockBucket struct {
 	Reserved  int                  `json:"reserved"`
 	Sold      int                  `json:"sold"`
 	Holds     map[string]StockHold `json:"holds"`
+	// Pages lists the pages of reserved holds moved out of the bucket document.
+	Pages []struct {
+		Key string `json:"key"`
+	} `json:"pages"`
 }
 
 // StockTotals sums a deal's buckets.
@@ -32,7 +37,8 @@ type StockTotals struct {
 }
 
 // Stock reads a deal's stock straight from the state store: the meta document
-// "stock:<deal>" names the bucket count, each "stock:<deal>:<i>" holds counters and holds.
+// "stock:<deal>" names the bucket count, each "stock:<deal>:<i>" holds counters and holds,
+// and the pages it lists ("stock:<deal>:<i>:<key>") the reserved holds moved out of it.
 // It checks every bucket's own invariant on the way.
 func (s *Stack) Stock(ctx context.Context, dealID string) (StockTotals, error) {
 	var meta struct {
@@ -58,6 +64,26 @@ func (s *Stack) Stock(ctx context.Context, dealID string) (StockTotals, error) {
 		}
 		if b.Available < 0 || b.Reserved < 0 || b.Sold < 0 || b.Available+b.Reserved+b.Sold != b.Stock {
 			return StockTotals{}, fmt.Errorf("deal %s bucket %d breaks its invariant: %+v", dealID, i, b)
+		}
+		if b.Holds == nil {
+			b.Holds = map[string]StockHold{}
+		}
+		for _, r := range b.Pages {
+			var p struct {
+				Holds map[string]StockHold `json:"holds"`
+			}
+			found, err := s.State(ctx, "inventory", fmt.Sprintf("stock:%s:%d:%s", dealID, i, r.Key), &p)
+			if err != nil {
+				return StockTotals{}, err
+			}
+			if !found {
+				return StockTotals{}, fmt.Errorf("deal %s bucket %d lists page %s, which is not stored", dealID, i, r.Key)
+			}
+			for id, h := range p.Holds {
+				if rec, ok := b.Holds[id]; !ok || rec.Page != r.Key {
+					b.Holds[id] = h
+				}
+			}
 		}
 		t.Stock += b.Stock
 		t.Available += b.Available

@@ -1,5 +1,6 @@
 // Package daprstore keeps stock documents in the Dapr state store: per deal one meta document
-// at "stock:<deal>" and one document per bucket at "stock:<deal>:<i>". Every document is
+// at "stock:<deal>", one document per bucket at "stock:<deal>:<i>" and the pages of reserved
+// holds a bucket moved out at "stock:<deal>:<i>:<page>" (deal ids hold no ':'). Every document is
 // created with first-write concurrency and afterwards only replaced with the ETag it was read
 // with (pkg/daprstate), which is the optimistic concurrency the stock CAS relies on.
 package daprstore
@@ -69,6 +70,29 @@ func (r *Repository) CreateBucket(ctx context.Context, b stock.Bucket) error {
 // UpdateBucket implements stock.Store.
 func (r *Repository) UpdateBucket(ctx context.Context, b stock.Bucket, etag string) error {
 	return translate(r.store.Update(ctx, BucketKey(b.DealID, b.Bucket), b, etag))
+}
+
+// PageKey is the state key of a page of bucket i of a deal.
+func PageKey(dealID string, i int, page string) string { return BucketKey(dealID, i) + ":" + page }
+
+// Page implements stock.Store.
+func (r *Repository) Page(ctx context.Context, dealID string, i int, key string) (stock.Page, error) {
+	var p stock.Page
+	_, err := r.store.Get(ctx, PageKey(dealID, i, key), &p)
+	if errors.Is(err, daprstate.ErrNotFound) {
+		return stock.Page{}, stock.ErrNotFound
+	}
+	return p, err
+}
+
+// CreatePage implements stock.Store.
+func (r *Repository) CreatePage(ctx context.Context, p stock.Page) error {
+	return translate(r.store.Create(ctx, PageKey(p.DealID, p.Bucket, p.Key), p))
+}
+
+// DeletePage implements stock.Store.
+func (r *Repository) DeletePage(ctx context.Context, dealID string, i int, key string) error {
+	return r.store.Remove(ctx, PageKey(dealID, i, key))
 }
 
 // translate turns a lost race (the key exists, or its ETag moved) into stock.ErrStale.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -43,6 +44,12 @@ type Store interface {
 	CreateBucket(ctx context.Context, b Bucket) error
 	// UpdateBucket replaces b if its ETag still equals etag (ErrStale otherwise).
 	UpdateBucket(ctx context.Context, b Bucket, etag string) error
+	// Page returns a page of a deal's bucket, or ErrNotFound.
+	Page(ctx context.Context, dealID string, bucket int, key string) (Page, error)
+	// CreatePage stores p if its key does not exist (ErrStale otherwise).
+	CreatePage(ctx context.Context, p Page) error
+	// DeletePage removes a page; a missing page is no error.
+	DeletePage(ctx context.Context, dealID string, bucket int, key string) error
 }
 
 // Config tunes the service. Zero values take the defaults noted.
@@ -84,6 +91,11 @@ type Config struct {
 	// have guarded fail safe (see Window), so keep it above a bucket's finished ops per
 	// FlushTimeout at the expected peak.
 	RecentOps int
+	// PageOut is the most reserved holds a bucket keeps in its own document before they
+	// move to a page (default 64; see Paging). PageMax caps the holds of a page (default 512,
+	// about 70 KB of JSON), PageFinishedCap the records of finished paged holds a bucket
+	// keeps (default 64).
+	PageOut, PageMax, PageFinishedCap int
 	// Meter records inventory_cas_conflicts_total and inventory_batch_size (default no-op).
 	Meter metric.Meter
 	// Clock tells the time (default time.Now).
@@ -106,6 +118,15 @@ func (c *Config) defaults() {
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 256
+	}
+	if c.PageOut <= 0 {
+		c.PageOut = 64
+	}
+	if c.PageMax <= 0 {
+		c.PageMax = 512
+	}
+	if c.PageFinishedCap <= 0 {
+		c.PageFinishedCap = 64
 	}
 	if c.FlushTimeout <= 0 {
 		c.FlushTimeout = 5 * time.Second
@@ -139,6 +160,9 @@ type Service struct {
 	mu    sync.Mutex
 	metas map[string]Meta  // immutable once created, so cached for good
 	memos map[string]*memo // per deal: what this replica last saw of each bucket
+	// pages caches, per bucket, the holds of the pages it listed when last read: pages are
+	// immutable, so each is read once.
+	pages map[bucketKey]map[string]map[string]Hold
 }
 
 // maxHolders bounds the order ids a replica remembers per deal as holding stock.
@@ -164,7 +188,8 @@ func NewService(store Store, cfg Config) (*Service, error) {
 	if cfg.RecentWindow < 2*cfg.FlushTimeout {
 		return nil, fmt.Errorf("stock: recent-ops window %s is below twice the flush timeout %s", cfg.RecentWindow, cfg.FlushTimeout)
 	}
-	s := &Service{store: store, cfg: cfg, now: cfg.Clock, metas: map[string]Meta{}, memos: map[string]*memo{}}
+	s := &Service{store: store, cfg: cfg, now: cfg.Clock, metas: map[string]Meta{}, memos: map[string]*memo{},
+		pages: map[bucketKey]map[string]map[string]Hold{}}
 	var err error
 	s.conflicts, err = cfg.Meter.Int64Counter("inventory_cas_conflicts_total",
 		metric.WithDescription("ETag conflicts on stock bucket writes (another replica wrote first)"))
@@ -542,20 +567,30 @@ func (s *Service) flush(ctx context.Context, key bucketKey, ops []Op) []Result {
 		case err != nil:
 			return failAll(len(ops), err)
 		}
-		results, changed := Apply(&b, ops, s.now().UTC(), Window{Age: s.cfg.RecentWindow, Ops: s.cfg.RecentOps})
+		pages, err := s.pageHolds(ctx, key, b.Pages)
+		if err != nil {
+			return failAll(len(ops), err)
+		}
+		pg := &Paging{Out: s.cfg.PageOut, Max: s.cfg.PageMax, FinishedCap: s.cfg.PageFinishedCap,
+			Holds: func(k string) map[string]Hold { return pages[k] }, NewKey: newPageKey}
+		results, changed, ch := ApplyPaged(&b, ops, s.now().UTC(), Window{Age: s.cfg.RecentWindow, Ops: s.cfg.RecentOps}, pg)
 		if !changed {
 			s.observe(key, b)
 			return results
 		}
-		if missing {
+		err = s.createPages(ctx, ch.Create)
+		if err == nil && missing {
 			err = s.store.CreateBucket(ctx, b)
-		} else {
+		} else if err == nil {
 			err = s.store.UpdateBucket(ctx, b, etag)
 		}
 		if err == nil {
 			s.observe(key, b)
+			s.pagesWritten(ctx, key, ch)
 			return results
 		}
+		// The bucket does not list the pages made for this attempt: they go.
+		s.deletePages(ctx, key, ch.Create)
 		if !errors.Is(err, ErrStale) {
 			return failAll(len(ops), err)
 		}
@@ -706,4 +741,91 @@ func checkOrderID(fields []problem.FieldError, id string) []problem.FieldError {
 		return append(fields, problem.FieldError{Field: "order_id", Reason: "is required"})
 	}
 	return fields
+}
+
+// newPageKey names a new page: random, so attempts racing to page the same bucket never
+// share a key.
+func newPageKey() string { return "p" + strconv.FormatUint(rand.Uint64(), 36) }
+
+// pageHolds returns the holds of every page in refs, from the cache or read once, and
+// forgets the cached pages of the bucket that refs no longer lists.
+func (s *Service) pageHolds(ctx context.Context, key bucketKey, refs []PageRef) (map[string]map[string]Hold, error) {
+	out := make(map[string]map[string]Hold, len(refs))
+	var missing []string
+	s.mu.Lock()
+	cached := s.pages[key]
+	for _, r := range refs {
+		if h, ok := cached[r.Key]; ok {
+			out[r.Key] = h
+		} else {
+			missing = append(missing, r.Key)
+		}
+	}
+	if len(cached) > len(refs)-len(missing) {
+		for k := range cached {
+			if _, ok := out[k]; !ok {
+				delete(cached, k)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, k := range missing {
+		p, err := s.store.Page(ctx, key.deal, key.bucket, k)
+		if err != nil {
+			return nil, fmt.Errorf("stock %s/%d page %s: %w", key.deal, key.bucket, k, err)
+		}
+		out[k] = p.Holds
+	}
+	if len(missing) > 0 {
+		s.mu.Lock()
+		s.cachePagesLocked(key, out)
+		s.mu.Unlock()
+	}
+	return out, nil
+}
+
+func (s *Service) cachePagesLocked(key bucketKey, pages map[string]map[string]Hold) {
+	if s.pages[key] == nil {
+		s.pages[key] = map[string]map[string]Hold{}
+	}
+	maps.Copy(s.pages[key], pages)
+}
+
+func (s *Service) createPages(ctx context.Context, pages []Page) error {
+	for _, p := range pages {
+		if err := s.store.CreatePage(ctx, p); err != nil {
+			return fmt.Errorf("stock %s/%d page %s: %w", p.DealID, p.Bucket, p.Key, err)
+		}
+	}
+	return nil
+}
+
+// pagesWritten caches the pages a bucket write listed and deletes those it unlisted.
+func (s *Service) pagesWritten(ctx context.Context, key bucketKey, ch PageChanges) {
+	if len(ch.Create)+len(ch.Drop) == 0 {
+		return
+	}
+	s.mu.Lock()
+	made := make(map[string]map[string]Hold, len(ch.Create))
+	for _, p := range ch.Create {
+		made[p.Key] = p.Holds
+	}
+	s.cachePagesLocked(key, made)
+	for _, k := range ch.Drop {
+		delete(s.pages[key], k)
+	}
+	s.mu.Unlock()
+	drop := make([]Page, len(ch.Drop))
+	for i, k := range ch.Drop {
+		drop[i] = Page{DealID: key.deal, Bucket: key.bucket, Key: k}
+	}
+	s.deletePages(ctx, key, drop)
+}
+
+// deletePages removes pages no bucket lists. It is best effort: a page left behind (the
+// store failed, or the replica stopped first) is never read again, only stored.
+func (s *Service) deletePages(ctx context.Context, key bucketKey, pages []Page) {
+	for _, p := range pages {
+		_ = s.store.DeletePage(context.WithoutCancel(ctx), key.deal, key.bucket, p.Key)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -1001,22 +1002,27 @@ func TestCancelledRequestIsNotApplied(t *testing.T) {
 // replica. A placement that ends sold out, released or busy is undone with a release; a
 // reserved one is committed or released, and that is replayed on the other replica. When all
 // are done no unit may be reserved (no hold nobody releases, no second hold) and sold must be
-// exactly the units of the orders told committed.
+// exactly the units of the orders told committed. The paged runs page every hold out of its
+// bucket as soon as there are two (Config.PageOut), and rewrite pages all the time.
 func TestRandomReplicasNeverOversellOrDoubleHold(t *testing.T) {
 	// Not parallel, one seed at a time: CPU-heavy, and the contention tests' timing should
 	// not pay for it.
 	for seed := range uint64(8) {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { randomReplicas(t, seed) })
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { randomReplicas(t, seed, stock.Config{}) })
+		t.Run(fmt.Sprint(seed, "-paged"), func(t *testing.T) {
+			randomReplicas(t, seed, stock.Config{PageOut: 1, PageMax: 2, PageFinishedCap: 1})
+		})
 	}
 }
 
-func randomReplicas(t *testing.T, seed uint64) {
+func randomReplicas(t *testing.T, seed uint64, cfg stock.Config) {
 	store := storetest.NewFake()
 	var writes atomic.Int64
 	store.SetConflict(func(string, int) bool { return writes.Add(1)%4 == 0 })
 	var replicas [2]*stock.Service
 	for i := range replicas {
-		svc, err := stock.NewService(store, stock.Config{Buckets: 3, RecentOps: 3, FlushTimeout: 10 * time.Second})
+		cfg.Buckets, cfg.RecentOps, cfg.FlushTimeout = 3, 3, 10*time.Second
+		svc, err := stock.NewService(store, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1106,10 +1112,21 @@ func randomReplicas(t *testing.T, seed uint64) {
 		if err := b.Check(); err != nil {
 			t.Error(err)
 		}
+		var listed []string
+		for _, r := range b.Pages {
+			listed = append(listed, r.Key)
+		}
+		slices.Sort(listed)
+		if stored := store.Pages("d1", b.Bucket); !slices.Equal(stored, listed) {
+			t.Errorf("bucket %d lists pages %v, the store has %v", b.Bucket, listed, stored)
+		}
 		lv.Stock += b.Stock
 		lv.Available += b.Available
 		lv.Reserved += b.Reserved
 		lv.Sold += b.Sold
+	}
+	if paged := store.Stats().Pages; (cfg.PageOut > 0) != (paged > 0) {
+		t.Errorf("%d pages written with PageOut %d", paged, cfg.PageOut)
 	}
 	if lv.Stock != units || lv.Reserved != 0 || lv.Sold != want || lv.Available != units-want {
 		t.Errorf("levels %+v, want nothing reserved and %d sold", lv, want)

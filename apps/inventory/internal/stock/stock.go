@@ -7,18 +7,21 @@
 // the invariant on its own; the deal's levels are the sums.
 //
 // A bucket document never grows with the orders of its deal: it holds its counters, the
-// reserved holds (at most one per reserved unit: bounded by its stock, and each ends with
-// its order's pay window) and a recent-ops window of what finished ops leave behind
-// (committed and released holds, release tombstones, passed marks), capped both by age
-// (Window.Age, default one minute) and by count (Window.Ops, default 256). A finished hold's
-// outcome lives with its order (the order app's document); the window only answers replays
-// that come soon after, and keeps the guarantees that need a memory (release tombstones,
-// passed marks) for as long as the requests they guard can still land. What it forgets it
-// summarizes in Bucket.Forgot, so that a request it can no longer answer exactly is told so
-// instead of being answered as a new order (see Apply). Worst case, with R reserved holds
-// and W the window's cap, a bucket is at most about 200 + 140·(R+W) bytes of JSON (order ids
-// of 19 digits, a hold with its two timestamps 140 bytes, a mark 60): 36 KB plus 140 bytes
-// per reserved hold with the default cap.
+// reserved holds taken lately (at most Paging.Out; older ones move to immutable page
+// documents it lists, see Paging), the records of finished paged holds (at most
+// Paging.FinishedCap), one ref per page, and a recent-ops window of what finished ops leave
+// behind (committed and released holds, release tombstones, passed marks), capped both by
+// age (Window.Age, default one minute) and by count (Window.Ops, default 256). A finished
+// hold's outcome lives with its order (the order app's document); the window only answers
+// replays that come soon after, and keeps the guarantees that need a memory (release
+// tombstones, passed marks) for as long as the requests they guard can still land. What it
+// forgets it summarizes in Bucket.Forgot, so that a request it can no longer answer exactly
+// is told so instead of being answered as a new order (see Apply). Worst case, at about 140
+// bytes a hold or record (order ids of 19 digits, two timestamps) and 70 bytes a page ref,
+// with the service's defaults (64 in the document, 64 finished paged, a window of 256, pages
+// of at most 512 holds): 54 KB plus 70 bytes per 512 reserved holds when pages are full, per
+// reserved hold at worst (pages emptied unevenly merge only into the next page written); a
+// page is at most 72 KB.
 //
 // The pure part (this file) applies a batch of operations to one bucket document. The
 // Service (service.go) routes operations to buckets, batches them per bucket (group
@@ -69,6 +72,9 @@ type Hold struct {
 	Until time.Time `json:"until,omitzero"` // zero for a tombstone
 	State HoldState `json:"state"`
 	At    time.Time `json:"at"` // time of the last transition
+	// Page names the page a finished hold was paged to (see Paging): the record overrides
+	// the page's copy while the bucket lists the page.
+	Page string `json:"page,omitempty"`
 }
 
 // Tombstone tells whether h is a release tombstone: released, and never held a unit.
@@ -120,6 +126,8 @@ type Bucket struct {
 	// mark the window dropped (committed holds leave without moving it: see Window). What
 	// the bucket remembers of an order is complete for the orders that started after it.
 	Forgot time.Time `json:"forgot,omitzero"`
+	// Pages lists the pages holding reserved holds moved out of this document (see Paging).
+	Pages []PageRef `json:"pages,omitempty"`
 }
 
 // Check verifies the bucket's invariants: counters non-negative and summing to the stock,
@@ -132,8 +140,16 @@ func (b Bucket) Check() error {
 	if b.Available+b.Reserved+b.Sold != b.Stock {
 		return fmt.Errorf("stock %s/%d: available+reserved+sold != stock in %s", b.DealID, b.Bucket, b.counters())
 	}
-	var reserved, sold int
+	reserved, sold := b.pagesUnits(), 0
+	for _, r := range b.Pages {
+		if r.Holds < 0 || r.Units < r.Holds {
+			return fmt.Errorf("stock %s/%d: page %s lists %d holds of %d units", b.DealID, b.Bucket, r.Key, r.Holds, r.Units)
+		}
+	}
 	for id, h := range b.Holds {
+		if h.Page != "" && (h.State == StateReserved || b.ref(h.Page) == nil) {
+			return fmt.Errorf("stock %s/%d: order %s's %s record names page %s, which the bucket does not list for it", b.DealID, b.Bucket, id, h.State, h.Page)
+		}
 		if _, ok := b.Passed[id]; ok {
 			return fmt.Errorf("stock %s/%d: order %s both holds and passed", b.DealID, b.Bucket, id)
 		}
@@ -151,7 +167,7 @@ func (b Bucket) Check() error {
 		}
 	}
 	if reserved != b.Reserved || sold+b.Archived != b.Sold {
-		return fmt.Errorf("stock %s/%d: holds account for reserved %d sold %d (+%d archived), counters say %s",
+		return fmt.Errorf("stock %s/%d: holds and pages account for reserved %d sold %d (+%d archived), counters say %s",
 			b.DealID, b.Bucket, reserved, sold, b.Archived, b.counters())
 	}
 	return nil
@@ -307,6 +323,14 @@ type Window struct {
 // on, so finding a hold must not stop at the first bucket without the order (Service.find
 // looks on).
 func Apply(b *Bucket, ops []Op, now time.Time, w Window) (results []Result, changed bool) {
+	results, changed, _ = ApplyPaged(b, ops, now, w, nil)
+	return results, changed
+}
+
+// ApplyPaged is Apply for a bucket whose reserved holds are paged (see Paging); pg nil pages
+// nothing. The ops find the holds of the pages b lists through pg. When b changed, the
+// returned changes name the pages to create before writing b and those to delete after.
+func ApplyPaged(b *Bucket, ops []Op, now time.Time, w Window, pg *Paging) (results []Result, changed bool, ch PageChanges) {
 	if b.Holds == nil {
 		b.Holds = map[string]Hold{}
 	}
@@ -318,13 +342,16 @@ func Apply(b *Bucket, ops []Op, now time.Time, w Window) (results []Result, chan
 			continue
 		}
 		var c bool
-		results[i], c = apply(b, op, now)
+		results[i], c = apply(b, op, now, pg)
 		changed = changed || c
 	}
 	if changed {
+		if pg != nil {
+			ch = pg.maintain(b)
+		}
 		prune(b, now, w)
 	}
-	return results, changed
+	return results, changed, ch
 }
 
 // record is one entry of the window.
@@ -339,7 +366,7 @@ type record struct {
 func prune(b *Bucket, now time.Time, w Window) {
 	var recs []record
 	for id, h := range b.Holds {
-		if h.State == StateCommitted || h.State == StateReleased {
+		if h.Page == "" && (h.State == StateCommitted || h.State == StateReleased) {
 			recs = append(recs, record{id: id, at: h.At, committed: h.State == StateCommitted})
 		}
 	}
@@ -402,9 +429,13 @@ func unknown(b *Bucket, op Op) Status {
 	return 0
 }
 
-func apply(b *Bucket, op Op, now time.Time) (Result, bool) {
+func apply(b *Bucket, op Op, now time.Time, pg *Paging) (Result, bool) {
 	h, held := b.Holds[op.OrderID]
 	_, passed := b.Passed[op.OrderID]
+	page := ""
+	if !held && !passed {
+		h, page, held = pg.find(b, op.OrderID)
+	}
 	switch op.Kind {
 	case OpReserve, OpProbe:
 		reserve := op.Kind == OpReserve
@@ -475,6 +506,13 @@ func apply(b *Bucket, op Op, now time.Time) (Result, bool) {
 			b.Available += h.Qty
 		}
 		h.State, h.At = want, now // the hold joins the window
+		if page != "" {
+			// A paged hold: its record here overrides the page's copy.
+			h.Page = page
+			r := b.ref(page)
+			r.Holds--
+			r.Units -= h.Qty
+		}
 		b.Holds[op.OrderID] = h
 		return Result{Status: Done, State: want}, true
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -493,6 +494,7 @@ func clone(b stock.Bucket) stock.Bucket {
 	c := b
 	c.Holds = maps.Clone(b.Holds)
 	c.Passed = maps.Clone(b.Passed)
+	c.Pages = slices.Clone(b.Pages)
 	return c
 }
 

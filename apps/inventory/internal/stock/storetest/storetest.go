@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +35,7 @@ type Fake struct {
 	reads     int
 	writes    int
 	conflicts int
+	pages     int
 }
 
 type doc struct {
@@ -162,6 +164,65 @@ func (f *Fake) UpdateBucket(_ context.Context, b stock.Bucket, etag string) erro
 	return nil
 }
 
+func pageKey(dealID string, i int, page string) string { return bucketKey(dealID, i) + "/" + page }
+
+// Page implements stock.Store.
+func (f *Fake) Page(_ context.Context, dealID string, i int, key string) (stock.Page, error) {
+	if err := f.enter(); err != nil {
+		return stock.Page{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	var p stock.Page
+	if _, err := f.get(pageKey(dealID, i, key), &p); err != nil {
+		return stock.Page{}, err
+	}
+	return p, nil
+}
+
+// CreatePage implements stock.Store.
+func (f *Fake) CreatePage(_ context.Context, p stock.Page) error {
+	if err := f.enter(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := pageKey(p.DealID, p.Bucket, p.Key)
+	if _, ok := f.docs[k]; ok {
+		return fmt.Errorf("create %s: %w", k, stock.ErrStale)
+	}
+	f.put(k, p)
+	f.pages++
+	return nil
+}
+
+// DeletePage implements stock.Store.
+func (f *Fake) DeletePage(_ context.Context, dealID string, i int, key string) error {
+	if err := f.enter(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.docs, pageKey(dealID, i, key))
+	return nil
+}
+
+// Pages returns the keys of a bucket's stored pages, listed or not.
+func (f *Fake) Pages(dealID string, i int) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	prefix := pageKey(dealID, i, "")
+	var out []string
+	for k := range f.docs {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, strings.TrimPrefix(k, prefix))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 func (f *Fake) get(k string, v any) (int, error) {
 	d, ok := f.docs[k]
 	if !ok {
@@ -187,13 +248,14 @@ type Stats struct {
 	Reads     int // Meta and Bucket calls
 	Writes    int // successful creates and updates
 	Conflicts int // bucket updates refused for a stale ETag, injected ones included
+	Pages     int // pages created
 }
 
 // Stats returns the counters so far.
 func (f *Fake) Stats() Stats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return Stats{Reads: f.reads, Writes: f.writes, Conflicts: f.conflicts}
+	return Stats{Reads: f.reads, Writes: f.writes, Conflicts: f.conflicts, Pages: f.pages}
 }
 
 // Buckets returns the stored buckets of a deal, in bucket order (without touching the
@@ -321,6 +383,39 @@ func Contract(t *testing.T, newStore func(t *testing.T) stock.Store) {
 		}
 		if !slices.Equal(stocks, []int{3, 2, 2}) {
 			t.Errorf("bucket stocks %v, want [3 2 2]", stocks)
+		}
+	})
+
+	t.Run("pages are created once, read and deleted", func(t *testing.T) {
+		s, d := newStore(t), deal()
+		p := stock.Page{DealID: d, Bucket: 1, Key: "pabc", Holds: map[string]stock.Hold{
+			"o1": {Qty: 2, Until: at.Add(time.Hour), State: stock.StateReserved, At: at}}}
+		if _, err := s.Page(ctx, d, 1, p.Key); !errors.Is(err, stock.ErrNotFound) {
+			t.Fatalf("Page() of a missing page: error = %v, want %v", err, stock.ErrNotFound)
+		}
+		if err := s.CreatePage(ctx, p); err != nil {
+			t.Fatalf("CreatePage() error = %v", err)
+		}
+		if err := s.CreatePage(ctx, p); !errors.Is(err, stock.ErrStale) {
+			t.Fatalf("second CreatePage() error = %v, want %v", err, stock.ErrStale)
+		}
+		read, err := s.Page(ctx, d, 1, p.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(read, p); diff != "" {
+			t.Errorf("stored page (-got +want):\n%s", diff)
+		}
+		if _, _, err := s.Bucket(ctx, d, 1); !errors.Is(err, stock.ErrNotFound) {
+			t.Errorf("a page reads as its bucket: error = %v", err)
+		}
+		for range 2 { // deleting a missing page is no error
+			if err := s.DeletePage(ctx, d, 1, p.Key); err != nil {
+				t.Fatalf("DeletePage() error = %v", err)
+			}
+		}
+		if _, err := s.Page(ctx, d, 1, p.Key); !errors.Is(err, stock.ErrNotFound) {
+			t.Errorf("Page() after DeletePage: error = %v, want %v", err, stock.ErrNotFound)
 		}
 	})
 }
