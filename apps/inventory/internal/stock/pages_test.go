@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -296,5 +298,66 @@ func TestBucketsReadsPagedHolds(t *testing.T) {
 	}
 	if len(e.store.Pages("d1", 0)) == 0 || len(audit[0].Holds) != 7 || audit[0].Reserved != 7 {
 		t.Errorf("audit read of a paged bucket: %d holds, %+v", len(audit[0].Holds), audit[0])
+	}
+}
+
+// staleOnce answers the first bucket read with an old copy of the bucket, as a replica reads
+// just before another one's write lands.
+type staleOnce struct {
+	stock.Store
+	mu    sync.Mutex
+	stale *stock.Bucket
+}
+
+func (s *staleOnce) Bucket(ctx context.Context, dealID string, i int) (stock.Bucket, string, error) {
+	s.mu.Lock()
+	old := s.stale
+	s.stale = nil
+	s.mu.Unlock()
+	if old != nil {
+		return *old, "stale", nil
+	}
+	return s.Store.Bucket(ctx, dealID, i)
+}
+
+// A replica that read a bucket listing a page another replica has since merged away and
+// deleted reads the bucket again instead of failing.
+func TestStaleReadOfADeletedPageRetries(t *testing.T) {
+	t.Parallel()
+	cfg := stock.Config{PageOut: 2, PageMax: 8}
+	e := newEnv(t, cfg)
+	ctx := context.Background()
+	mustCreate(t, e, "d1", 20)
+	for _, id := range []string{"o0", "o1", "o2"} {
+		mustReserve(t, e, "d1", id, 1)
+	}
+	old := e.store.Buckets("d1")[0]
+	first := old.Pages[0].Key
+	for _, id := range []string{"o0", "o1"} {
+		if _, err := e.svc.Release(ctx, "d1", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"o3", "o4", "o5"} { // pages out, merging what is left of the first page
+		mustReserve(t, e, "d1", id, 1)
+	}
+	if slices.Contains(e.store.Pages("d1", 0), first) {
+		t.Fatalf("page %s still stored: the test needs it merged away", first)
+	}
+
+	cfg.Clock = e.clock.now
+	other, err := stock.NewService(&staleOnce{Store: e.store, stale: &old}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := other.Reserve(ctx, "d1", "o2", 1, until); err != nil || r.State != stock.StateReserved {
+		t.Errorf("replayed reserve after a stale read = %+v, %v; want o2's hold, reserved", r, err)
+	}
+	auditor, err := stock.NewService(&staleOnce{Store: e.store, stale: &old}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if audit, err := auditor.Buckets(ctx, "d1"); err != nil || audit[0].Holds["o2"].State != stock.StateReserved {
+		t.Errorf("audit read after a stale read: %v, o2 %+v", err, audit)
 	}
 }

@@ -2,6 +2,7 @@ package stock
 
 import (
 	"context"
+	"errors"
 
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
@@ -21,15 +22,33 @@ func (s *Service) Buckets(ctx context.Context, dealID string) ([]Bucket, error) 
 	}
 	out := make([]Bucket, 0, m.BucketCount())
 	for i := range m.BucketCount() {
-		b, err := s.bucket(ctx, m, i)
+		b, err := s.unpagedBucket(ctx, m, i)
 		if err != nil {
 			return nil, err
 		}
-		pages, err := s.pageHolds(ctx, bucketKey{dealID, i}, b.Pages)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, Unpaged(b, func(k string) map[string]Hold { return pages[k] }))
+		out = append(out, b)
 	}
 	return out, nil
+}
+
+// unpagedBucket reads bucket i with its pages. A page deleted between the two reads (another
+// replica unlisted it) means the bucket read is stale: it is read again.
+func (s *Service) unpagedBucket(ctx context.Context, m Meta, i int) (Bucket, error) {
+	for attempt := 0; ; attempt++ {
+		b, err := s.bucket(ctx, m, i)
+		if err != nil {
+			return Bucket{}, err
+		}
+		pages, err := s.pageHolds(ctx, bucketKey{m.DealID, i}, b.Pages)
+		if errors.Is(err, ErrNotFound) && attempt < 10 {
+			if err := sleep(ctx, s.backoff(attempt)); err != nil {
+				return Bucket{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return Bucket{}, err
+		}
+		return Unpaged(b, func(k string) map[string]Hold { return pages[k] }), nil
+	}
 }

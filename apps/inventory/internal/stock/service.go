@@ -567,31 +567,11 @@ func (s *Service) flush(ctx context.Context, key bucketKey, ops []Op) []Result {
 		case err != nil:
 			return failAll(len(ops), err)
 		}
-		pages, err := s.pageHolds(ctx, key, b.Pages)
-		if err != nil {
-			return failAll(len(ops), err)
-		}
-		pg := &Paging{Out: s.cfg.PageOut, Max: s.cfg.PageMax, FinishedCap: s.cfg.PageFinishedCap,
-			Holds: func(k string) map[string]Hold { return pages[k] }, NewKey: newPageKey}
-		results, changed, ch := ApplyPaged(&b, ops, s.now().UTC(), Window{Age: s.cfg.RecentWindow, Ops: s.cfg.RecentOps}, pg)
-		if !changed {
-			s.observe(key, b)
+		results, err := s.write(ctx, key, ops, b, etag, missing)
+		switch {
+		case err == nil:
 			return results
-		}
-		err = s.createPages(ctx, ch.Create)
-		if err == nil && missing {
-			err = s.store.CreateBucket(ctx, b)
-		} else if err == nil {
-			err = s.store.UpdateBucket(ctx, b, etag)
-		}
-		if err == nil {
-			s.observe(key, b)
-			s.pagesWritten(ctx, key, ch)
-			return results
-		}
-		// The bucket does not list the pages made for this attempt: they go.
-		s.deletePages(ctx, key, ch.Create)
-		if !errors.Is(err, ErrStale) {
+		case !errors.Is(err, ErrStale):
 			return failAll(len(ops), err)
 		}
 		s.conflicts.Add(ctx, 1)
@@ -599,6 +579,40 @@ func (s *Service) flush(ctx context.Context, key bucketKey, ops []Op) []Result {
 			return failAll(len(ops), fmt.Errorf("stock %s/%d after %d etag conflicts: %w", key.deal, key.bucket, attempt+1, ErrBusy))
 		}
 	}
+}
+
+// write applies ops to b, read with etag (or missing: the bucket as created), and writes it
+// back with the pages it makes. ErrStale means b changed since it was read: its CAS lost, or
+// it lists a page another replica's write unlisted and deleted since.
+func (s *Service) write(ctx context.Context, key bucketKey, ops []Op, b Bucket, etag string, missing bool) ([]Result, error) {
+	pages, err := s.pageHolds(ctx, key, b.Pages)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: %w", ErrStale, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	pg := &Paging{Out: s.cfg.PageOut, Max: s.cfg.PageMax, FinishedCap: s.cfg.PageFinishedCap,
+		Holds: func(k string) map[string]Hold { return pages[k] }, NewKey: newPageKey}
+	results, changed, ch := ApplyPaged(&b, ops, s.now().UTC(), Window{Age: s.cfg.RecentWindow, Ops: s.cfg.RecentOps}, pg)
+	if !changed {
+		s.observe(key, b)
+		return results, nil
+	}
+	err = s.createPages(ctx, ch.Create)
+	if err == nil && missing {
+		err = s.store.CreateBucket(ctx, b)
+	} else if err == nil {
+		err = s.store.UpdateBucket(ctx, b, etag)
+	}
+	if err != nil {
+		// The bucket does not list the pages made for this attempt: they go.
+		s.deletePages(ctx, key, ch.Create)
+		return nil, err
+	}
+	s.observe(key, b)
+	s.pagesWritten(ctx, key, ch)
+	return results, nil
 }
 
 func failAll(n int, err error) []Result {
