@@ -119,7 +119,7 @@ func TestApplyPagedAnswersAsUnpaged(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(3, 4))
 	var paged, rewrites int
-	for run := range 150 {
+	for run := range 50 {
 		ps := &pageStore{t: t, pages: map[string]stock.Page{}}
 		pg := ps.paging(1+rng.IntN(3), 2+rng.IntN(4), 1+rng.IntN(4))
 		meta := stock.Meta{DealID: "d1", Stock: 20 + rng.IntN(60), Buckets: 1}
@@ -184,7 +184,7 @@ func TestApplyPagedWithPruning(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	w := stock.Window{Age: 20 * time.Second, Ops: 6}
 	var pruned int
-	for run := range 150 {
+	for run := range 50 {
 		ps := &pageStore{t: t, pages: map[string]stock.Page{}}
 		pg := ps.paging(1+rng.IntN(3), 2+rng.IntN(4), 1+rng.IntN(4))
 		b := stock.Meta{DealID: "d1", Stock: 20 + rng.IntN(60), Buckets: 1}.InitialBucket(0)
