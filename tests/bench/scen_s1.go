@@ -214,7 +214,7 @@ func (b *bench) engineRun(ctx context.Context, sidecars []*engineSidecar, deal s
 			share++
 		}
 		cmd := exec.CommandContext(ctx, filepath.Join(b.cfg.BinDir, "stockbench"), "-deal", deal, "-stock", "1000000",
-			"-concurrency", fmt.Sprint(share), "-duration", dur.String(), "-order-prefix", fmt.Sprintf("e%d-", i), "-handshake")
+			"-concurrency", fmt.Sprint(share), "-duration", dur.String(), "-node", fmt.Sprint(i), "-handshake")
 		cmd.Env = append(os.Environ(), fmt.Sprintf("DAPR_GRPC_PORT=%d", sc.app.DaprGRPCPort), fmt.Sprintf("DAPR_HTTP_PORT=%d", sc.app.DaprHTTPPort),
 			"DAPR_API_TOKEN="+b.stack.DaprToken())
 		cmd.Stderr = b.stack.logFile(fmt.Sprintf("stockbench-%d", i))

@@ -3,10 +3,11 @@
 // It lives inside apps/inventory because the engine is internal to the app; the harness runs
 // one or several of these processes, each beside a daprd of its own, against one hot deal.
 //
-//	stockbench -deal D -stock N -concurrency 256 -duration 10s -order-prefix p0- [-handshake]
+//	stockbench -deal D -stock N -concurrency 256 -duration 10s -node 0 [-handshake]
 //
 // The sidecar is found the way the apps find theirs (DAPR_HOST, DAPR_GRPC_PORT,
-// DAPR_API_TOKEN). Every goroutine reserves 1 unit for a new order id until the duration ends.
+// DAPR_API_TOKEN). Every goroutine reserves 1 unit for a new order id until the duration ends;
+// order ids are Snowflake ids of -node (pkg/ids), as the order app makes them.
 // At the end it prints one JSON line (Result) on stdout: answers by outcome, latency
 // quantiles, and the store calls seen through the engine's Store interface: bucket reads,
 // writes and ETag conflicts, so the harness can report conflicts per success and ops per CAS.
@@ -37,6 +38,7 @@ import (
 
 	"github.com/groupbuy/groupbuy/apps/inventory/internal/daprstore"
 	"github.com/groupbuy/groupbuy/apps/inventory/internal/stock"
+	"github.com/groupbuy/groupbuy/pkg/ids"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
 	"github.com/groupbuy/groupbuy/pkg/sidecar"
 )
@@ -71,10 +73,14 @@ func run(ctx context.Context) error {
 	buckets := flag.Int("buckets", 1, "buckets of the deal when this process creates it")
 	conc := flag.Int("concurrency", 256, "goroutines reserving at once")
 	dur := flag.Duration("duration", 10*time.Second, "how long to reserve")
-	prefix := flag.String("order-prefix", "o-", "prefix of the order ids, unique per process")
+	node := flag.Int("node", 0, "Snowflake node of the order ids (0..1023), unique per process")
 	handshake := flag.Bool("handshake", false, `print "ready", start on a line from stdin, exit when stdin closes`)
 	store := flag.String("state-store", "statestore", "Dapr state store name")
 	flag.Parse()
+	gen, err := ids.New(*node)
+	if err != nil {
+		return err
+	}
 	if *deal == "" {
 		return errors.New("-deal is required")
 	}
@@ -110,7 +116,6 @@ func run(ctx context.Context) error {
 
 	var (
 		res       Result
-		next      atomic.Int64
 		mu        sync.Mutex
 		latencies []time.Duration
 		samples   = map[string]bool{}
@@ -124,7 +129,7 @@ func run(ctx context.Context) error {
 		wg.Go(func() {
 			var mine []time.Duration
 			for runCtx.Err() == nil {
-				id := fmt.Sprintf("%s%d", *prefix, next.Add(1))
+				id := gen.NextString()
 				t0 := time.Now()
 				// The reservation itself gets its own context: a batch cut off by the end of
 				// the run would answer neither way and leave holds nobody counted.
