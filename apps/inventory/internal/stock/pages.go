@@ -159,7 +159,9 @@ func (pg *Paging) maintain(b *Bucket) PageChanges {
 			total++
 		}
 	}
-	for total > pg.FinishedCap {
+	// Past the cap, pages are rewritten down to half of it, so rewrites come in bursts that
+	// each clear many records rather than one page per finished hold.
+	for total > pg.FinishedCap || (len(ch.Create) > 0 && total > pg.FinishedCap/2) {
 		// The page with the most records (ties by key, so every replica picks the same).
 		keys := slices.Collect(maps.Keys(named))
 		key := slices.MaxFunc(keys, func(x, y string) int { return cmp.Or(cmp.Compare(named[x], named[y]), cmp.Compare(y, x)) })
