@@ -215,6 +215,10 @@ func (b *bench) engineRun(ctx context.Context, sidecars []*engineSidecar, deal s
 		}
 		cmd := exec.CommandContext(ctx, filepath.Join(b.cfg.BinDir, "stockbench"), "-deal", deal, "-stock", "1000000",
 			"-concurrency", fmt.Sprint(share), "-duration", dur.String(), "-node", fmt.Sprint(i), "-handshake")
+		if dir := os.Getenv("BENCH_S1_CPUPROFILE"); dir != "" {
+			// A CPU profile of each engine process (go tool pprof bin/stockbench <file>).
+			cmd.Args = append(cmd.Args, "-cpuprofile", filepath.Join(dir, fmt.Sprintf("stockbench-%d-of-%d.pprof", i, len(sidecars))))
+		}
 		cmd.Env = append(os.Environ(), fmt.Sprintf("DAPR_GRPC_PORT=%d", sc.app.DaprGRPCPort), fmt.Sprintf("DAPR_HTTP_PORT=%d", sc.app.DaprHTTPPort),
 			"DAPR_API_TOKEN="+b.stack.DaprToken())
 		cmd.Stderr = b.stack.logFile(fmt.Sprintf("stockbench-%d", i))

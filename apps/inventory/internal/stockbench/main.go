@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"os/signal"
 	"slices"
 	"sync"
@@ -76,6 +77,7 @@ func run(ctx context.Context) error {
 	node := flag.Int("node", 0, "Snowflake node of the order ids (0..1023), unique per process")
 	handshake := flag.Bool("handshake", false, `print "ready", start on a line from stdin, exit when stdin closes`)
 	store := flag.String("state-store", "statestore", "Dapr state store name")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the reservations to this file")
 	flag.Parse()
 	gen, err := ids.New(*node)
 	if err != nil {
@@ -123,6 +125,17 @@ func run(ctx context.Context) error {
 	until := time.Now().Add(time.Hour)
 	runCtx, cancelRun := context.WithTimeout(ctx, *dur)
 	defer cancelRun()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range *conc {
