@@ -55,6 +55,9 @@ type Paging struct {
 	FinishedCap int
 	// Holds returns the holds of a page the bucket lists, as written.
 	Holds func(key string) map[string]Hold
+	// Find, when set, names the listed page holding an order (an index over the pages
+	// Holds gives); without it every listed page that may hold the order is looked in.
+	Find func(orderID string) (key string, ok bool)
 	// NewKey names a new page; keys are never reused.
 	NewKey func() string
 }
@@ -87,6 +90,15 @@ func (b *Bucket) ref(key string) *PageRef {
 // find returns the paged hold of an order the bucket document has no record of.
 func (pg *Paging) find(b *Bucket, orderID string) (Hold, string, bool) {
 	if pg == nil || len(b.Pages) == 0 {
+		return Hold{}, "", false
+	}
+	if pg.Find != nil {
+		key, ok := pg.Find(orderID)
+		if r := b.ref(key); ok && r != nil && r.Holds > 0 {
+			if h, ok := pg.Holds(key)[orderID]; ok {
+				return h, key, true
+			}
+		}
 		return Hold{}, "", false
 	}
 	after := int64(math.MinInt64)

@@ -2,11 +2,13 @@ package stock_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/groupbuy/groupbuy/apps/inventory/internal/stock"
+	"github.com/groupbuy/groupbuy/apps/inventory/internal/stock/storetest"
 )
 
 // pageStore keeps the pages of ApplyPaged in memory and checks that a bucket write only
@@ -122,6 +125,17 @@ func TestApplyPagedAnswersAsUnpaged(t *testing.T) {
 	for run := range 50 {
 		ps := &pageStore{t: t, pages: map[string]stock.Page{}}
 		pg := ps.paging(1+rng.IntN(3), 2+rng.IntN(4), 1+rng.IntN(4))
+		if run%2 == 0 {
+			// As the service does: an index over the stored pages, which are the listed ones.
+			pg.Find = func(id string) (string, bool) {
+				for k, p := range ps.pages {
+					if _, ok := p.Holds[id]; ok {
+						return k, true
+					}
+				}
+				return "", false
+			}
+		}
 		meta := stock.Meta{DealID: "d1", Stock: 20 + rng.IntN(60), Buckets: 1}
 		plain, b := meta.InitialBucket(0), meta.InitialBucket(0)
 		now := t0
@@ -293,5 +307,59 @@ func TestStaleReadOfADeletedPageRetries(t *testing.T) {
 	}
 	if audit, err := auditor.Buckets(ctx, "d1"); err != nil || audit[0].Holds["o2"].State != stock.StateReserved {
 		t.Errorf("audit read after a stale read: %v, o2 %+v", err, audit)
+	}
+}
+
+// lostReply lands a bucket write that creates a page but answers it with an error, as when a
+// write's reply is lost on the way back.
+type lostReply struct {
+	stock.Store
+	armed atomic.Bool
+	pages atomic.Int32
+}
+
+func (s *lostReply) CreatePage(ctx context.Context, p stock.Page) error {
+	s.pages.Add(1)
+	return s.Store.CreatePage(ctx, p)
+}
+
+func (s *lostReply) UpdateBucket(ctx context.Context, b stock.Bucket, etag string) error {
+	if err := s.Store.UpdateBucket(ctx, b, etag); err != nil {
+		return err
+	}
+	if s.pages.Load() > 0 && s.armed.CompareAndSwap(true, false) {
+		return errors.New("reply lost")
+	}
+	return nil
+}
+
+// A page write whose bucket write has an unknown outcome keeps its page: the bucket may list
+// it (here it does), and every later batch needs it.
+func TestPagesOfAnUnknownWriteStay(t *testing.T) {
+	t.Parallel()
+	fake := storetest.NewFake()
+	store := &lostReply{Store: fake}
+	store.armed.Store(true)
+	svc, err := stock.NewService(store, stock.Config{PageOut: 2, PageMax: 8, SoldOutTTL: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := svc.Create(ctx, "d1", 10); err != nil {
+		t.Fatal(err)
+	}
+	var lost error
+	for _, id := range []string{"o0", "o1", "o2"} {
+		if _, err := svc.Reserve(ctx, "d1", id, 1, until); err != nil {
+			lost = err
+		}
+	}
+	if lost == nil || len(fake.Buckets("d1")[0].Pages) == 0 {
+		t.Fatalf("the test needs the paging write's reply lost: error %v, pages %v", lost, fake.Buckets("d1")[0].Pages)
+	}
+	for _, id := range []string{"o2", "o3"} {
+		if r, err := svc.Reserve(ctx, "d1", id, 1, until); err != nil || r.State != stock.StateReserved {
+			t.Errorf("Reserve(%s) after the lost reply = %+v, %v", id, r, err)
+		}
 	}
 }

@@ -39,16 +39,19 @@ func (s *Service) unpagedBucket(ctx context.Context, m Meta, i int) (Bucket, err
 		if err != nil {
 			return Bucket{}, err
 		}
-		pages, err := s.pageHolds(ctx, bucketKey{m.DealID, i}, b.Pages)
+		pc := s.pageCache(bucketKey{m.DealID, i})
+		pc.mu.Lock()
+		err = pc.sync(ctx, s.store, bucketKey{m.DealID, i}, b.Pages)
+		if err == nil {
+			b = Unpaged(b, pc.holds)
+		}
+		pc.mu.Unlock()
 		if errors.Is(err, ErrNotFound) && attempt < 10 {
 			if err := sleep(ctx, s.backoff(attempt)); err != nil {
 				return Bucket{}, err
 			}
 			continue
 		}
-		if err != nil {
-			return Bucket{}, err
-		}
-		return Unpaged(b, func(k string) map[string]Hold { return pages[k] }), nil
+		return b, err
 	}
 }

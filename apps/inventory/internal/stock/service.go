@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -160,9 +159,7 @@ type Service struct {
 	mu    sync.Mutex
 	metas map[string]Meta  // immutable once created, so cached for good
 	memos map[string]*memo // per deal: what this replica last saw of each bucket
-	// pages caches, per bucket, the holds of the pages it listed when last read: pages are
-	// immutable, so each is read once.
-	pages map[bucketKey]map[string]map[string]Hold
+	pages map[bucketKey]*pageCache
 }
 
 // maxHolders bounds the order ids a replica remembers per deal as holding stock.
@@ -189,7 +186,7 @@ func NewService(store Store, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("stock: recent-ops window %s is below twice the flush timeout %s", cfg.RecentWindow, cfg.FlushTimeout)
 	}
 	s := &Service{store: store, cfg: cfg, now: cfg.Clock, metas: map[string]Meta{}, memos: map[string]*memo{},
-		pages: map[bucketKey]map[string]map[string]Hold{}}
+		pages: map[bucketKey]*pageCache{}}
 	var err error
 	s.conflicts, err = cfg.Meter.Int64Counter("inventory_cas_conflicts_total",
 		metric.WithDescription("ETag conflicts on stock bucket writes (another replica wrote first)"))
@@ -585,7 +582,10 @@ func (s *Service) flush(ctx context.Context, key bucketKey, ops []Op) []Result {
 // back with the pages it makes. ErrStale means b changed since it was read: its CAS lost, or
 // it lists a page another replica's write unlisted and deleted since.
 func (s *Service) write(ctx context.Context, key bucketKey, ops []Op, b Bucket, etag string, missing bool) ([]Result, error) {
-	pages, err := s.pageHolds(ctx, key, b.Pages)
+	pc := s.pageCache(key)
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	err := pc.sync(ctx, s.store, key, b.Pages)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("%w: %w", ErrStale, err)
 	}
@@ -593,7 +593,7 @@ func (s *Service) write(ctx context.Context, key bucketKey, ops []Op, b Bucket, 
 		return nil, err
 	}
 	pg := &Paging{Out: s.cfg.PageOut, Max: s.cfg.PageMax, FinishedCap: s.cfg.PageFinishedCap,
-		Holds: func(k string) map[string]Hold { return pages[k] }, NewKey: newPageKey}
+		Holds: pc.holds, Find: pc.find, NewKey: newPageKey}
 	results, changed, ch := ApplyPaged(&b, ops, s.now().UTC(), Window{Age: s.cfg.RecentWindow, Ops: s.cfg.RecentOps}, pg)
 	if !changed {
 		s.observe(key, b)
@@ -605,13 +605,17 @@ func (s *Service) write(ctx context.Context, key bucketKey, ops []Op, b Bucket, 
 	} else if err == nil {
 		err = s.store.UpdateBucket(ctx, b, etag)
 	}
+	if errors.Is(err, ErrStale) {
+		// The bucket does not list the pages made for this attempt: they go. After any other
+		// failure the write may have landed, listing them, so they stay.
+		s.deletePages(ctx, key, pageKeys(ch.Create))
+	}
 	if err != nil {
-		// The bucket does not list the pages made for this attempt: they go.
-		s.deletePages(ctx, key, ch.Create)
 		return nil, err
 	}
 	s.observe(key, b)
-	s.pagesWritten(ctx, key, ch)
+	pc.written(ch)
+	s.deletePages(ctx, key, ch.Drop)
 	return results, nil
 }
 
@@ -755,91 +759,4 @@ func checkOrderID(fields []problem.FieldError, id string) []problem.FieldError {
 		return append(fields, problem.FieldError{Field: "order_id", Reason: "is required"})
 	}
 	return fields
-}
-
-// newPageKey names a new page: random, so attempts racing to page the same bucket never
-// share a key.
-func newPageKey() string { return "p" + strconv.FormatUint(rand.Uint64(), 36) }
-
-// pageHolds returns the holds of every page in refs, from the cache or read once, and
-// forgets the cached pages of the bucket that refs no longer lists.
-func (s *Service) pageHolds(ctx context.Context, key bucketKey, refs []PageRef) (map[string]map[string]Hold, error) {
-	out := make(map[string]map[string]Hold, len(refs))
-	var missing []string
-	s.mu.Lock()
-	cached := s.pages[key]
-	for _, r := range refs {
-		if h, ok := cached[r.Key]; ok {
-			out[r.Key] = h
-		} else {
-			missing = append(missing, r.Key)
-		}
-	}
-	if len(cached) > len(refs)-len(missing) {
-		for k := range cached {
-			if _, ok := out[k]; !ok {
-				delete(cached, k)
-			}
-		}
-	}
-	s.mu.Unlock()
-	for _, k := range missing {
-		p, err := s.store.Page(ctx, key.deal, key.bucket, k)
-		if err != nil {
-			return nil, fmt.Errorf("stock %s/%d page %s: %w", key.deal, key.bucket, k, err)
-		}
-		out[k] = p.Holds
-	}
-	if len(missing) > 0 {
-		s.mu.Lock()
-		s.cachePagesLocked(key, out)
-		s.mu.Unlock()
-	}
-	return out, nil
-}
-
-func (s *Service) cachePagesLocked(key bucketKey, pages map[string]map[string]Hold) {
-	if s.pages[key] == nil {
-		s.pages[key] = map[string]map[string]Hold{}
-	}
-	maps.Copy(s.pages[key], pages)
-}
-
-func (s *Service) createPages(ctx context.Context, pages []Page) error {
-	for _, p := range pages {
-		if err := s.store.CreatePage(ctx, p); err != nil {
-			return fmt.Errorf("stock %s/%d page %s: %w", p.DealID, p.Bucket, p.Key, err)
-		}
-	}
-	return nil
-}
-
-// pagesWritten caches the pages a bucket write listed and deletes those it unlisted.
-func (s *Service) pagesWritten(ctx context.Context, key bucketKey, ch PageChanges) {
-	if len(ch.Create)+len(ch.Drop) == 0 {
-		return
-	}
-	s.mu.Lock()
-	made := make(map[string]map[string]Hold, len(ch.Create))
-	for _, p := range ch.Create {
-		made[p.Key] = p.Holds
-	}
-	s.cachePagesLocked(key, made)
-	for _, k := range ch.Drop {
-		delete(s.pages[key], k)
-	}
-	s.mu.Unlock()
-	drop := make([]Page, len(ch.Drop))
-	for i, k := range ch.Drop {
-		drop[i] = Page{DealID: key.deal, Bucket: key.bucket, Key: k}
-	}
-	s.deletePages(ctx, key, drop)
-}
-
-// deletePages removes pages no bucket lists. It is best effort: a page left behind (the
-// store failed, or the replica stopped first) is never read again, only stored.
-func (s *Service) deletePages(ctx context.Context, key bucketKey, pages []Page) {
-	for _, p := range pages {
-		_ = s.store.DeletePage(context.WithoutCancel(ctx), key.deal, key.bucket, p.Key)
-	}
 }
