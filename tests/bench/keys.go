@@ -84,7 +84,7 @@ type stockBucket struct {
 	// Pages lists the pages of reserved holds moved out of the bucket, at
 	// "stock:<deal>:<i>:<key>"; a hold's record in the bucket naming its page overrides it.
 	Pages []struct {
-		Key string `json:"key"`
+		Key string `json:"k"`
 	} `json:"pages"`
 }
 

@@ -26,7 +26,7 @@ type StockBucket struct {
 	Holds     map[string]StockHold `json:"holds"`
 	// Pages lists the pages of reserved holds moved out of the bucket document.
 	Pages []struct {
-		Key string `json:"key"`
+		Key string `json:"k"`
 	} `json:"pages"`
 }
 

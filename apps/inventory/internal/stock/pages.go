@@ -20,7 +20,8 @@ import (
 // copy back. A page whose holds have all finished is unlisted, and its records become
 // ordinary window records. When more than Paging.FinishedCap records name pages, the page
 // with the most of them is rewritten under a new key with only its live holds, and its
-// records become ordinary too. Small pages are merged into the next page written.
+// records become ordinary too. A page-out tops up the page paged out last, and takes in
+// pages a quarter full or less, while the result fits Max, so pages stay few and full.
 //
 // So a bucket document holds at most Out reserved holds, FinishedCap records of paged holds,
 // its window (Window.Ops records) and one ref of about 60 bytes per page; a page holds at
@@ -28,13 +29,15 @@ import (
 // once.
 
 // PageRef lists one page of a bucket.
+// Its JSON names are short: a bucket lists one ref per page, and they are most of what a
+// bucket with many reserved holds reads and writes.
 type PageRef struct {
-	Key   string `json:"key"`
-	Holds int    `json:"holds"` // holds of the page still reserved (no record in the bucket)
-	Units int    `json:"units"` // their units
+	Key   string `json:"k"`
+	Holds int    `json:"h"` // holds of the page still reserved (no record in the bucket)
+	Units int    `json:"u"` // their units
 	// Newest is the latest Hold.At in the page (unix ms). A hold is taken after its order
 	// came to be, so an order born later (beyond the clock skew) is not in the page.
-	Newest int64 `json:"newest"`
+	Newest int64 `json:"n"`
 }
 
 // Page is an immutable document of reserved holds moved out of a bucket.
@@ -199,9 +202,13 @@ func (pg *Paging) maintain(b *Bucket) PageChanges {
 	for id := range out {
 		delete(b.Holds, id)
 	}
-	// Merge small pages into this one while it fits.
-	for _, r := range slices.Clone(b.Pages) {
-		if r.Holds < pg.Max/4 && len(out)+r.Holds <= pg.Max {
+	// Merge pages into this one while it fits, the newest first (the one last paged out is
+	// topped up until full) and any page a quarter full or less, so pages stay few and full.
+	// Pages this call rewrote are not written yet: they stay as they are.
+	listed := slices.Clone(b.Pages)
+	for i, r := range slices.Backward(listed) {
+		rewritten := slices.ContainsFunc(ch.Create, func(p Page) bool { return p.Key == r.Key })
+		if !rewritten && (i == len(listed)-1 || r.Holds <= pg.Max/4) && len(out)+r.Holds <= pg.Max {
 			maps.Copy(out, pg.live(b, r.Key))
 			unlist(b, r.Key, &ch)
 		}
