@@ -91,8 +91,8 @@ type Config struct {
 	// FlushTimeout at the expected peak.
 	RecentOps int
 	// PageOut is the most reserved holds a bucket keeps in its own document before they
-	// move to a page (default 64; see Paging). PageMax caps the holds of a page (default 512,
-	// about 70 KB of JSON), PageFinishedCap the records of finished paged holds a bucket
+	// move to a page (default 64; see Paging). PageMax caps the holds of a page (default 400,
+	// at most 56 KB of JSON), PageFinishedCap the records of finished paged holds a bucket
 	// keeps (default 64).
 	PageOut, PageMax, PageFinishedCap int
 	// Meter records inventory_cas_conflicts_total and inventory_batch_size (default no-op).
@@ -122,7 +122,7 @@ func (c *Config) defaults() {
 		c.PageOut = 64
 	}
 	if c.PageMax <= 0 {
-		c.PageMax = 512
+		c.PageMax = 400
 	}
 	if c.PageFinishedCap <= 0 {
 		c.PageFinishedCap = 64

@@ -27,8 +27,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/pprof"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -39,8 +39,8 @@ import (
 
 	"github.com/groupbuy/groupbuy/apps/inventory/internal/daprstore"
 	"github.com/groupbuy/groupbuy/apps/inventory/internal/stock"
-	"github.com/groupbuy/groupbuy/pkg/ids"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/ids"
 	"github.com/groupbuy/groupbuy/pkg/sidecar"
 )
 
