@@ -52,6 +52,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer svc.Close()
 	r := rt.Router(true)
 	httpapi.Routes(r, svc)
 	return rt.Serve(ctx, r)

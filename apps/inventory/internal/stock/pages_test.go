@@ -289,6 +289,11 @@ func TestStaleReadOfADeletedPageRetries(t *testing.T) {
 	for _, id := range []string{"o3", "o4", "o5"} { // pages out, merging what is left of the first page
 		mustReserve(t, e, "d1", id, 1)
 	}
+	// Unlisted, the page stays stored for its grace (readers of the older bucket load it).
+	if listed(e.store.Buckets("d1")[0], first) || !slices.Contains(e.store.Pages("d1", 0), first) {
+		t.Fatalf("page %s: listed %t, stored %v; want unlisted and still stored", first, listed(e.store.Buckets("d1")[0], first), e.store.Pages("d1", 0))
+	}
+	e.svc.Close() // deletes unlisted pages without waiting out their grace
 	if slices.Contains(e.store.Pages("d1", 0), first) {
 		t.Fatalf("page %s still stored: the test needs it merged away", first)
 	}
@@ -361,5 +366,64 @@ func TestPagesOfAnUnknownWriteStay(t *testing.T) {
 		if r, err := svc.Reserve(ctx, "d1", id, 1, until); err != nil || r.State != stock.StateReserved {
 			t.Errorf("Reserve(%s) after the lost reply = %+v, %v", id, r, err)
 		}
+	}
+}
+
+// A sale of many orders on one bucket keeps the bucket document small: the holds move to
+// pages, a replica that never saw them (empty cache) finds them there for replays, commits
+// and releases, the audit read lists them, and pages that lost all their holds are deleted.
+func TestServicePagesHolds(t *testing.T) {
+	t.Parallel()
+	cfg := stock.Config{PageOut: 4, PageMax: 8, PageFinishedCap: 4}
+	e := newEnv(t, cfg)
+	ctx := context.Background()
+	mustCreate(t, e, "d1", 100)
+	for i := range 40 {
+		if r := mustReserve(t, e, "d1", fmt.Sprintf("o%d", i), 1); r.Outcome != stock.OutcomeReserved {
+			t.Fatalf("o%d: %+v", i, r)
+		}
+	}
+	e.svc.Close() // unlisted pages are deleted in the background
+	b := e.store.Buckets("d1")[0]
+	if n := len(b.Holds); n > cfg.PageOut || len(b.Pages) < 4 || len(e.store.Pages("d1", 0)) != len(b.Pages) {
+		t.Fatalf("bucket keeps %d holds and lists %d pages (%d stored) after 40 reservations", n, len(b.Pages), len(e.store.Pages("d1", 0)))
+	}
+
+	cfg.Clock = e.clock.now
+	other, err := stock.NewService(e.store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := other.Reserve(ctx, "d1", "o3", 1, until); err != nil || r.Outcome != stock.OutcomeReserved || r.State != stock.StateReserved {
+		t.Errorf("replayed reserve of a paged hold on another replica = %+v, %v", r, err)
+	}
+	for i := range 40 {
+		id := fmt.Sprintf("o%d", i)
+		op, want := other.Commit, stock.StateCommitted
+		if i%2 == 1 {
+			op, want = other.Release, stock.StateReleased
+		}
+		if st, err := op(ctx, "d1", id); err != nil || st != want {
+			t.Fatalf("%s on another replica = %s, %v; want %s", id, st, err, want)
+		}
+		if st, err := e.svc.Commit(ctx, "d1", id); i%2 == 0 && (err != nil || st != stock.StateCommitted) {
+			t.Fatalf("replayed commit of %s = %s, %v", id, st, err)
+		}
+	}
+	audit, err := e.svc.Buckets(ctx, "d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := audit[0].Check(); err != nil || audit[0].Sold != 20 || audit[0].Available != 80 || len(audit[0].Pages) != 0 {
+		t.Errorf("audit read %+v: %v", audit[0], err)
+	}
+	other.Close()
+	e.svc.Close()
+	b = e.store.Buckets("d1")[0]
+	if len(b.Pages) != 0 || len(e.store.Pages("d1", 0)) != 0 {
+		t.Errorf("every hold finished, yet the bucket lists %v and the store keeps %v", b.Pages, e.store.Pages("d1", 0))
+	}
+	if err := b.Check(); err != nil {
+		t.Error(err)
 	}
 }

@@ -95,6 +95,9 @@ type Config struct {
 	// at most 56 KB of JSON), PageFinishedCap the records of finished paged holds a bucket
 	// keeps (default 64).
 	PageOut, PageMax, PageFinishedCap int
+	// PageGrace is how long an unlisted page stays stored for replicas that read the bucket
+	// before it was unlisted (default twice FlushTimeout).
+	PageGrace time.Duration
 	// Meter records inventory_cas_conflicts_total and inventory_batch_size (default no-op).
 	Meter metric.Meter
 	// Clock tells the time (default time.Now).
@@ -130,6 +133,9 @@ func (c *Config) defaults() {
 	if c.FlushTimeout <= 0 {
 		c.FlushTimeout = 5 * time.Second
 	}
+	if c.PageGrace <= 0 {
+		c.PageGrace = 2 * c.FlushTimeout
+	}
 	if c.RecentWindow <= 0 {
 		c.RecentWindow = max(DefaultRecentWindow, 2*c.FlushTimeout)
 	}
@@ -160,6 +166,9 @@ type Service struct {
 	metas map[string]Meta  // immutable once created, so cached for good
 	memos map[string]*memo // per deal: what this replica last saw of each bucket
 	pages map[bucketKey]*pageCache
+	bg    sync.WaitGroup // deletions of unlisted pages (Close hurries and waits for them)
+	stop  chan struct{}  // closed by Close
+	once  sync.Once
 }
 
 // maxHolders bounds the order ids a replica remembers per deal as holding stock.
@@ -186,7 +195,7 @@ func NewService(store Store, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("stock: recent-ops window %s is below twice the flush timeout %s", cfg.RecentWindow, cfg.FlushTimeout)
 	}
 	s := &Service{store: store, cfg: cfg, now: cfg.Clock, metas: map[string]Meta{}, memos: map[string]*memo{},
-		pages: map[bucketKey]*pageCache{}}
+		pages: map[bucketKey]*pageCache{}, stop: make(chan struct{})}
 	var err error
 	s.conflicts, err = cfg.Meter.Int64Counter("inventory_cas_conflicts_total",
 		metric.WithDescription("ETag conflicts on stock bucket writes (another replica wrote first)"))
@@ -202,6 +211,13 @@ func NewService(store Store, cfg Config) (*Service, error) {
 	s.conflicts.Add(context.Background(), 0) // exported from the start, not from the first conflict
 	s.batcher = batch.New(s.flush, cfg.MaxBatch, cfg.FlushTimeout)
 	return s, nil
+}
+
+// Close deletes the pages the service unlisted without waiting out their grace, and returns
+// when that is done.
+func (s *Service) Close() {
+	s.once.Do(func() { close(s.stop) })
+	s.bg.Wait()
 }
 
 // Create makes the stock of a deal with qty units, split evenly over the configured number of
@@ -615,7 +631,20 @@ func (s *Service) write(ctx context.Context, key bucketKey, ops []Op, b Bucket, 
 	}
 	s.observe(key, b)
 	pc.written(ch)
-	s.deletePages(ctx, key, ch.Drop)
+	if len(ch.Drop) > 0 {
+		// Later and off the batch's path: a replica that read the bucket before this write
+		// still loads the pages it listed (its CAS then loses and it reads again). Deleted at
+		// once, the page a page-out tops up could vanish under every slower reader in turn.
+		s.bg.Go(func() {
+			t := time.NewTimer(s.cfg.PageGrace)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-s.stop:
+			}
+			s.deletePages(ctx, key, ch.Drop)
+		})
+	}
 	return results, nil
 }
 

@@ -1105,6 +1105,9 @@ func randomReplicas(t *testing.T, seed uint64, cfg stock.Config) int {
 		})
 	}
 	wg.Wait()
+	for _, r := range replicas {
+		r.Close() // unlisted pages are deleted in the background
+	}
 	want := 0
 	for o := range orders {
 		if errs[o] != nil {
