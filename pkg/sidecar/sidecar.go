@@ -67,9 +67,11 @@ func NewClient(c Config) (dapr.Client, error) {
 		// A call made before the sidecar listens (a background loop at startup) puts the
 		// channel into reconnect backoff, and every call fails at once until the next
 		// attempt: gRPC's default first delay is a second, long enough to fail the first
-		// requests the sidecar forwards. The sidecar is on loopback: retry soon.
+		// requests the sidecar forwards. The sidecar is on loopback: retry soon, and never
+		// wait long (CI saw a call fail with "connection refused" half a second after the
+		// sidecar listened, the channel still in a backoff grown to a second).
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond,
-			Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}, MinConnectTimeout: time.Second}),
+			Multiplier: 1.6, Jitter: 0.2, MaxDelay: 100 * time.Millisecond}, MinConnectTimeout: time.Second}),
 	}
 	if c.APIToken != "" {
 		// The go-sdk adds its token interceptor only to connections it dials itself.
