@@ -14,7 +14,7 @@ import (
 )
 
 var benchDealSize = flag.Int("inventory.deal-size", 1000,
-	"BenchmarkReserve: reservations per deal before moving to a fresh one (the hold tombstones a bucket document carries grow with it)")
+	"BenchmarkReserve: reservations per deal before moving to a fresh one (the pages a bucket lists grow with it)")
 
 // BenchmarkReserve measures Reserve throughput against the fake store with a simulated
 // latency of 1ms per store call, from 32 and from 512 concurrent clients, for one bucket vs
@@ -22,8 +22,8 @@ var benchDealSize = flag.Int("inventory.deal-size", 1000,
 //
 // Each deal takes -inventory.deal-size reservations (default 1,000; it has 10% more units)
 // before the benchmark moves on to a fresh deal, as one flash sale of that size would. Every
-// reservation leaves a hold in its bucket document, so the deal size sets how much JSON each
-// CAS reads and writes.
+// reservation leaves a hold, in its bucket document or, past 64 there, in a page the bucket
+// lists, so the deal size sets how many pages a bucket lists.
 //
 // Reported: ops/s (reservations per second), cas/op (bucket writes per reservation) and
 // conflicts/op (ETag conflicts per reservation). Without batching a single bucket under 512
