@@ -3,7 +3,6 @@ package stock
 import (
 	"cmp"
 	"maps"
-	"math"
 	"slices"
 )
 
@@ -35,9 +34,6 @@ type PageRef struct {
 	Key   string `json:"k"`
 	Holds int    `json:"h"` // holds of the page still reserved (no record in the bucket)
 	Units int    `json:"u"` // their units
-	// Newest is the latest Hold.At in the page (unix ms). A hold is taken after its order
-	// came to be, so an order born later (beyond the clock skew) is not in the page.
-	Newest int64 `json:"n"`
 }
 
 // Page is an immutable document of reserved holds moved out of a bucket.
@@ -58,8 +54,7 @@ type Paging struct {
 	FinishedCap int
 	// Holds returns the holds of a page the bucket lists, as written.
 	Holds func(key string) map[string]Hold
-	// Find, when set, names the listed page holding an order (an index over the pages
-	// Holds gives); without it every listed page that may hold the order is looked in.
+	// Find names the listed page holding an order: an index over the pages Holds gives.
 	Find func(orderID string) (key string, ok bool)
 	// NewKey names a new page; keys are never reused.
 	NewKey func() string
@@ -95,26 +90,10 @@ func (pg *Paging) find(b *Bucket, orderID string) (Hold, string, bool) {
 	if pg == nil || len(b.Pages) == 0 {
 		return Hold{}, "", false
 	}
-	if pg.Find != nil {
-		key, ok := pg.Find(orderID)
-		if r := b.ref(key); ok && r != nil && r.Holds > 0 {
-			if h, ok := pg.Holds(key)[orderID]; ok {
-				return h, key, true
-			}
-		}
-		return Hold{}, "", false
-	}
-	after := int64(math.MinInt64)
-	if t := born(orderID); !t.IsZero() {
-		after = t.Add(-clockSkew).UnixMilli()
-	}
-	for i := len(b.Pages) - 1; i >= 0; i-- {
-		r := b.Pages[i]
-		if r.Holds == 0 || r.Newest < after {
-			continue
-		}
-		if h, ok := pg.Holds(r.Key)[orderID]; ok {
-			return h, r.Key, true
+	key, ok := pg.Find(orderID)
+	if r := b.ref(key); ok && r != nil && r.Holds > 0 {
+		if h, ok := pg.Holds(key)[orderID]; ok {
+			return h, key, true
 		}
 	}
 	return Hold{}, "", false
@@ -151,7 +130,6 @@ func (pg *Paging) newPage(b *Bucket, holds map[string]Hold) (Page, PageRef) {
 	r := PageRef{Key: p.Key, Holds: len(holds)}
 	for _, h := range holds {
 		r.Units += h.Qty
-		r.Newest = max(r.Newest, h.At.UnixMilli())
 	}
 	return p, r
 }

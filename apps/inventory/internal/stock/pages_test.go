@@ -36,6 +36,15 @@ func (ps *pageStore) paging(out, maxHolds, finishedCap int) *stock.Paging {
 			}
 			return p.Holds
 		},
+		// As the service's index does, over the stored pages, which are the listed ones.
+		Find: func(id string) (string, bool) {
+			for k, p := range ps.pages {
+				if _, ok := p.Holds[id]; ok {
+					return k, true
+				}
+			}
+			return "", false
+		},
 		NewKey: func() string { ps.seq++; return "p" + strconv.Itoa(ps.seq) }}
 }
 
@@ -125,17 +134,6 @@ func TestApplyPagedAnswersAsUnpaged(t *testing.T) {
 	for run := range 50 {
 		ps := &pageStore{t: t, pages: map[string]stock.Page{}}
 		pg := ps.paging(1+rng.IntN(3), 2+rng.IntN(4), 1+rng.IntN(4))
-		if run%2 == 0 {
-			// As the service does: an index over the stored pages, which are the listed ones.
-			pg.Find = func(id string) (string, bool) {
-				for k, p := range ps.pages {
-					if _, ok := p.Holds[id]; ok {
-						return k, true
-					}
-				}
-				return "", false
-			}
-		}
 		meta := stock.Meta{DealID: "d1", Stock: 20 + rng.IntN(60), Buckets: 1}
 		plain, b := meta.InitialBucket(0), meta.InitialBucket(0)
 		now := t0

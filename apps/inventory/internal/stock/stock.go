@@ -17,9 +17,9 @@
 // tombstones, passed marks) for as long as the requests they guard can still land. What it
 // forgets it summarizes in Bucket.Forgot, so that a request it can no longer answer exactly
 // is told so instead of being answered as a new order (see Apply). Worst case, at about 140
-// bytes a hold or record (order ids of 19 digits, two timestamps) and 45 bytes a page ref,
+// bytes a hold or record (order ids of 19 digits, two timestamps) and 35 bytes a page ref,
 // with the service's defaults (64 in the document, 64 finished paged, a window of 256, pages
-// of at most 400 holds): 54 KB plus 45 bytes per page listed. Pages are kept full (a page-out
+// of at most 400 holds): 54 KB plus 35 bytes per page listed. Pages are kept full (a page-out
 // tops up the last one) and those a quarter full or less merge into the next page-out, so a
 // bucket lists about one page per 400 reserved holds, at worst one per 100; a page is at most
 // 56 KB.
