@@ -97,6 +97,17 @@ var stackSeq struct {
 
 // Start brings a stack up and waits until every app is ready. Stop it with Stop.
 func Start(ctx context.Context, infra *testinfra.Infra, opts Options) (*Stack, error) {
+	for attempt := 1; ; attempt++ {
+		s, err := start(ctx, infra, opts)
+		// Ports are free when handed out, but another process may bind one before the stack
+		// does (CI saw the scheduler fail so): a new start gets new ports.
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return s, err
+		}
+	}
+}
+
+func start(ctx context.Context, infra *testinfra.Infra, opts Options) (*Stack, error) {
 	if err := BuildApps(); err != nil {
 		return nil, err
 	}
