@@ -18,7 +18,9 @@ import (
 	"github.com/groupbuy/groupbuy/apps/order/internal/outbox"
 	"github.com/groupbuy/groupbuy/apps/order/internal/reconcile"
 	"github.com/groupbuy/groupbuy/pkg/bootstrap"
+	"github.com/groupbuy/groupbuy/pkg/bulkpub"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
+	"github.com/groupbuy/groupbuy/pkg/events"
 	"github.com/groupbuy/groupbuy/pkg/ids"
 )
 
@@ -161,7 +163,7 @@ func run(ctx context.Context) error {
 		Lease:        oc.Lease,
 		MaxBuckets:   oc.MaxBuckets,
 	}, outbox.Deps{
-		Publisher: clients.NewPublisher(rt.Dapr, oc.PubSubs),
+		Publisher: bulkpub.New[events.OrderV1](rt.Dapr, oc.PubSubs),
 		Orders:    orders,
 		Index: daprstore.NewOutbox(state, daprstore.OutboxConfig{
 			Shards:          oc.Shards,

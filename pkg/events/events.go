@@ -102,6 +102,10 @@ func DecodeOrder(data []byte) (OrderV1, error) {
 	return e, nil
 }
 
+// Route names the order (whose events share a publishing channel), the event id and the
+// topic (pkg/bulkpub).
+func (e OrderV1) Route() (key, id, topic string) { return e.OrderID, e.EventID, e.Type }
+
 // GroupV1 is version 1 of the group event payload.
 type GroupV1 struct {
 	V          int       `json:"v"`
@@ -118,6 +122,10 @@ type GroupV1 struct {
 	ExpiresAt  time.Time `json:"expires_at"`
 	OccurredAt time.Time `json:"occurred_at"`
 }
+
+// Route names the group (whose events share a publishing channel), the event id and the
+// topic (pkg/bulkpub).
+func (e GroupV1) Route() (key, id, topic string) { return e.GroupID, e.EventID, e.Type }
 
 // Member is a seat of a group.
 type Member struct {

@@ -38,6 +38,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,22 +58,28 @@ const ReminderDeadline = "deadline"
 
 // Method names of GroupActor.
 const (
+	MethodOpenSeat   = "OpenSeat"
+	MethodJoinSeat   = "JoinSeat"
+	MethodMemberPaid = "MemberPaid"
+	MethodMemberLeft = "MemberLeft"
+	MethodGet        = "Get"
+	// Methods of the previous version, which took a seat in three turns (reserve, then hold
+	// or free after the order call): still served for its replicas during a rolling upgrade.
 	MethodOpen          = "Open"
 	MethodJoin          = "Join"
 	MethodSeatConfirmed = "SeatConfirmed"
 	MethodSeatFailed    = "SeatFailed"
-	MethodMemberPaid    = "MemberPaid"
-	MethodMemberLeft    = "MemberLeft"
-	MethodGet           = "Get"
 )
 
 // maxEarlyFiring bounds how early a deadline firing may come and still be handled at once.
 const maxEarlyFiring = 2 * time.Second
 
-// Reply is the body of every successful (200) method call: the group after the turn, or the
-// business error the method answered with.
+// Reply is the body of every successful (200) method call: the group after the turn (and,
+// for OpenSeat and JoinSeat, the member's order), or the business error the method answered
+// with.
 type Reply struct {
 	Group   *group.Group      `json:"group,omitempty"`
+	Order   json.RawMessage   `json:"order,omitempty"`
 	Problem *problem.Document `json:"problem,omitempty"`
 }
 
@@ -88,6 +95,9 @@ type State interface {
 	// Save stores g if the stored state is still at version ("" for a group with no state
 	// yet) and returns the version of the state it stored; ErrStale otherwise.
 	Save(ctx context.Context, id string, g group.Group, version string) (string, error)
+	// Put is Save for a turn that saves once: it does not learn the new version, which
+	// costs the store a round trip.
+	Put(ctx context.Context, id string, g group.Group, version string) error
 }
 
 // Reminders registers and deletes the actor's durable reminders (held by the scheduler).
@@ -96,9 +106,17 @@ type Reminders interface {
 	Delete(ctx context.Context, id, name string) error
 }
 
-// Publisher publishes group events.
+// Publisher publishes group events (a group's final turn, which waits for them).
 type Publisher interface {
 	PublishGroup(ctx context.Context, e events.GroupV1) error
+}
+
+// Relay publishes the events of other turns after the turn (apps/group/internal/relay).
+type Relay interface {
+	// Hand queues events for publishing, unless published or queued already; never blocks.
+	Hand(ctx context.Context, evs []events.GroupV1)
+	// Published reports whether the event is known published.
+	Published(id string) bool
 }
 
 // Config tunes the host.
@@ -108,6 +126,10 @@ type Config struct {
 	// ReminderPeriod repeats the deadline reminder after its due time until the group is
 	// decided and announced, so a failed turn or publish is retried.
 	ReminderPeriod time.Duration
+	// OrderTimeout bounds the member's order call inside a seat's turn; it must stay below
+	// the sidecar's timeout for actor calls (dapr/resiliency.yaml: 5s), so a turn answers
+	// before the sidecar gives up on it.
+	OrderTimeout time.Duration
 	// IdleTimeout and DrainTimeout are reported to the sidecar in /dapr/config.
 	IdleTimeout  time.Duration
 	DrainTimeout time.Duration
@@ -119,6 +141,8 @@ type Host struct {
 	state     State
 	reminders Reminders
 	pub       Publisher
+	relay     Relay
+	orders    group.Orders
 	log       *slog.Logger
 	now       func() time.Time
 
@@ -131,12 +155,27 @@ type turnLock struct {
 	refs int
 }
 
+// Deps are the host's collaborators.
+type Deps struct {
+	State     State
+	Reminders Reminders
+	Pub       Publisher
+	Relay     Relay
+	// Orders places members' orders inside the turns that take seats.
+	Orders group.Orders
+	Log    *slog.Logger
+	Now    func() time.Time
+}
+
 // New returns the host.
-func New(cfg Config, state State, reminders Reminders, pub Publisher, log *slog.Logger, now func() time.Time) *Host {
-	if now == nil {
-		now = time.Now
+func New(cfg Config, d Deps) *Host {
+	if d.Now == nil {
+		d.Now = time.Now
 	}
-	return &Host{cfg: cfg, state: state, reminders: reminders, pub: pub, log: log, now: now, locks: map[string]*turnLock{}}
+	if cfg.OrderTimeout <= 0 {
+		cfg.OrderTimeout = 4 * time.Second
+	}
+	return &Host{cfg: cfg, state: d.State, reminders: d.Reminders, pub: d.Pub, relay: d.Relay, orders: d.Orders, log: d.Log, now: d.Now, locks: map[string]*turnLock{}}
 }
 
 // Routes mounts the actor protocol on r.
@@ -183,7 +222,8 @@ func (h *Host) lock(id string) func() {
 
 func (h *Host) method(w http.ResponseWriter, r *http.Request) {
 	id, method := chi.URLParam(r, "id"), chi.URLParam(r, "method")
-	op, err := h.operation(method, r)
+	var out Reply
+	op, err := h.operation(method, r, &out)
 	if err != nil {
 		if problem.CodeOf(err) == problem.CodeNotFound {
 			problem.Write(w, r, err) // daprd: "actor method not found", not retried
@@ -198,22 +238,48 @@ func (h *Host) method(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	out := Reply{Group: &g}
+	out.Group = &g
 	if err != nil {
 		out = Reply{Problem: ptr(problem.Doc(err, ""))}
 	}
 	httpjson.Write(w, http.StatusOK, out)
 }
 
-// operation decodes a method call into the transition it runs.
-func (h *Host) operation(method string, r *http.Request) (Op, error) {
+// operation decodes a method call into the transition it runs; a seat's turn puts the
+// member's order in out.
+func (h *Host) operation(method string, r *http.Request, out *Reply) (Op, error) {
 	decode := func(v any) error {
 		if err := json.NewDecoder(io.LimitReader(r.Body, httpjson.MaxBody)).Decode(v); err != nil {
 			return problem.Errorf(problem.CodeValidation, "%s: %v", method, err)
 		}
 		return nil
 	}
+	seat := func(reserve func(g *group.Group, now time.Time) error, a group.SeatArgs) Op {
+		return func(g *group.Group, now time.Time) error {
+			if err := reserve(g, now); err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), h.cfg.OrderTimeout)
+			defer cancel()
+			o, err := group.PlaceSeat(ctx, h.orders, g, a, now, h.cfg.ReserveTimeout)
+			out.Order = o.Raw
+			return err
+		}
+	}
 	switch method {
+	case MethodOpenSeat:
+		var a group.OpenArgs
+		if err := decode(&a); err != nil {
+			return nil, err
+		}
+		return seat(func(g *group.Group, now time.Time) error { return group.Open(g, a, now) },
+			group.SeatArgs{UserID: a.UserID, OrderID: a.OrderID}), nil
+	case MethodJoinSeat:
+		var a group.SeatArgs
+		if err := decode(&a); err != nil {
+			return nil, err
+		}
+		return seat(func(g *group.Group, now time.Time) error { return g.Join(a, now, h.cfg.ReserveTimeout) }, a), nil
 	case MethodOpen:
 		var a group.OpenArgs
 		if err := decode(&a); err != nil {
@@ -315,16 +381,26 @@ func (h *Host) remind(w http.ResponseWriter, r *http.Request) {
 // Op is one transition of a group, run inside a turn.
 type Op func(g *group.Group, now time.Time) error
 
-// Turn runs op on the group's state as one turn: load, apply, save if changed, then publish
-// the outbox and set or drop the deadline reminder, saving again for those. op's business
-// error is returned with the group; state saved before it stays saved (a Join that reaped
-// stale seats and then found the group full still frees them).
+// Turn runs op on the group's state as one turn: load, apply, save if changed, and announce.
+// op's business error is returned with the group; state saved before it stays saved (a Join
+// that reaped stale seats and then found the group full still frees them).
+//
+// An open group's turn saves at most once: the deadline reminder is registered before the
+// save (once anyone hears of the group, its deadline is durable), the events go to the relay
+// after it, and the events the relay has published leave the outbox with the turn's save (or
+// a later one). A group's final turn publishes its outbox itself and then drops the reminder,
+// saving again for those: the order app settles the group's orders on that event, and the
+// reminder stays until it is out.
 func (h *Host) Turn(ctx context.Context, id string, op Op) (group.Group, error) {
 	unlock := h.lock(id)
 	defer unlock()
 	g, version, found, err := h.state.Get(ctx, id)
 	if err != nil {
 		return group.Group{}, err
+	}
+	g.Outbox = slices.DeleteFunc(g.Outbox, func(e events.GroupV1) bool { return h.relay.Published(e.EventID) })
+	if len(g.Outbox) == 0 {
+		g.Outbox = nil
 	}
 	before := fingerprint(g, found)
 	opErr := op(&g, h.now().UTC().Truncate(time.Millisecond))
@@ -337,51 +413,55 @@ func (h *Host) Turn(ctx context.Context, id string, op Op) (group.Group, error) 
 		}
 		return g, opErr // a call for a group that was never opened: nothing to keep
 	}
+	if g.Status == group.StatusOpen && !g.ReminderSet {
+		if err := h.reminders.Register(ctx, g.ID, ReminderDeadline, g.ExpiresAt, h.cfg.ReminderPeriod); err != nil {
+			return group.Group{}, fmt.Errorf("register deadline reminder of group %s: %w", g.ID, err)
+		}
+		g.ReminderSet = true
+	}
 	if fingerprint(g, true) != before {
 		// A stale turn ends here, before anything of it is announced: its outcome was
 		// decided on a state that no longer exists.
-		if version, err = h.state.Save(ctx, id, g, version); err != nil {
+		if !g.Status.Final() {
+			err = h.state.Put(ctx, id, g, version)
+		} else {
+			version, err = h.state.Save(ctx, id, g, version)
+		}
+		if err != nil {
 			return group.Group{}, err
 		}
 	}
-	if err := h.settle(ctx, &g, version); err != nil {
+	if !g.Status.Final() {
+		h.relay.Hand(ctx, g.Outbox)
+		return g, opErr
+	}
+	if err := h.close(ctx, &g, version); err != nil {
 		return group.Group{}, err
 	}
 	return g, opErr
 }
 
-// settle publishes the outbox and keeps the reminder registered exactly while it is needed,
-// saving the state (over version, the one the turn saved or read) when either changes it.
-// Events published before a save that turns out stale are not lost or doubled in effect:
-// the turn that saved since read them in the outbox and publishes them again under the same
-// event ids, which consumers deduplicate.
-func (h *Host) settle(ctx context.Context, g *group.Group, version string) error {
+// close announces a decided group's outcome (and whatever else its outbox holds) and drops
+// its reminder once the outbox is empty, saving the state (over version, the one the turn
+// saved or read) when either changes it. Events published before a save that turns out stale
+// are not lost or doubled in effect: the turn that saved since read them in the outbox and
+// publishes them again under the same event ids, which consumers deduplicate.
+func (h *Host) close(ctx context.Context, g *group.Group, version string) error {
 	before := fingerprint(*g, true)
 	var errs []error
-	// Registered before the outbox goes out: once anyone hears of the group, its deadline
-	// is durable.
-	if g.Status == group.StatusOpen && !g.ReminderSet {
-		if err := h.reminders.Register(ctx, g.ID, ReminderDeadline, g.ExpiresAt, h.cfg.ReminderPeriod); err != nil {
-			errs = append(errs, fmt.Errorf("register deadline reminder of group %s: %w", g.ID, err))
-		} else {
-			g.ReminderSet = true
+	sent := 0
+	for _, e := range g.Outbox {
+		if err := h.pub.PublishGroup(ctx, e); err != nil {
+			errs = append(errs, fmt.Errorf("publish %s: %w", e.EventID, err))
+			break
 		}
+		sent++
 	}
-	if len(errs) == 0 {
-		sent := 0
-		for _, e := range g.Outbox {
-			if err := h.pub.PublishGroup(ctx, e); err != nil {
-				errs = append(errs, fmt.Errorf("publish %s: %w", e.EventID, err))
-				break
-			}
-			sent++
-		}
-		g.Outbox = g.Outbox[sent:]
-		if len(g.Outbox) == 0 {
-			g.Outbox = nil
-		}
+	g.Outbox = g.Outbox[sent:]
+	if len(g.Outbox) == 0 {
+		g.Outbox = nil
 	}
-	if g.Status.Final() && len(g.Outbox) == 0 && g.ReminderSet {
+	if len(g.Outbox) == 0 && g.ReminderSet {
 		if err := h.reminders.Delete(ctx, g.ID, ReminderDeadline); err != nil {
 			// Harmless: the next firing finds the group decided and tries again.
 			h.log.WarnContext(ctx, "deadline_reminder_delete_failed", slog.String("group_id", g.ID), slog.String("error", err.Error()))
@@ -390,7 +470,7 @@ func (h *Host) settle(ctx context.Context, g *group.Group, version string) error
 		}
 	}
 	if fingerprint(*g, true) != before {
-		if _, err := h.state.Save(ctx, g.ID, *g, version); err != nil {
+		if err := h.state.Put(ctx, g.ID, *g, version); err != nil {
 			errs = append(errs, err)
 		}
 	}

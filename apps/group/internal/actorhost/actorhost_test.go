@@ -90,6 +90,68 @@ func (p *fakePub) ids() []string {
 	return out
 }
 
+// syncRelay publishes what it is handed at once, through the env's broker, and remembers
+// what it published (the real relay does it a moment later, on its workers).
+type syncRelay struct {
+	pub  *fakePub
+	mu   sync.Mutex
+	done map[string]bool
+	hand int // events handed over that were not published yet
+}
+
+func (r *syncRelay) Hand(ctx context.Context, evs []events.GroupV1) {
+	for _, e := range evs {
+		if r.Published(e.EventID) {
+			continue
+		}
+		r.mu.Lock()
+		r.hand++
+		r.mu.Unlock()
+		if r.pub.PublishGroup(ctx, e) == nil {
+			r.mu.Lock()
+			r.done[e.EventID] = true
+			r.mu.Unlock()
+		}
+	}
+}
+
+func (r *syncRelay) Published(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.done[id]
+}
+
+// fakeOrders is the order app: idempotent by order id; fail answers a business error or an
+// outage for a user's next calls.
+type fakeOrders struct {
+	mu     sync.Mutex
+	placed map[string]group.OrderRequest
+	fail   map[string]error
+}
+
+func (f *fakeOrders) PlaceGroupOrder(_ context.Context, r group.OrderRequest) (group.Order, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail[r.UserID]; err != nil {
+		return group.Order{}, err
+	}
+	f.placed[r.OrderID] = r
+	raw, _ := json.Marshal(map[string]any{"id": r.OrderID, "status": "pending_payment", "group_id": r.GroupID})
+	return group.Order{ID: r.OrderID, Status: "pending_payment", Raw: raw}, nil
+}
+
+func (f *fakeOrders) setFail(user string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail[user] = err
+}
+
+func (f *fakeOrders) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.placed)
+}
+
 type clock struct {
 	mu  sync.Mutex
 	now time.Time
@@ -108,21 +170,33 @@ func (c *clock) Set(t time.Time) {
 }
 
 type env struct {
-	h     http.Handler
-	state *statetest.Memory
-	rem   *fakeReminders
-	pub   *fakePub
-	clock *clock
+	h      http.Handler
+	state  *statetest.Memory
+	rem    *fakeReminders
+	pub    *fakePub
+	relay  *syncRelay
+	orders *fakeOrders
+	clock  *clock
 }
 
+var hostConfig = actorhost.Config{ReserveTimeout: 30 * time.Second, ReminderPeriod: 30 * time.Second, IdleTimeout: time.Hour, DrainTimeout: 30 * time.Second}
+
 func newEnv() *env {
-	e := &env{state: statetest.NewMemory(), rem: &fakeReminders{regs: map[string]reminder{}}, pub: &fakePub{}, clock: &clock{now: t0}}
-	host := actorhost.New(actorhost.Config{ReserveTimeout: 30 * time.Second, ReminderPeriod: 30 * time.Second, IdleTimeout: time.Hour, DrainTimeout: 30 * time.Second},
-		e.state, e.rem, e.pub, slog.New(slog.DiscardHandler), e.clock.Now)
+	e := &env{state: statetest.NewMemory(), rem: &fakeReminders{regs: map[string]reminder{}}, pub: &fakePub{},
+		orders: &fakeOrders{placed: map[string]group.OrderRequest{}, fail: map[string]error{}}, clock: &clock{now: t0}}
+	e.relay = &syncRelay{pub: e.pub, done: map[string]bool{}}
+	e.h = e.host(e.state, e.clock)
+	return e
+}
+
+// host returns another host over the env's scheduler, broker and order app (as after a
+// rebalance, with its own view of the state and its own clock).
+func (e *env) host(state actorhost.State, c *clock) http.Handler {
+	host := actorhost.New(hostConfig, actorhost.Deps{State: state, Reminders: e.rem, Pub: e.pub, Relay: e.relay, Orders: e.orders,
+		Log: slog.New(slog.DiscardHandler), Now: c.Now})
 	r := chi.NewRouter()
 	host.Routes(r)
-	e.h = r
-	return e
+	return r
 }
 
 // call sends a method call as the sidecar does and decodes the 200 answer.
@@ -149,15 +223,22 @@ func (e *env) remind(t *testing.T, id string) int {
 	return rec.Code
 }
 
-// openGroup opens g1 (size 3, expiring at t0+1m) with u1 and confirms the leader's seat.
+// openGroup opens g1 (expiring at t0+1m) with u1's seat and order, in one turn.
 func (e *env) openGroup(t *testing.T, size int) {
 	t.Helper()
-	if r, code := e.call(t, "g1", "Open", group.OpenArgs{GroupID: "g1", DealID: "d1", GroupSize: size, ExpiresAt: t0.Add(time.Minute), UserID: "u1", OrderID: "o1"}); code != 200 || r.Problem != nil {
-		t.Fatalf("Open: %d %+v", code, r.Problem)
+	if r, code := e.call(t, "g1", "OpenSeat", group.OpenArgs{GroupID: "g1", DealID: "d1", GroupSize: size, ExpiresAt: t0.Add(time.Minute), UserID: "u1", OrderID: "o1"}); code != 200 || r.Problem != nil || len(r.Order) == 0 {
+		t.Fatalf("OpenSeat: %d %+v", code, r)
 	}
-	if r, code := e.call(t, "g1", "SeatConfirmed", group.SeatArgs{UserID: "u1", OrderID: "o1"}); code != 200 || r.Problem != nil {
-		t.Fatalf("SeatConfirmed: %d %+v", code, r.Problem)
+}
+
+// join takes a seat for user with order in g1, in one turn.
+func (e *env) join(t *testing.T, user, order string) actorhost.Reply {
+	t.Helper()
+	r, code := e.call(t, "g1", "JoinSeat", group.SeatArgs{UserID: user, OrderID: order})
+	if code != 200 {
+		t.Fatalf("JoinSeat %s: %d", user, code)
 	}
+	return r
 }
 
 func TestConfig(t *testing.T) {
@@ -182,12 +263,51 @@ func TestOpenRegistersReminderAndAnnounces(t *testing.T) {
 	if rem, ok := e.rem.get("g1"); !ok || !rem.Due.Equal(t0.Add(time.Minute)) || rem.Period != 30*time.Second {
 		t.Errorf("reminder %+v registered=%v, want due at expires_at", rem, ok)
 	}
+	// One save: the reminder is registered before it, the event handed over after it.
 	g := e.state.Group("g1")
-	if !g.ReminderSet || !g.Opened || len(g.Outbox) != 0 {
-		t.Errorf("state %+v", g)
+	if !g.ReminderSet || !g.Opened || len(g.Outbox) != 1 || e.state.Saves() != 1 {
+		t.Errorf("state %+v after %d saves", g, e.state.Saves())
 	}
 	if diff := cmp.Diff(e.pub.ids(), []string{"g1:group.opened"}); diff != "" {
 		t.Errorf("published (-got +want):\n%s", diff)
+	}
+	// The published event leaves the outbox with the next save; nothing is published twice.
+	e.join(t, "u2", "o2")
+	if g := e.state.Group("g1"); len(g.Outbox) != 1 || g.Outbox[0].EventID != "g1:group.joined:o2" {
+		t.Errorf("outbox after the next turn %+v", g.Outbox)
+	}
+	if diff := cmp.Diff(e.pub.ids(), []string{"g1:group.opened", "g1:group.joined:o2"}); diff != "" {
+		t.Errorf("published (-got +want):\n%s", diff)
+	}
+}
+
+// An event the relay could not publish stays in the outbox and is handed over again by the
+// group's next turn; a group's final turn publishes whatever is left itself.
+func TestUnpublishedEventsAreHandedOverAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.pub.setFail(true)
+	e.openGroup(t, 3)
+	if len(e.pub.ids()) != 0 || len(e.state.Group("g1").Outbox) != 1 {
+		t.Fatalf("with the broker down: published %v, outbox %+v", e.pub.ids(), e.state.Group("g1").Outbox)
+	}
+	e.pub.setFail(false)
+	e.call(t, "g1", "Get", nil)
+	if diff := cmp.Diff(e.pub.ids(), []string{"g1:group.opened"}); diff != "" {
+		t.Errorf("published after the next turn (-got +want):\n%s", diff)
+	}
+	e.pub.setFail(true)
+	e.join(t, "u2", "o2")
+	e.pub.setFail(false)
+	e.clock.Set(t0.Add(time.Minute))
+	if code := e.remind(t, "g1"); code != http.StatusOK {
+		t.Fatalf("deadline: %d", code)
+	}
+	if diff := cmp.Diff(e.pub.ids(), []string{"g1:group.opened", "g1:group.joined:o2", "g1:group.failed"}); diff != "" {
+		t.Errorf("published (-got +want):\n%s", diff)
+	}
+	if g := e.state.Group("g1"); len(g.Outbox) != 0 || g.ReminderSet {
+		t.Errorf("decided group %+v, want its outbox empty and the reminder dropped", g)
 	}
 }
 
@@ -195,8 +315,8 @@ func TestBusinessErrorsAre200s(t *testing.T) {
 	t.Parallel()
 	e := newEnv()
 	e.openGroup(t, 2)
-	e.call(t, "g1", "Join", group.SeatArgs{UserID: "u2", OrderID: "o2"})
-	r, code := e.call(t, "g1", "Join", group.SeatArgs{UserID: "u3", OrderID: "o3"})
+	e.join(t, "u2", "o2")
+	r, code := e.call(t, "g1", "JoinSeat", group.SeatArgs{UserID: "u3", OrderID: "o3"})
 	if code != 200 || r.Problem == nil || r.Problem.Code != problem.CodeGroupFull {
 		t.Errorf("full: %d %+v", code, r)
 	}
@@ -253,7 +373,7 @@ func TestDeadline(t *testing.T) {
 	}
 	// Late payments and joins change nothing.
 	e.call(t, "g1", "MemberPaid", group.PaidArgs{OrderID: "o1", UserID: "u1", PaidAt: t0})
-	if r, _ := e.call(t, "g1", "Join", group.SeatArgs{UserID: "u9", OrderID: "o9"}); r.Problem == nil || r.Problem.Code != problem.CodeGroupClosed {
+	if r := e.join(t, "u9", "o9"); r.Problem == nil || r.Problem.Code != problem.CodeGroupClosed {
 		t.Errorf("join after failure: %+v", r)
 	}
 }
@@ -262,8 +382,7 @@ func TestSuccessDropsReminder(t *testing.T) {
 	t.Parallel()
 	e := newEnv()
 	e.openGroup(t, 2)
-	e.call(t, "g1", "Join", group.SeatArgs{UserID: "u2", OrderID: "o2"})
-	e.call(t, "g1", "SeatConfirmed", group.SeatArgs{UserID: "u2", OrderID: "o2"})
+	e.join(t, "u2", "o2")
 	e.call(t, "g1", "MemberPaid", group.PaidArgs{OrderID: "o1", UserID: "u1", PaidAt: t0})
 	r, _ := e.call(t, "g1", "MemberPaid", group.PaidArgs{OrderID: "o2", UserID: "u2", PaidAt: t0})
 	if r.Group == nil || r.Group.Status != group.StatusSucceeded {
@@ -301,7 +420,7 @@ func TestConcurrentJoinsNeverOverfill(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, _ := e.call(t, "g1", "Join", group.SeatArgs{UserID: fmt.Sprintf("m%d", i), OrderID: fmt.Sprintf("mo%d", i)})
+			r, _ := e.call(t, "g1", "JoinSeat", group.SeatArgs{UserID: fmt.Sprintf("m%d", i), OrderID: fmt.Sprintf("mo%d", i)})
 			if r.Problem != nil {
 				codes <- r.Problem.Code
 				return
@@ -320,6 +439,9 @@ func TestConcurrentJoinsNeverOverfill(t *testing.T) {
 	}
 	if n := len(e.state.Group("g1").Seats); n != 5 {
 		t.Errorf("%d seats stored, want 5", n)
+	}
+	if n := e.orders.count(); n != 5 {
+		t.Errorf("%d orders placed, want 5 (a full group places none)", n)
 	}
 }
 
@@ -354,8 +476,7 @@ func TestStaleTurnAfterRebalanceCannotOverwriteOrPublish(t *testing.T) {
 	t.Parallel()
 	e := newEnv() // the new host, after the rebalance
 	e.openGroup(t, 2)
-	e.call(t, "g1", "Join", group.SeatArgs{UserID: "u2", OrderID: "o2"})
-	e.call(t, "g1", "SeatConfirmed", group.SeatArgs{UserID: "u2", OrderID: "o2"})
+	e.join(t, "u2", "o2")
 	e.call(t, "g1", "MemberPaid", group.PaidArgs{OrderID: "o1", UserID: "u1", PaidAt: t0})
 
 	// The old host runs the last member's payment (which would make the group succeed) and
@@ -366,10 +487,7 @@ func TestStaleTurnAfterRebalanceCannotOverwriteOrPublish(t *testing.T) {
 		once.Do(func() { close(loaded); <-resume })
 	}}
 	oldClock := &clock{now: t0.Add(30 * time.Second)}
-	oldHost := actorhost.New(actorhost.Config{ReserveTimeout: 30 * time.Second, ReminderPeriod: 30 * time.Second, IdleTimeout: time.Hour, DrainTimeout: 30 * time.Second},
-		oldState, e.rem, e.pub, slog.New(slog.DiscardHandler), oldClock.Now)
-	oldRouter := chi.NewRouter()
-	oldHost.Routes(oldRouter)
+	oldRouter := e.host(oldState, oldClock)
 	paidBody, _ := json.Marshal(group.PaidArgs{OrderID: "o2", UserID: "u2", PaidAt: t0.Add(30 * time.Second)})
 	oldCode := make(chan int, 1)
 	go func() { oldCode <- serve(oldRouter, "MemberPaid", string(paidBody)) }()
@@ -427,8 +545,7 @@ func TestStaleClosingSaveKeepsTheNewerState(t *testing.T) {
 	t.Parallel()
 	e := newEnv() // the new host
 	e.openGroup(t, 2)
-	e.call(t, "g1", "Join", group.SeatArgs{UserID: "u2", OrderID: "o2"})
-	e.call(t, "g1", "SeatConfirmed", group.SeatArgs{UserID: "u2", OrderID: "o2"})
+	e.join(t, "u2", "o2")
 	e.call(t, "g1", "MemberPaid", group.PaidArgs{OrderID: "o1", UserID: "u1", PaidAt: t0})
 
 	var newCode int
@@ -438,10 +555,7 @@ func TestStaleClosingSaveKeepsTheNewerState(t *testing.T) {
 		newCode = e.remind(t, "g1")
 	}}
 	oldClock := &clock{now: t0.Add(30 * time.Second)}
-	oldHost := actorhost.New(actorhost.Config{ReserveTimeout: 30 * time.Second, ReminderPeriod: 30 * time.Second, IdleTimeout: time.Hour, DrainTimeout: 30 * time.Second},
-		oldState, e.rem, e.pub, slog.New(slog.DiscardHandler), oldClock.Now)
-	oldRouter := chi.NewRouter()
-	oldHost.Routes(oldRouter)
+	oldRouter := e.host(oldState, oldClock)
 	paidBody, _ := json.Marshal(group.PaidArgs{OrderID: "o2", UserID: "u2", PaidAt: t0.Add(30 * time.Second)})
 
 	oldCode := serve(oldRouter, "MemberPaid", string(paidBody))
@@ -463,5 +577,114 @@ func TestStaleClosingSaveKeepsTheNewerState(t *testing.T) {
 	}
 	if _, ok := e.rem.get("g1"); ok {
 		t.Errorf("reminder of a decided group still registered")
+	}
+}
+
+// A seat is taken in one turn: the member's order is placed inside it (due when the group
+// ends) and the seat is held and announced, with no "reserving" state ever stored.
+func TestSeatTakenInOneTurn(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.openGroup(t, 3)
+	saves := e.state.Saves()
+	r := e.join(t, "u2", "o2")
+	if r.Problem != nil || r.Group == nil || len(r.Group.Seats) != 2 || r.Group.Seats[1].State != group.SeatHeld {
+		t.Fatalf("JoinSeat: %+v", r)
+	}
+	var o struct{ ID string }
+	if err := json.Unmarshal(r.Order, &o); err != nil || o.ID != "o2" {
+		t.Errorf("order in the answer %s (%v)", r.Order, err)
+	}
+	if p := e.orders.placed["o2"]; p.GroupID != "g1" || p.DealID != "d1" || p.UserID != "u2" || !p.PayBy.Equal(t0.Add(time.Minute)) {
+		t.Errorf("order request %+v", p)
+	}
+	if g := e.state.Group("g1"); len(g.Seats) != 2 || g.Seats[1].State != group.SeatHeld {
+		t.Errorf("stored seats %+v", g.Seats)
+	}
+	if n := e.state.Saves() - saves; n > 2 {
+		t.Errorf("%d saves for one seat", n)
+	}
+	// A replay answers the same seat and order and places nothing new.
+	again := e.join(t, "u2", "o2")
+	if again.Problem != nil || string(again.Order) != string(r.Order) || len(again.Group.Seats) != 2 || e.orders.count() != 2 {
+		t.Errorf("replay: %+v, %d orders", again, e.orders.count())
+	}
+	if diff := cmp.Diff(e.pub.ids(), []string{"g1:group.opened", "g1:group.joined:o2"}); diff != "" {
+		t.Errorf("published (-got +want):\n%s", diff)
+	}
+}
+
+func TestSeatOrderRefusedFreesTheSeat(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.openGroup(t, 2)
+	e.orders.setFail("u2", problem.New(problem.CodeSoldOut, "sold out"))
+	if r := e.join(t, "u2", "o2"); r.Problem == nil || r.Problem.Code != problem.CodeSoldOut {
+		t.Fatalf("JoinSeat with the order refused: %+v", r)
+	}
+	if g := e.state.Group("g1"); len(g.Seats) != 1 {
+		t.Errorf("seats %+v, want the leader's only", g.Seats)
+	}
+	// The freed seat is there for the next member.
+	if r := e.join(t, "u3", "o3"); r.Problem != nil {
+		t.Errorf("next member: %+v", r.Problem)
+	}
+	// A leader whose order is refused ends the group unannounced.
+	e.orders.setFail("u7", problem.New(problem.CodeSoldOut, "sold out"))
+	r, code := e.call(t, "g7", "OpenSeat", group.OpenArgs{GroupID: "g7", DealID: "d1", GroupSize: 2, ExpiresAt: t0.Add(time.Minute), UserID: "u7", OrderID: "o7"})
+	if code != 200 || r.Problem == nil || r.Problem.Code != problem.CodeSoldOut {
+		t.Fatalf("OpenSeat with the order refused: %d %+v", code, r)
+	}
+	if g := e.state.Group("g7"); g.Status != group.StatusFailed || g.Visible() {
+		t.Errorf("group of a refused leader %+v", g)
+	}
+	if diff := cmp.Diff(e.pub.ids(), []string{"g1:group.opened", "g1:group.joined:o3"}); diff != "" {
+		t.Errorf("published (-got +want):\n%s", diff)
+	}
+}
+
+// An outage of the order app fails the turn (non-200: the sidecar or the client retries) and
+// saves nothing; the retry places the same order and takes the seat.
+func TestSeatOrderOutageSavesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.openGroup(t, 2)
+	saves := e.state.Saves()
+	e.orders.setFail("u2", problem.New(problem.CodeUnavailable, "order app down"))
+	if _, code := e.call(t, "g1", "JoinSeat", group.SeatArgs{UserID: "u2", OrderID: "o2"}); code == http.StatusOK {
+		t.Fatalf("JoinSeat during an order outage answered 200")
+	}
+	if n := e.state.Saves(); n != saves {
+		t.Errorf("%d saves by a failed turn", n-saves)
+	}
+	e.orders.setFail("u2", nil)
+	if r := e.join(t, "u2", "o2"); r.Problem != nil || len(r.Group.Seats) != 2 {
+		t.Errorf("retry: %+v", r)
+	}
+}
+
+// The previous version took a seat in three turns; its replicas still call those methods
+// during a rolling upgrade.
+func TestPreviousVersionSeatMethods(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	for _, c := range []struct {
+		method string
+		body   any
+	}{
+		{"Open", group.OpenArgs{GroupID: "g1", DealID: "d1", GroupSize: 3, ExpiresAt: t0.Add(time.Minute), UserID: "u1", OrderID: "o1"}},
+		{"SeatConfirmed", group.SeatArgs{UserID: "u1", OrderID: "o1"}},
+		{"Join", group.SeatArgs{UserID: "u2", OrderID: "o2"}},
+		{"SeatFailed", group.SeatArgs{UserID: "u2", OrderID: "o2"}},
+		{"Join", group.SeatArgs{UserID: "u3", OrderID: "o3"}},
+		{"SeatConfirmed", group.SeatArgs{UserID: "u3", OrderID: "o3"}},
+	} {
+		if r, code := e.call(t, "g1", c.method, c.body); code != 200 || r.Problem != nil {
+			t.Fatalf("%s: %d %+v", c.method, code, r)
+		}
+	}
+	g := e.state.Group("g1")
+	if len(g.Seats) != 2 || g.Seats[1].UserID != "u3" || g.Seats[1].State != group.SeatHeld || !g.Opened {
+		t.Errorf("group %+v", g)
 	}
 }

@@ -5,17 +5,14 @@ package clients
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"sync"
 
-	dapr "github.com/dapr/go-sdk/client"
-
 	"github.com/groupbuy/groupbuy/apps/group/internal/group"
+	"github.com/groupbuy/groupbuy/pkg/bulkpub"
 	"github.com/groupbuy/groupbuy/pkg/events"
-	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
 // Caller is the invocation primitive (sidecar.Invoker).
@@ -71,26 +68,19 @@ func (c *Orders) PlaceGroupOrder(ctx context.Context, r group.OrderRequest) (gro
 	return group.Order{ID: o.ID, Status: o.Status, Raw: raw}, nil
 }
 
-// Publisher publishes group events over a Dapr pub/sub component.
+// Publisher publishes group events over the relay's pub/sub components (pkg/bulkpub): in
+// batches for the relay, one at a time for a group's final turn. The CloudEvent id is the
+// event id, so a re-publish carries the same id and consumers drop the duplicate.
 type Publisher struct {
-	client dapr.Client
-	pubsub string
+	*bulkpub.Publisher[events.GroupV1]
 }
 
-// NewPublisher returns the publisher.
-func NewPublisher(c dapr.Client, pubsub string) *Publisher {
-	return &Publisher{client: c, pubsub: pubsub}
+// NewPublisher returns the publisher over the named components.
+func NewPublisher(c bulkpub.Client, components []string) *Publisher {
+	return &Publisher{bulkpub.New[events.GroupV1](c, components)}
 }
 
-// PublishGroup publishes e on the topic named by its type. The CloudEvent id is the event id,
-// so a re-publish carries the same id and consumers drop the duplicate.
+// PublishGroup publishes one event (actorhost.Publisher).
 func (p *Publisher) PublishGroup(ctx context.Context, e events.GroupV1) error {
-	err := p.client.PublishEvent(ctx, p.pubsub, e.Type, e,
-		dapr.PublishEventWithContentType("application/json"),
-		dapr.PublishEventWithMetadata(map[string]string{"cloudevent.id": e.EventID, "cloudevent.type": e.Type}),
-	)
-	if err != nil {
-		return errors.Join(problem.New(problem.CodeUnavailable, "event publishing failed"), err)
-	}
-	return nil
+	return p.Publish(ctx, []events.GroupV1{e})[0]
 }

@@ -106,61 +106,67 @@ func failure(what string, resp *http.Response, data []byte) error {
 		Detail: fmt.Sprintf("%s: %d %s %s", what, resp.StatusCode, daprErr.ErrorCode, daprErr.Message)}
 }
 
-func (c *Client) invoke(ctx context.Context, id, method string, in any) (group.Group, error) {
+func (c *Client) invoke(ctx context.Context, id, method string, in any) (actorhost.Reply, error) {
 	path := url.PathEscape(id) + "/method/" + method
 	resp, data, err := c.do(ctx, http.MethodPost, path, in)
 	if err != nil {
-		return group.Group{}, err
+		return actorhost.Reply{}, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return group.Group{}, failure("GroupActor."+method, resp, data)
+		return actorhost.Reply{}, failure("GroupActor."+method, resp, data)
 	}
 	var out actorhost.Reply
 	if err := json.Unmarshal(data, &out); err != nil {
-		return group.Group{}, fmt.Errorf("decode GroupActor.%s answer: %w", method, err)
+		return actorhost.Reply{}, fmt.Errorf("decode GroupActor.%s answer: %w", method, err)
 	}
 	if out.Problem != nil {
-		return group.Group{}, problem.FromDocument(*out.Problem, 0)
+		return actorhost.Reply{}, problem.FromDocument(*out.Problem, 0)
 	}
-	if out.Group == nil {
-		return group.Group{}, nil
+	return out, nil
+}
+
+func (c *Client) group(ctx context.Context, id, method string, in any) (group.Group, error) {
+	out, err := c.invoke(ctx, id, method, in)
+	if err != nil || out.Group == nil {
+		return group.Group{}, err
 	}
 	return *out.Group, nil
 }
 
-// Open implements group.Actors.
-func (c *Client) Open(ctx context.Context, id string, a group.OpenArgs) (group.Group, error) {
-	return c.invoke(ctx, id, actorhost.MethodOpen, a)
+func (c *Client) seat(ctx context.Context, id, method string, in any) (group.Seated, error) {
+	out, err := c.invoke(ctx, id, method, in)
+	if err != nil {
+		return group.Seated{}, err
+	}
+	if out.Group == nil || len(out.Order) == 0 {
+		return group.Seated{}, fmt.Errorf("GroupActor.%s answered without the group or the order", method)
+	}
+	return group.Seated{Group: *out.Group, Order: out.Order}, nil
 }
 
-// Join implements group.Actors.
-func (c *Client) Join(ctx context.Context, id string, a group.SeatArgs) (group.Group, error) {
-	return c.invoke(ctx, id, actorhost.MethodJoin, a)
+// OpenSeat implements group.Actors.
+func (c *Client) OpenSeat(ctx context.Context, id string, a group.OpenArgs) (group.Seated, error) {
+	return c.seat(ctx, id, actorhost.MethodOpenSeat, a)
 }
 
-// SeatConfirmed implements group.Actors.
-func (c *Client) SeatConfirmed(ctx context.Context, id string, a group.SeatArgs) (group.Group, error) {
-	return c.invoke(ctx, id, actorhost.MethodSeatConfirmed, a)
-}
-
-// SeatFailed implements group.Actors.
-func (c *Client) SeatFailed(ctx context.Context, id string, a group.SeatArgs) (group.Group, error) {
-	return c.invoke(ctx, id, actorhost.MethodSeatFailed, a)
+// JoinSeat implements group.Actors.
+func (c *Client) JoinSeat(ctx context.Context, id string, a group.SeatArgs) (group.Seated, error) {
+	return c.seat(ctx, id, actorhost.MethodJoinSeat, a)
 }
 
 // MemberPaid implements group.Actors.
 func (c *Client) MemberPaid(ctx context.Context, id string, a group.PaidArgs) (group.Group, error) {
-	return c.invoke(ctx, id, actorhost.MethodMemberPaid, a)
+	return c.group(ctx, id, actorhost.MethodMemberPaid, a)
 }
 
 // MemberLeft implements group.Actors.
 func (c *Client) MemberLeft(ctx context.Context, id string, a group.LeftArgs) (group.Group, error) {
-	return c.invoke(ctx, id, actorhost.MethodMemberLeft, a)
+	return c.group(ctx, id, actorhost.MethodMemberLeft, a)
 }
 
 // Get implements group.Actors.
 func (c *Client) Get(ctx context.Context, id string) (group.Group, error) {
-	return c.invoke(ctx, id, actorhost.MethodGet, nil)
+	return c.group(ctx, id, actorhost.MethodGet, nil)
 }
 
 // Load reads a group's legacy actor state (daprstore.LegacyStates). The sidecar answers 204

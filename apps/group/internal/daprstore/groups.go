@@ -70,24 +70,38 @@ func (x *Groups) Load(ctx context.Context, groupID string) (group.Group, bool, e
 	return g, found, err
 }
 
-// Save implements actorhost.State: a first-write create for version "", else a write with the
-// ETag. Dapr does not answer a write with the new ETag, so the document is read back; its
-// write token tells this write from a later one (then another turn saved over this one, which
-// is as stale as losing the write).
-func (x *Groups) Save(ctx context.Context, groupID string, g group.Group, version string) (string, error) {
-	key := GroupKey(groupID)
+// Put implements actorhost.State: a first-write create for version "", else a write with the
+// ETag.
+func (x *Groups) Put(ctx context.Context, groupID string, g group.Group, version string) error {
+	_, err := x.put(ctx, groupID, g, version)
+	return err
+}
+
+func (x *Groups) put(ctx context.Context, groupID string, g group.Group, version string) (groupDoc, error) {
 	d := groupDoc{Group: g, Write: rand.Text()}
 	var err error
 	if version == "" {
-		err = x.s.Create(ctx, key, d)
+		err = x.s.Create(ctx, GroupKey(groupID), d)
 	} else {
-		err = x.s.Update(ctx, key, d, version)
+		err = x.s.Update(ctx, GroupKey(groupID), d, version)
 	}
 	switch {
 	case errors.Is(err, daprstate.ErrExists), errors.Is(err, daprstate.ErrConflict):
-		return "", fmt.Errorf("save group %s: %w", groupID, actorhost.ErrStale)
+		return d, fmt.Errorf("save group %s: %w", groupID, actorhost.ErrStale)
 	case err != nil:
-		return "", fmt.Errorf("save group %s: %w", groupID, err)
+		return d, fmt.Errorf("save group %s: %w", groupID, err)
+	}
+	return d, nil
+}
+
+// Save implements actorhost.State: Put, then the document is read back for its ETag (Dapr
+// does not answer a write with it); its write token tells this write from a later one (then
+// another turn saved over this one, which is as stale as losing the write).
+func (x *Groups) Save(ctx context.Context, groupID string, g group.Group, version string) (string, error) {
+	key := GroupKey(groupID)
+	d, err := x.put(ctx, groupID, g, version)
+	if err != nil {
+		return "", err
 	}
 	var back groupDoc
 	etag, err := x.s.Get(ctx, key, &back)

@@ -7,10 +7,12 @@
 // a Dapr actor turn, so no two transitions of a group ever interleave: that turn is what makes
 // "never more than group_size seats" hold under any number of concurrent joins.
 //
-// A seat is "reserving" from the actor's Join until the member's order exists (SeatConfirmed,
-// then "held") or could not be placed (SeatFailed, seat freed). A reservation whose join flow
-// died is freed after a timeout (Reap). An unpaid seat is freed when its order is cancelled or
-// expires (MemberLeft); a paid seat stays.
+// A seat is taken in one turn (PlaceSeat): Join reserves it ("reserving"), the member's order
+// is placed, and the same turn holds the seat (ConfirmSeat, "held") or frees it (FailSeat,
+// the order app refused), so the turn saves only the outcome. "Reserving" seats are stored
+// only by the previous version, which took a seat in three turns; a reservation whose join
+// flow died there is freed after a timeout (Reap). An unpaid seat is freed when its order is
+// cancelled or expires (MemberLeft); a paid seat stays.
 //
 // Events a transition causes go to the state's outbox, saved with the transition, and are
 // published after the save: a final outcome is durable before anyone hears of it, and a save
@@ -335,7 +337,8 @@ func (g *Group) Deadline(now time.Time) bool {
 }
 
 // Reap frees unpaid seats that stayed "reserving" for reserveTimeout: their join flow died
-// (the group app crashed between Join and SeatConfirmed, and the client never retried).
+// (a previous version's group app crashed between Join and SeatConfirmed, and the client
+// never retried).
 func (g *Group) Reap(now time.Time, reserveTimeout time.Duration) {
 	if g.Status != StatusOpen {
 		return

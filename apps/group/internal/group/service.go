@@ -21,11 +21,11 @@ import (
 
 // Actors calls GroupActor methods through the sidecar; Dapr runs each call as one turn of
 // the group's actor. Business outcomes come back as *problem.Error values of this package.
+// OpenSeat and JoinSeat take a seat whole in one turn: reserve it, place the member's order
+// through the order app, hold the seat or free it (PlaceSeat).
 type Actors interface {
-	Open(ctx context.Context, groupID string, a OpenArgs) (Group, error)
-	Join(ctx context.Context, groupID string, a SeatArgs) (Group, error)
-	SeatConfirmed(ctx context.Context, groupID string, a SeatArgs) (Group, error)
-	SeatFailed(ctx context.Context, groupID string, a SeatArgs) (Group, error)
+	OpenSeat(ctx context.Context, groupID string, a OpenArgs) (Seated, error)
+	JoinSeat(ctx context.Context, groupID string, a SeatArgs) (Seated, error)
 	MemberPaid(ctx context.Context, groupID string, a PaidArgs) (Group, error)
 	MemberLeft(ctx context.Context, groupID string, a LeftArgs) (Group, error)
 	Get(ctx context.Context, groupID string) (Group, error)
@@ -55,6 +55,38 @@ type Order struct {
 // Orders is the order app.
 type Orders interface {
 	PlaceGroupOrder(ctx context.Context, r OrderRequest) (Order, error)
+}
+
+// Seated is the answer of a seat taken: the group after the turn and the member's order (the
+// order app's public view, relayed as is).
+type Seated struct {
+	Group Group
+	Order json.RawMessage
+}
+
+// PlaceSeat runs inside the turn that reserved the member's seat in g (Open or Join): it
+// places the member's order, idempotent by order id, and holds the seat, or frees it when the
+// order app refuses (sold out, purchase limit, deal over). A transient failure is returned as
+// is and the turn saves nothing: its retry, or the client's with the same Idempotency-Key,
+// places the same order again. The seat and its order are thus decided in one turn: no other
+// turn ever sees the seat "reserving", and a request that stalled past its key's lease cannot
+// free a seat its retry got (their turns run one after the other).
+func PlaceSeat(ctx context.Context, orders Orders, g *Group, a SeatArgs, now time.Time, reserveTimeout time.Duration) (Order, error) {
+	o, err := orders.PlaceGroupOrder(ctx, OrderRequest{OrderID: a.OrderID, UserID: a.UserID, DealID: g.DealID, GroupID: g.ID, PayBy: g.ExpiresAt})
+	if err == nil && o.Status != "pending_payment" && o.Status != "paid" && o.Status != "confirmed" {
+		// A retry that resumed too late: the order expired meanwhile.
+		err = problem.New(problem.CodeInvalidState, "this request expired before it completed; retry with a new Idempotency-Key")
+	}
+	if err != nil {
+		if !isTransient(err) {
+			g.FailSeat(a, now)
+		}
+		return Order{}, err
+	}
+	if err := g.ConfirmSeat(a, now, reserveTimeout); err != nil {
+		return Order{}, err
+	}
+	return o, nil
 }
 
 // Deal is what the group app needs to know about a deal (from the catalog; immutable).
@@ -120,7 +152,6 @@ type Service struct {
 	cfg    Config
 	actors Actors
 	states States
-	orders Orders
 	deals  Deals
 	keys   *idempotency.Runner[IdemRecord, *IdemRecord]
 	index  Index
@@ -133,7 +164,6 @@ type Service struct {
 type Deps struct {
 	Actors Actors
 	States States
-	Orders Orders
 	Deals  Deals
 	Idem   Idempotency
 	Index  Index
@@ -148,7 +178,7 @@ func NewService(cfg Config, d Deps) *Service {
 		d.Now = time.Now
 	}
 	keys := idempotency.NewRunner[IdemRecord](d.Idem, idempotency.Config{Lease: cfg.IdemLease, Wait: cfg.IdemWait}, d.Now, d.Log)
-	return &Service{cfg: cfg, actors: d.Actors, states: d.States, orders: d.Orders, deals: d.Deals,
+	return &Service{cfg: cfg, actors: d.Actors, states: d.States, deals: d.Deals,
 		keys: keys, index: d.Index, ids: d.IDs, log: d.Log, now: d.Now}
 }
 
@@ -249,60 +279,27 @@ func (s *Service) open(ctx context.Context, u Caller, dealID string, a *idempote
 	if deal.EndsAt.Before(expires) {
 		expires = deal.EndsAt
 	}
-	g, err := s.actors.Open(ctx, rec.GroupID, OpenArgs{
+	seated, err := s.actors.OpenSeat(ctx, rec.GroupID, OpenArgs{
 		GroupID: rec.GroupID, DealID: deal.ID, GroupSize: deal.GroupSize,
 		ExpiresAt: expires.Truncate(time.Millisecond), UserID: u.ID, OrderID: rec.OrderID,
 	})
 	if err != nil {
 		return Created{}, err
 	}
-	c, err := s.seat(ctx, u, g, rec.OrderID, a.Confirm)
-	if err != nil {
-		return Created{}, err
-	}
+	g := seated.Group
 	// Listed once public; a failure here is transient and the retry redoes every step.
 	if err := s.index.Add(ctx, g.DealID, g.ID, g.ExpiresAt); err != nil {
 		return Created{}, err
 	}
-	return c, nil
+	return Created{Group: ViewOf(g), Order: seated.Order}, nil
 }
 
 func (s *Service) join(ctx context.Context, u Caller, groupID string, a *idempotency.Attempt[IdemRecord]) (Created, error) {
-	g, err := s.actors.Join(ctx, groupID, SeatArgs{UserID: u.ID, OrderID: a.Record.OrderID})
+	seated, err := s.actors.JoinSeat(ctx, groupID, SeatArgs{UserID: u.ID, OrderID: a.Record.OrderID})
 	if err != nil {
 		return Created{}, err
 	}
-	return s.seat(ctx, u, g, a.Record.OrderID, a.Confirm)
-}
-
-// seat places the member's order for the seat the actor reserved and confirms the seat, or
-// frees it when the order app refuses (sold out, purchase limit, deal over). The seat is
-// freed only while the request still holds its key (owns): a request that stalled past its
-// lease leaves the seat to the retry that took the key over.
-func (s *Service) seat(ctx context.Context, u Caller, g Group, orderID string, owns func(context.Context) error) (Created, error) {
-	args := SeatArgs{UserID: u.ID, OrderID: orderID}
-	o, err := s.orders.PlaceGroupOrder(ctx, OrderRequest{OrderID: orderID, UserID: u.ID, DealID: g.DealID, GroupID: g.ID, PayBy: g.ExpiresAt})
-	if err == nil && o.Status != "pending_payment" && o.Status != "paid" && o.Status != "confirmed" {
-		// A retry that resumed too late: the order expired meanwhile.
-		err = problem.New(problem.CodeInvalidState, "this request expired before it completed; retry with a new Idempotency-Key")
-	}
-	if err != nil {
-		if isTransient(err) {
-			return Created{}, err // the seat stays reserved for the retry (or the reaper)
-		}
-		if oerr := owns(ctx); oerr != nil {
-			return Created{}, oerr
-		}
-		if _, ferr := s.actors.SeatFailed(ctx, g.ID, args); ferr != nil {
-			return Created{}, ferr
-		}
-		return Created{}, err
-	}
-	g, err = s.actors.SeatConfirmed(ctx, g.ID, args)
-	if err != nil {
-		return Created{}, err
-	}
-	return Created{Group: ViewOf(g), Order: o.Raw}, nil
+	return Created{Group: ViewOf(seated.Group), Order: seated.Order}, nil
 }
 
 // Get returns a public group.

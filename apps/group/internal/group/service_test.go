@@ -21,11 +21,15 @@ import (
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
-// fakeActors runs the transitions of package group on in-memory states, one call at a time,
-// as the sidecar's turns do. err (if set) fails the named method as an outage would.
+// fakeActors runs the transitions of package group on in-memory states, one turn of a group
+// at a time, as the sidecar and actorhost.Turn do: a turn whose transition fails transiently
+// saves nothing. err (if set) fails the named method as an outage would. Seat turns place the
+// member's order through orders.
 type fakeActors struct {
 	mu     sync.Mutex
 	groups map[string]group.Group
+	turns  map[string]*sync.Mutex
+	orders group.Orders
 	clock  func() time.Time
 	errOn  map[string]error
 	calls  []string
@@ -38,16 +42,29 @@ var (
 
 func (f *fakeActors) turn(method, id string, op func(g *group.Group, now time.Time) error) (group.Group, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.calls = append(f.calls, method+" "+id)
-	if err := f.errOn[method]; err != nil {
+	err := f.errOn[method]
+	l := f.turns[id]
+	if l == nil {
+		l = &sync.Mutex{}
+		f.turns[id] = l
+	}
+	f.mu.Unlock()
+	if err != nil {
 		return group.Group{}, err
 	}
-	g := f.groups[id]
-	err := op(&g, f.clock())
+	l.Lock()
+	defer l.Unlock()
+	g, _, _ := f.Load(context.Background(), id)
+	err = op(&g, f.clock())
+	if err != nil && problem.CodeOf(err).Status() >= 500 {
+		return group.Group{}, err // a failed turn saves nothing
+	}
 	g.Outbox = nil // published
 	if g.Exists() {
+		f.mu.Lock()
 		f.groups[id] = g
+		f.mu.Unlock()
 	}
 	if err != nil {
 		return group.Group{}, err
@@ -55,20 +72,29 @@ func (f *fakeActors) turn(method, id string, op func(g *group.Group, now time.Ti
 	return g, nil
 }
 
-func (f *fakeActors) Open(_ context.Context, id string, a group.OpenArgs) (group.Group, error) {
-	return f.turn("Open", id, func(g *group.Group, now time.Time) error { return group.Open(g, a, now) })
+func (f *fakeActors) seat(method, id string, reserve func(g *group.Group, now time.Time) error, a group.SeatArgs) (group.Seated, error) {
+	var o group.Order
+	g, err := f.turn(method, id, func(g *group.Group, now time.Time) error {
+		if err := reserve(g, now); err != nil {
+			return err
+		}
+		var err error
+		o, err = group.PlaceSeat(context.Background(), f.orders, g, a, now, 30*time.Second)
+		return err
+	})
+	if err != nil {
+		return group.Seated{}, err
+	}
+	return group.Seated{Group: g, Order: o.Raw}, nil
 }
 
-func (f *fakeActors) Join(_ context.Context, id string, a group.SeatArgs) (group.Group, error) {
-	return f.turn("Join", id, func(g *group.Group, now time.Time) error { return g.Join(a, now, 30*time.Second) })
+func (f *fakeActors) OpenSeat(_ context.Context, id string, a group.OpenArgs) (group.Seated, error) {
+	return f.seat("OpenSeat", id, func(g *group.Group, now time.Time) error { return group.Open(g, a, now) },
+		group.SeatArgs{UserID: a.UserID, OrderID: a.OrderID})
 }
 
-func (f *fakeActors) SeatConfirmed(_ context.Context, id string, a group.SeatArgs) (group.Group, error) {
-	return f.turn("SeatConfirmed", id, func(g *group.Group, now time.Time) error { return g.ConfirmSeat(a, now, 30*time.Second) })
-}
-
-func (f *fakeActors) SeatFailed(_ context.Context, id string, a group.SeatArgs) (group.Group, error) {
-	return f.turn("SeatFailed", id, func(g *group.Group, now time.Time) error { g.FailSeat(a, now); return nil })
+func (f *fakeActors) JoinSeat(_ context.Context, id string, a group.SeatArgs) (group.Seated, error) {
+	return f.seat("JoinSeat", id, func(g *group.Group, now time.Time) error { return g.Join(a, now, 30*time.Second) }, a)
 }
 
 func (f *fakeActors) MemberPaid(_ context.Context, id string, a group.PaidArgs) (group.Group, error) {
@@ -203,8 +229,8 @@ func (e *svcEnv) advance(d time.Duration) {
 func newSvcEnv() *svcEnv {
 	e := &svcEnv{now: t0}
 	clock := e.clock
-	e.actors = &fakeActors{groups: map[string]group.Group{}, clock: clock, errOn: map[string]error{}}
 	e.orders = &fakeOrders{orders: map[string]group.OrderRequest{}, fail: map[string]error{}}
+	e.actors = &fakeActors{groups: map[string]group.Group{}, turns: map[string]*sync.Mutex{}, orders: e.orders, clock: clock, errOn: map[string]error{}}
 	e.index = &fakeIndex{entries: map[string][]group.IndexEntry{}}
 	deals := fakeDeals{
 		"gd":    {ID: "gd", Kind: "group", StartsAt: t0.Add(-time.Hour), EndsAt: t0.Add(time.Hour), GroupSize: 2, GroupTTLSeconds: 600},
@@ -214,7 +240,7 @@ func newSvcEnv() *svcEnv {
 	// The real Idempotency-Key store (daprstore.NewIdempotency) over the fake state client.
 	e.idem = idempotency.New[group.IdemRecord](daprstate.New(daprstatetest.NewClient(), "statestore"), 24*time.Hour, clock)
 	e.svc = group.NewService(group.Config{IdemLease: 30 * time.Second, IdemWait: 10 * time.Second, IndexRetention: time.Hour}, group.Deps{
-		Actors: e.actors, States: e.actors, Orders: e.orders, Deals: deals,
+		Actors: e.actors, States: e.actors, Deals: deals,
 		Idem: e.idem, Index: e.index, IDs: &seqIDs{},
 		Log: slog.New(slog.DiscardHandler), Now: clock,
 	})
@@ -342,7 +368,7 @@ func TestServiceJoin(t *testing.T) {
 			t.Errorf("replay code %q, want sold-out", code)
 		}
 	})
-	t.Run("outage keeps the seat for the retry", func(t *testing.T) {
+	t.Run("outage takes no seat, the retry takes it with the same order", func(t *testing.T) {
 		t.Parallel()
 		e := newSvcEnv()
 		id := open(t, e)
@@ -350,8 +376,8 @@ func TestServiceJoin(t *testing.T) {
 		if _, err := e.svc.Join(context.Background(), user("u2"), id, "j"); problem.CodeOf(err) != problem.CodeUnavailable {
 			t.Fatalf("err %v, want unavailable", err)
 		}
-		if s := e.actors.group(id).Seats; len(s) != 2 || s[1].State != group.SeatReserving {
-			t.Fatalf("seats %+v, want u2 reserving", s)
+		if s := e.actors.group(id).Seats; len(s) != 1 {
+			t.Fatalf("seats %+v, want the leader's only (the failed turn saved nothing)", s)
 		}
 		e.orders.setFail("u2", nil)
 		r, err := e.svc.Join(context.Background(), user("u2"), id, "j")
@@ -378,74 +404,111 @@ func TestServiceJoin(t *testing.T) {
 	})
 }
 
-// Loss window 2 (issue 8) in the group app: a join that stalls past its key's lease is taken
-// over by a retry that gets the seat and answers 201. When the stale join resumes and the
-// order app refuses it, it neither frees the seat nor replaces the 201; it answers the 201.
+// Loss window 2 (issue 8) in the group app: a join that stalls past its key's lease (inside
+// its seat's turn, waiting for the order app) is taken over by a retry. The retry's turn waits
+// for the stale one, so it sees the seat as the stale turn left it: held if the order was
+// placed, free if it was refused. Either way one answer is stored and both requests give it,
+// and u2 holds at most one seat.
 func TestServiceJoinStaleOwnerAfterLeaseTakeover(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	e := newSvcEnv()
-	r, err := e.svc.Open(ctx, user("u1"), "gd", "k")
-	if err != nil || r.Status != 201 {
-		t.Fatalf("open: %v %d %s", err, r.Status, r.Body)
-	}
-	c, _ := decode(t, r)
-	id := c.Group.ID
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	e.orders.onPlace = func(r group.OrderRequest) {
-		if r.UserID != "u2" {
-			return
-		}
-		first := false
-		once.Do(func() { first = true })
-		if first {
-			close(entered)
-			<-release
-		}
-	}
-	type result struct {
-		reply group.Reply
-		err   error
-	}
-	stale := make(chan result, 1)
-	go func() {
-		r, err := e.svc.Join(ctx, user("u2"), id, "j")
-		stale <- result{r, err}
-	}()
-	select {
-	case <-entered:
-	case <-ctx.Done():
-		t.Fatal("the first join never reached the order app")
-	}
-
-	e.advance(31 * time.Second)
-	retry, err := e.svc.Join(ctx, user("u2"), id, "j")
-	if err != nil || retry.Status != 201 {
-		t.Fatalf("retry after the lease = %d %s, %v; want 201", retry.Status, retry.Body, err)
-	}
-	e.orders.setFail("u2", problem.New(problem.CodeSoldOut, "sold out"))
-	close(release)
-	var got result
-	select {
-	case got = <-stale:
-	case <-ctx.Done():
-		t.Fatal("the stale join did not finish")
-	}
-
-	if got.err != nil || got.reply.Status != 201 || string(got.reply.Body) != string(retry.Body) {
-		t.Errorf("stale join = %d %s, %v; want the retry's 201 %s", got.reply.Status, got.reply.Body, got.err, retry.Body)
-	}
-	if s := e.actors.group(id).Seats; len(s) != 2 || s[1].UserID != "u2" || s[1].State != group.SeatHeld {
-		t.Errorf("seats %+v, want u2's held", s)
-	}
-	rec, _, err := e.idem.Get(ctx, "u2", "j")
-	if err != nil || !rec.Done || rec.Status != 201 || string(rec.Body) != string(retry.Body) {
-		t.Errorf("stored reply = %d %s (%v), want the retry's 201", rec.Status, rec.Body, err)
-	}
-	if slices.Contains(e.actors.calls, "SeatFailed "+id) {
-		t.Errorf("actor calls %v: the stale join freed a seat", e.actors.calls)
+	for _, tt := range []struct {
+		name      string
+		staleErr  error // the order app's answer to the stale join's call, and to the retry's
+		wantCode  problem.Code
+		wantSeats int
+	}{
+		{name: "order placed", wantSeats: 2},
+		{name: "order refused", staleErr: problem.New(problem.CodeSoldOut, "sold out"), wantCode: problem.CodeSoldOut, wantSeats: 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			e := newSvcEnv()
+			r, err := e.svc.Open(ctx, user("u1"), "gd", "k")
+			if err != nil || r.Status != 201 {
+				t.Fatalf("open: %v %d %s", err, r.Status, r.Body)
+			}
+			c, _ := decode(t, r)
+			id := c.Group.ID
+			entered, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			e.orders.onPlace = func(r group.OrderRequest) {
+				if r.UserID != "u2" {
+					return
+				}
+				first := false
+				once.Do(func() { first = true })
+				if first {
+					close(entered)
+					<-release
+				}
+			}
+			type result struct {
+				reply group.Reply
+				err   error
+			}
+			join := func() <-chan result {
+				ch := make(chan result, 1)
+				go func() {
+					r, err := e.svc.Join(ctx, user("u2"), id, "j")
+					ch <- result{r, err}
+				}()
+				return ch
+			}
+			stale := join()
+			select {
+			case <-entered:
+			case <-ctx.Done():
+				t.Fatal("the first join never reached the order app")
+			}
+			e.advance(31 * time.Second)
+			retry := join()
+			for joins := 0; joins < 2; {
+				if ctx.Err() != nil {
+					t.Fatal("the retry never called the actor")
+				}
+				time.Sleep(time.Millisecond)
+				e.actors.mu.Lock()
+				joins = len(slices.DeleteFunc(slices.Clone(e.actors.calls), func(c string) bool { return c != "JoinSeat "+id }))
+				e.actors.mu.Unlock()
+			}
+			select {
+			case r := <-retry:
+				t.Fatalf("the retry answered %d %s while the stale turn held the group", r.reply.Status, r.reply.Body)
+			case <-time.After(50 * time.Millisecond):
+			}
+			e.orders.setFail("u2", tt.staleErr)
+			close(release)
+			var got, again result
+			for _, ch := range []struct {
+				c   <-chan result
+				out *result
+			}{{stale, &got}, {retry, &again}} {
+				select {
+				case *ch.out = <-ch.c:
+				case <-ctx.Done():
+					t.Fatal("a join did not finish")
+				}
+			}
+			if again.err != nil || got.err != nil {
+				t.Fatalf("errors: stale %v, retry %v", got.err, again.err)
+			}
+			if _, code := decode(t, again.reply); code != tt.wantCode {
+				t.Errorf("retry = %d %s, want code %q", again.reply.Status, again.reply.Body, tt.wantCode)
+			}
+			if got.reply.Status != again.reply.Status || string(got.reply.Body) != string(again.reply.Body) {
+				t.Errorf("stale join = %d %s; want the retry's %d %s", got.reply.Status, got.reply.Body, again.reply.Status, again.reply.Body)
+			}
+			seats := e.actors.group(id).Seats
+			if len(seats) != tt.wantSeats || (tt.wantSeats == 2 && (seats[1].UserID != "u2" || seats[1].State != group.SeatHeld)) {
+				t.Errorf("seats %+v, want %d", seats, tt.wantSeats)
+			}
+			rec, _, err := e.idem.Get(ctx, "u2", "j")
+			if err != nil || !rec.Done || rec.Status != again.reply.Status || string(rec.Body) != string(again.reply.Body) {
+				t.Errorf("stored reply = %d %s (%v), want the retry's", rec.Status, rec.Body, err)
+			}
+		})
 	}
 }
 

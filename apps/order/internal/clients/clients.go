@@ -1,24 +1,15 @@
 // Package clients reaches the catalog, inventory and payment apps through Dapr service
-// invocation and publishes the outbox relay's order events through Dapr pub/sub.
+// invocation.
 package clients
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"hash/fnv"
-	"maps"
 	"net/http"
 	"net/url"
-	"slices"
 	"sync"
 	"time"
 
-	dapr "github.com/dapr/go-sdk/client"
-
 	"github.com/groupbuy/groupbuy/apps/order/internal/order"
-	"github.com/groupbuy/groupbuy/pkg/events"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
@@ -139,96 +130,4 @@ func (c *Payment) Lookup(ctx context.Context, orderID string) (order.ChargeResul
 // Refund implements order.Payments.
 func (c *Payment) Refund(ctx context.Context, orderID string) error {
 	return c.call.Call(ctx, c.appID, http.MethodPost, "refunds", nil, map[string]string{"order_id": orderID}, nil)
-}
-
-// BulkPublisher is the part of the Dapr client the relay publisher needs.
-type BulkPublisher interface {
-	PublishEvents(ctx context.Context, pubsubName, topicName string, events []interface{}, opts ...dapr.PublishEventsOption) dapr.PublishEventsResponse
-}
-
-// Publisher implements outbox.Publisher over several Dapr pub/sub components that point at
-// the same broker (components/pubsub-relay-*.yaml): Dapr 1.16's RabbitMQ component holds one
-// message in flight per component instance until its confirm, so N components give N
-// confirms in flight. The topic is the exchange (the stream, on Redis), so subscribers of the
-// "pubsub" component receive what any of them publishes. Each component gets one bulk
-// request per topic (POST /v1.0-alpha1/publish/bulk): RabbitMQ and Redis Streams do not
-// implement bulk publishing, so daprd publishes the entries one by one into the component,
-// but the app makes one call instead of one per event.
-type Publisher struct {
-	client     BulkPublisher
-	components []string
-}
-
-// NewPublisher returns the publisher over the named components.
-func NewPublisher(c BulkPublisher, components []string) *Publisher {
-	return &Publisher{client: c, components: components}
-}
-
-// Publish implements outbox.Publisher. An order's events all go through one component. The
-// CloudEvent id is the event id, so a re-publish carries the same id and consumers drop it.
-func (p *Publisher) Publish(ctx context.Context, msgs []events.OrderV1) []error {
-	errs := make([]error, len(msgs))
-	type group struct {
-		component, topic string
-		idx              []int
-	}
-	groups := map[[2]string]*group{}
-	var order [][2]string
-	for i, m := range msgs {
-		h := fnv.New32a()
-		h.Write([]byte(m.OrderID))
-		comp := p.components[h.Sum32()%uint32(len(p.components))]
-		k := [2]string{comp, m.Type}
-		g, ok := groups[k]
-		if !ok {
-			g = &group{component: comp, topic: m.Type}
-			groups[k] = g
-			order = append(order, k)
-		}
-		g.idx = append(g.idx, i)
-	}
-	var wg sync.WaitGroup
-	for _, k := range order {
-		g := groups[k]
-		wg.Go(func() {
-			entries := make([]any, 0, len(g.idx))
-			byEntry := make(map[string]int, len(g.idx))
-			for _, i := range g.idx {
-				m := msgs[i]
-				data, err := json.Marshal(m)
-				if err != nil {
-					errs[i] = fmt.Errorf("encode event %s: %w", m.EventID, err)
-					continue
-				}
-				entries = append(entries, dapr.PublishEventsEvent{
-					EntryID: m.EventID, Data: data, ContentType: "application/json",
-					Metadata: map[string]string{"cloudevent.id": m.EventID, "cloudevent.type": m.Type},
-				})
-				byEntry[m.EventID] = i
-			}
-			res := p.client.PublishEvents(ctx, g.component, g.topic, entries)
-			if res.Error == nil {
-				return
-			}
-			failed := errors.Join(problem.New(problem.CodeUnavailable, "event publishing failed"), res.Error)
-			var which []int
-			for _, fe := range res.FailedEvents {
-				e, ok := fe.(dapr.PublishEventsEvent)
-				i, known := byEntry[e.EntryID]
-				if !ok || !known {
-					which = nil // cannot tell which: count them all as failed
-					break
-				}
-				which = append(which, i)
-			}
-			if which == nil {
-				which = slices.Collect(maps.Values(byEntry))
-			}
-			for _, i := range which {
-				errs[i] = failed
-			}
-		})
-	}
-	wg.Wait()
-	return errs
 }

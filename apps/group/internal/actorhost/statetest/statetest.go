@@ -86,6 +86,12 @@ func (m *Memory) Save(_ context.Context, id string, g group.Group, version strin
 	return strconv.Itoa(cur.version + 1), nil
 }
 
+// Put implements actorhost.State.
+func (m *Memory) Put(ctx context.Context, id string, g group.Group, version string) error {
+	_, err := m.Save(ctx, id, g, version)
+	return err
+}
+
 // Group returns the stored group (the zero Group when there is none).
 func (m *Memory) Group(id string) group.Group {
 	m.mu.Lock()
@@ -194,6 +200,33 @@ func Contract(t *testing.T, newState func(t *testing.T) actorhost.State) {
 			t.Fatalf("Save over the version the last save returned: %v", err)
 		}
 		check(t, c, s, g, v3)
+	})
+
+	t.Run("a put lands over the version read and is stale over another", func(t *testing.T) {
+		t.Parallel()
+		c, s := ctx(t), newState(t)
+		g := groupOf(prefix+"put", 3)
+		if err := s.Put(c, g.ID, g, ""); err != nil {
+			t.Fatalf("Put(new): %v", err)
+		}
+		_, v1, _, err := s.Get(c, g.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.Seats = append(g.Seats, group.Seat{UserID: "u2", OrderID: "o2", State: group.SeatHeld, JoinedAt: at})
+		if err := s.Put(c, g.ID, g, v1); err != nil {
+			t.Fatalf("Put over the version read: %v", err)
+		}
+		check(t, c, s, g, "")
+		stale := g
+		stale.LeaderID = "u9"
+		if err := s.Put(c, g.ID, stale, v1); !errors.Is(err, actorhost.ErrStale) {
+			t.Errorf("Put over a version saved over = %v, want %v", err, actorhost.ErrStale)
+		}
+		if err := s.Put(c, g.ID, stale, ""); !errors.Is(err, actorhost.ErrStale) {
+			t.Errorf("Put(new) over a stored group = %v, want %v", err, actorhost.ErrStale)
+		}
+		check(t, c, s, g, "")
 	})
 
 	t.Run("two turns read one version: the second save is stale", func(t *testing.T) {

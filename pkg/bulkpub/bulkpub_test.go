@@ -1,4 +1,4 @@
-package clients_test
+package bulkpub_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	dapr "github.com/dapr/go-sdk/client"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/groupbuy/groupbuy/apps/order/internal/clients"
+	"github.com/groupbuy/groupbuy/pkg/bulkpub"
 	"github.com/groupbuy/groupbuy/pkg/events"
 )
 
@@ -69,7 +69,7 @@ func TestPublisherSpreadsBatchesOverComponents(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := &fakeBulk{reqs: map[string][]string{}, failing: tt.failing, down: tt.down}
-			p := clients.NewPublisher(f, []string{"relay-a", "relay-b"})
+			p := bulkpub.New[events.OrderV1](f, []string{"relay-a", "relay-b"})
 			msgs := []events.OrderV1{event("o1", "order.created"), event("o2", "order.created"), event("o1", "order.paid"), event("o3", "order.created")}
 
 			errs := p.Publish(context.Background(), msgs)
