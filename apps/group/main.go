@@ -33,8 +33,13 @@ type config struct {
 	ReserveTimeout time.Duration `env:"SEAT_RESERVE_TIMEOUT, default=30s"`
 	ReminderPeriod time.Duration `env:"DEADLINE_RETRY_PERIOD, default=30s"`
 	IndexRetention time.Duration `env:"GROUP_LIST_RETENTION, default=1h"`
-	ActorIdle      time.Duration `env:"ACTOR_IDLE_TIMEOUT, default=1h"`
-	ActorDrain     time.Duration `env:"ACTOR_DRAIN_TIMEOUT, default=30s"`
+	// IndexShards splits each deal's group list over this many documents; keep it fixed once
+	// groups are listed (daprstore.IndexConfig.Shards). IndexPruneMargin is how late after
+	// its deadline a group may still be decided (daprstore.IndexConfig.PruneMargin).
+	IndexShards      int           `env:"GROUP_INDEX_SHARDS, default=16"`
+	IndexPruneMargin time.Duration `env:"GROUP_INDEX_PRUNE_MARGIN, default=10m"`
+	ActorIdle        time.Duration `env:"ACTOR_IDLE_TIMEOUT, default=1h"`
+	ActorDrain       time.Duration `env:"ACTOR_DRAIN_TIMEOUT, default=30s"`
 }
 
 func main() { bootstrap.Main(run) }
@@ -67,9 +72,11 @@ func run(ctx context.Context) error {
 		Orders: clients.NewOrders(rt.Invoker, cfg.OrderAppID),
 		Deals:  clients.NewCatalog(rt.Invoker, cfg.CatalogAppID),
 		Idem:   daprstore.NewIdempotency(state, cfg.IdemTTL),
-		Index:  daprstore.NewIndex(state),
-		IDs:    gen,
-		Log:    rt.Log,
+		Index: daprstore.NewIndex(state, daprstore.IndexConfig{
+			Shards: cfg.IndexShards, Retention: cfg.IndexRetention, PruneMargin: cfg.IndexPruneMargin,
+		}),
+		IDs: gen,
+		Log: rt.Log,
 	})
 	// The app API token check covers the actor routes too: only the sidecar calls them.
 	// /healthz stays open (daprd's app health probe sends no token).
