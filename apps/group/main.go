@@ -40,6 +40,11 @@ type config struct {
 	SeatOrderTimeout time.Duration `env:"SEAT_ORDER_TIMEOUT, default=4s"`
 	ReminderPeriod   time.Duration `env:"DEADLINE_RETRY_PERIOD, default=30s"`
 	IndexRetention   time.Duration `env:"GROUP_LIST_RETENTION, default=1h"`
+	// IndexShards splits each deal's group list over this many documents; keep it fixed once
+	// groups are listed (daprstore.IndexConfig.Shards). IndexPruneMargin is how late after
+	// its deadline a group may still be decided (daprstore.IndexConfig.PruneMargin).
+	IndexShards      int           `env:"GROUP_INDEX_SHARDS, default=16"`
+	IndexPruneMargin time.Duration `env:"GROUP_INDEX_PRUNE_MARGIN, default=10m"`
 	ActorIdle        time.Duration `env:"ACTOR_IDLE_TIMEOUT, default=1h"`
 	ActorDrain       time.Duration `env:"ACTOR_DRAIN_TIMEOUT, default=30s"`
 }
@@ -86,9 +91,11 @@ func run(ctx context.Context) error {
 		States: groups,
 		Deals:  clients.NewCatalog(rt.Invoker, cfg.CatalogAppID),
 		Idem:   daprstore.NewIdempotency(state, cfg.IdemTTL),
-		Index:  daprstore.NewIndex(state),
-		IDs:    gen,
-		Log:    rt.Log,
+		Index: daprstore.NewIndex(state, daprstore.IndexConfig{
+			Shards: cfg.IndexShards, Retention: cfg.IndexRetention, PruneMargin: cfg.IndexPruneMargin,
+		}),
+		IDs: gen,
+		Log: rt.Log,
 	})
 	// The app API token check covers the actor routes too: only the sidecar calls them.
 	// /healthz stays open (daprd's app health probe sends no token).
