@@ -224,15 +224,15 @@ func TestRedeliveryAddsOnce(t *testing.T) {
 	}
 }
 
-func TestGroupEventsReachEveryMember(t *testing.T) {
+func TestGroupOutcomeReachesEveryMember(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	body := envelope("group.joined", groupJSON(events.TopicGroupJoined, "g1", t0, "u1", "u2"))
+	body := envelope("group.failed", groupJSON(events.TopicGroupFailed, "g1", t0, "u1", "u2"))
 	if got := e.deliver(t, httpapi.RouteGroupEvents, body); got != "SUCCESS" {
 		t.Fatalf("status = %q, want SUCCESS", got)
 	}
 	for _, u := range []string{"u1", "u2"} {
-		if diff := cmp.Diff([]string{"g1:group.joined"}, e.store.ids(u)); diff != "" {
+		if diff := cmp.Diff([]string{"g1:group.failed"}, e.store.ids(u)); diff != "" {
 			t.Errorf("inbox of %s (-want +got):\n%s", u, diff)
 		}
 	}

@@ -136,15 +136,20 @@ func FromOrder(e events.OrderV1) (Event, error) {
 	}, []string{e.UserID}, "")
 }
 
-// FromGroup maps a group event: every member (and the user who opened or joined) is told,
-// and the group's public stream gets it.
+// FromGroup maps a group event; the group's public stream gets every one. Whose inbox it goes
+// to: group.opened and group.joined to the user who opened or joined only (the other members
+// follow the group's live stream: telling every member of every join would cost a group of n
+// seats n²/2 inbox writes); the outcome (succeeded, failed) to every member. An opened or
+// joined event without its user (none is produced so) goes to the members.
 func FromGroup(e events.GroupV1) (Event, error) {
 	var users []string
-	for _, m := range e.Members {
-		users = append(users, m.UserID)
-	}
 	if e.UserID != "" {
 		users = append(users, e.UserID)
+	}
+	if e.UserID == "" || (e.Type != events.TopicGroupOpened && e.Type != events.TopicGroupJoined) {
+		for _, m := range e.Members {
+			users = append(users, m.UserID)
+		}
 	}
 	users = slices.DeleteFunc(users, func(u string) bool { return u == "" })
 	slices.Sort(users)

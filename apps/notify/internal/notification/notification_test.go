@@ -134,6 +134,32 @@ func TestFromGroupHidesMembers(t *testing.T) {
 	}
 }
 
+// Joins reach the inbox of the member who joined only; the outcome reaches every member.
+func TestGroupRecipients(t *testing.T) {
+	t.Parallel()
+	members := []events.Member{{UserID: "u1", OrderID: "o1"}, {UserID: "u2", OrderID: "o2"}, {UserID: "u3", OrderID: "o3"}}
+	tests := []struct {
+		typ, user string
+		want      []string
+	}{
+		{events.TopicGroupOpened, "u1", []string{"u1"}},
+		{events.TopicGroupJoined, "u3", []string{"u3"}},
+		{events.TopicGroupJoined, "", []string{"u1", "u2", "u3"}},
+		{events.TopicGroupSucceeded, "", []string{"u1", "u2", "u3"}},
+		{events.TopicGroupFailed, "", []string{"u1", "u2", "u3"}},
+	}
+	for _, tt := range tests {
+		e := events.GroupV1{V: 1, EventID: "g1:" + tt.typ, Type: tt.typ, GroupID: "g1", DealID: "d1", UserID: tt.user, Members: members, OccurredAt: t0}
+		got, err := notification.FromGroup(e)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.typ, err)
+		}
+		if diff := cmp.Diff(tt.want, got.Recipients); diff != "" {
+			t.Errorf("%s by %q: recipients (-want +got):\n%s", tt.typ, tt.user, diff)
+		}
+	}
+}
+
 func TestUnsupported(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
