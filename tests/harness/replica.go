@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/groupbuy/groupbuy/pkg/devstack"
@@ -96,4 +97,24 @@ func (s *Stack) StartReplica(ctx context.Context, appID string, env map[string]s
 		return Replica{}, fmt.Errorf("start replica %s (logs in %s): %w", r.Name, s.LogDir, err)
 	}
 	return r, nil
+}
+
+// RestartApp kills the stack's instance of appID with its daprd and starts it again on the
+// same ports, with env added to (or replacing in) its environment from then on.
+func (s *Stack) RestartApp(ctx context.Context, appID string, env map[string]string) error {
+	if err := s.Sup.KillApp(appID); err != nil {
+		return err
+	}
+	plan := s.Sup.Plan()
+	i := slices.IndexFunc(plan.Apps, func(a devstack.App) bool { return a.AppID == appID })
+	if i < 0 {
+		return fmt.Errorf("restart app: no app %q in the stack", appID)
+	}
+	a := &plan.Apps[i]
+	a.Env = maps.Clone(a.Env)
+	if a.Env == nil {
+		a.Env = map[string]string{}
+	}
+	maps.Copy(a.Env, env)
+	return s.Sup.StartApp(ctx, appID)
 }
