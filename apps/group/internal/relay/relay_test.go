@@ -48,7 +48,9 @@ func (p *fakePub) published() []string {
 	return slices.Clone(p.got)
 }
 
-func ev(id string) events.GroupV1 { return events.GroupV1{EventID: id, GroupID: "g-" + id, Type: events.TopicGroupJoined} }
+func ev(id string) events.GroupV1 {
+	return events.GroupV1{EventID: id, GroupID: "g-" + id, Type: events.TopicGroupJoined}
+}
 
 func start(t *testing.T, cfg relay.Config) (*relay.Relay, *fakePub) {
 	t.Helper()
