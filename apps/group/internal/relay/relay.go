@@ -24,6 +24,7 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/groupbuy/groupbuy/pkg/bulkpub"
 	"github.com/groupbuy/groupbuy/pkg/events"
 )
 
@@ -61,9 +62,7 @@ type Relay struct {
 	log   *slog.Logger
 	queue chan item
 
-	mu    sync.Mutex
-	state map[string]*entry // by event id
-	done  []string          // published ids, oldest first (bounded by cfg.Remember)
+	sent *bulkpub.Sent
 
 	published, failed, dropped metric.Int64Counter
 }
@@ -73,16 +72,12 @@ type item struct {
 	attempt int
 }
 
-type entry struct {
-	published bool // false: queued or in flight
-}
-
 // New returns the relay; Run starts its workers. meter may be nil.
 func New(cfg Config, pub Publisher, log *slog.Logger, meter metric.Meter) (*Relay, error) {
 	if cfg.Queue < 1 || cfg.BatchSize < 1 || cfg.Workers < 1 || cfg.Attempts < 1 || cfg.Remember < 1 || cfg.FlushTimeout <= 0 || cfg.Retry <= 0 {
 		return nil, fmt.Errorf("relay: invalid config %+v", cfg)
 	}
-	r := &Relay{cfg: cfg, pub: pub, log: log, queue: make(chan item, cfg.Queue), state: map[string]*entry{}}
+	r := &Relay{cfg: cfg, pub: pub, log: log, queue: make(chan item, cfg.Queue), sent: bulkpub.NewSent(cfg.Remember)}
 	if meter != nil {
 		var err error
 		if r.published, err = meter.Int64Counter("group_events_published", metric.WithDescription("group events published by the relay")); err != nil {
@@ -99,25 +94,15 @@ func New(cfg Config, pub Publisher, log *slog.Logger, meter metric.Meter) (*Rela
 }
 
 // Published reports whether this replica has published the event.
-func (r *Relay) Published(id string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := r.state[id]
-	return e != nil && e.published
-}
+func (r *Relay) Published(id string) bool { return r.sent.Published(id) }
 
 // Hand queues the events that are neither published nor queued already. It never blocks:
 // with the queue full, an event stays in its group's outbox for later.
 func (r *Relay) Hand(ctx context.Context, evs []events.GroupV1) {
 	for _, e := range evs {
-		r.mu.Lock()
-		if r.state[e.EventID] != nil {
-			r.mu.Unlock()
-			continue
+		if ok, _ := r.sent.Claim(e.EventID); ok {
+			r.enqueue(ctx, item{e: e})
 		}
-		r.state[e.EventID] = &entry{}
-		r.mu.Unlock()
-		r.enqueue(ctx, item{e: e})
 	}
 }
 
@@ -125,36 +110,8 @@ func (r *Relay) enqueue(ctx context.Context, it item) {
 	select {
 	case r.queue <- it:
 	default:
-		r.forget(it.e.EventID)
+		r.sent.Settle(it.e.EventID, false)
 		add(ctx, r.dropped, 1)
-	}
-}
-
-// forget drops a queued or in-flight event from the state, so it can be handed over again.
-func (r *Relay) forget(id string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if e := r.state[id]; e != nil && !e.published {
-		delete(r.state, id)
-	}
-}
-
-func (r *Relay) markPublished(id string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := r.state[id]
-	if e == nil {
-		e = &entry{}
-		r.state[id] = e
-	}
-	if e.published {
-		return
-	}
-	e.published = true
-	r.done = append(r.done, id)
-	for len(r.done) > r.cfg.Remember {
-		delete(r.state, r.done[0])
-		r.done = r.done[1:]
 	}
 }
 
@@ -169,21 +126,9 @@ func (r *Relay) Run(ctx context.Context) {
 
 func (r *Relay) work(ctx context.Context) {
 	for {
-		var batch []item
-		select {
-		case <-ctx.Done():
+		batch, ok := bulkpub.Gather(ctx, r.queue, r.cfg.BatchSize)
+		if !ok {
 			return
-		case it := <-r.queue:
-			batch = append(batch, it)
-		}
-	more:
-		for len(batch) < r.cfg.BatchSize {
-			select {
-			case it := <-r.queue:
-				batch = append(batch, it)
-			default:
-				break more
-			}
 		}
 		r.flush(ctx, batch)
 	}
@@ -199,14 +144,14 @@ func (r *Relay) flush(ctx context.Context, batch []item) {
 	cancel()
 	for i, it := range batch {
 		if errs[i] == nil {
-			r.markPublished(it.e.EventID)
+			r.sent.Settle(it.e.EventID, true)
 			add(ctx, r.published, 1)
 			continue
 		}
 		add(ctx, r.failed, 1)
 		if it.attempt+1 >= r.cfg.Attempts || ctx.Err() != nil {
 			r.log.WarnContext(ctx, "group_event_left_in_outbox", slog.String("event_id", it.e.EventID), slog.String("error", errs[i].Error()))
-			r.forget(it.e.EventID)
+			r.sent.Settle(it.e.EventID, false)
 			add(ctx, r.dropped, 1)
 			continue
 		}

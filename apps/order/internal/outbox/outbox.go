@@ -43,6 +43,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/groupbuy/groupbuy/apps/order/internal/order"
+	"github.com/groupbuy/groupbuy/pkg/bulkpub"
 	"github.com/groupbuy/groupbuy/pkg/events"
 )
 
@@ -179,53 +180,13 @@ type Relay struct {
 	log   *slog.Logger
 	now   func() time.Time
 	queue chan order.Order
-	sent  *sentSet
+	sent  *bulkpub.Sent
 
 	published, failed, dropped, recovered metric.Int64Counter
 }
 
-// sentSet remembers the events this replica has published or is publishing (by event id),
-// so an event handed over again (a resumed placement hands its whole outbox, recovery finds
-// an entry whose live trim failed) is not published a second time by this replica. Bounded:
-// the oldest ids fall out, and a repeat past them is what consumers drop by event id anyway.
-type sentSet struct {
-	mu    sync.Mutex
-	ids   map[string]bool // true: published; false: in flight
-	order []string
-}
-
+// sentSetSize bounds the event ids a relay remembers as published or in flight.
 const sentSetSize = 16384
-
-// claim reserves id for publishing; false when it is published or in flight already, and
-// published tells which.
-func (s *sentSet) claim(id string) (ok, published bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p, seen := s.ids[id]; seen {
-		return false, p
-	}
-	s.ids[id] = false
-	s.order = append(s.order, id)
-	for len(s.order) > sentSetSize {
-		delete(s.ids, s.order[0])
-		s.order = s.order[1:]
-	}
-	return true, false
-}
-
-// settle records the outcome of a claimed id: published, or released for a later attempt.
-func (s *sentSet) settle(id string, published bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.ids[id]; !ok {
-		return
-	}
-	if published {
-		s.ids[id] = true
-	} else {
-		delete(s.ids, id) // left in order; claim appends it again
-	}
-}
 
 var _ order.Outbox = (*Relay)(nil)
 
@@ -238,7 +199,7 @@ func New(cfg Config, d Deps) (*Relay, error) {
 		d.Now = time.Now
 	}
 	r := &Relay{cfg: cfg, pub: d.Publisher, ord: d.Orders, idx: d.Index, owner: d.Owner, log: d.Log, now: d.Now,
-		queue: make(chan order.Order, cfg.Queue), sent: &sentSet{ids: map[string]bool{}}}
+		queue: make(chan order.Order, cfg.Queue), sent: bulkpub.NewSent(sentSetSize)}
 	var err error
 	counter := func(name, desc string) metric.Int64Counter {
 		c, cerr := d.Meter.Int64Counter(name, metric.WithDescription(desc))
@@ -284,21 +245,13 @@ func (r *Relay) Run(ctx context.Context) {
 // batch) and publishes it. While a batch is out, the next one gathers.
 func (r *Relay) work(ctx context.Context) {
 	for {
-		var batch []item
-		select {
-		case <-ctx.Done():
+		orders, ok := bulkpub.Gather(ctx, r.queue, r.cfg.BatchSize)
+		if !ok {
 			return
-		case o := <-r.queue:
-			batch = append(batch, item{o: o})
 		}
-	gather:
-		for len(batch) < r.cfg.BatchSize {
-			select {
-			case o := <-r.queue:
-				batch = append(batch, item{o: o})
-			default:
-				break gather
-			}
+		batch := make([]item, len(orders))
+		for i, o := range orders {
+			batch[i] = item{o: o}
 		}
 		fctx, cancel := context.WithTimeout(ctx, r.cfg.FlushTimeout)
 		if err := r.flush(fctx, batch); err != nil && ctx.Err() == nil {
@@ -346,7 +299,7 @@ func (r *Relay) flush(ctx context.Context, batch []item) error {
 	for i, it := range batch {
 		for j, e := range it.o.Outbox {
 			m := it.o.Event(e)
-			ok, published := r.sent.claim(m.EventID)
+			ok, published := r.sent.Claim(m.EventID)
 			switch {
 			case ok:
 				msgs = append(msgs, m)
@@ -361,7 +314,7 @@ func (r *Relay) flush(ctx context.Context, batch []item) error {
 	var failed int
 	var firstErr error
 	for k, err := range errs {
-		r.sent.settle(msgs[k].EventID, err == nil)
+		r.sent.Settle(msgs[k].EventID, err == nil)
 		if err != nil {
 			failed++
 			firstErr = cmpErr(firstErr, err)
