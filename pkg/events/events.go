@@ -148,3 +148,45 @@ func DecodeGroup(data []byte) (GroupV1, error) {
 	}
 	return e, nil
 }
+
+// Catalog change topics. The catalog publishes them on the broadcast pub/sub component
+// (BroadcastPubSub, components/pubsub-broadcast.yaml) after every create or change of a
+// product or deal, so that every gateway replica (each with a queue of its own) drops or
+// refreshes its cached copy and learns the id exists (apps/gateway/internal/readcache).
+const (
+	TopicProductChanged = "product.changed"
+	TopicDealChanged    = "deal.changed"
+)
+
+// BroadcastPubSub is the pub/sub component whose every subscriber replica gets every event.
+const BroadcastPubSub = "pubsub-broadcast"
+
+// Catalog entity kinds of CatalogChangedV1.
+const (
+	KindProduct = "product"
+	KindDeal    = "deal"
+)
+
+// CatalogChangedV1 is version 1 of the catalog change payload: which product or deal was
+// created or changed, and when.
+type CatalogChangedV1 struct {
+	V          int       `json:"v"`
+	Kind       string    `json:"kind"` // KindProduct or KindDeal
+	ID         string    `json:"id"`
+	OccurredAt time.Time `json:"occurred_at"`
+}
+
+// DecodeCatalogChanged parses a catalog change payload.
+func DecodeCatalogChanged(data []byte) (CatalogChangedV1, error) {
+	var e CatalogChangedV1
+	if err := json.Unmarshal(data, &e); err != nil {
+		return CatalogChangedV1{}, fmt.Errorf("%w: %v", ErrUnsupported, err)
+	}
+	if e.V != 1 {
+		return CatalogChangedV1{}, fmt.Errorf("%w: catalog event version %d", ErrUnsupported, e.V)
+	}
+	if e.ID == "" || (e.Kind != KindProduct && e.Kind != KindDeal) {
+		return CatalogChangedV1{}, fmt.Errorf("%w: catalog event lacks id or kind", ErrUnsupported)
+	}
+	return e, nil
+}
