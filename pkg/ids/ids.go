@@ -70,3 +70,22 @@ func (g *Generator) NextString() string { return strconv.FormatInt(g.Next(), 10)
 func Time(id int64) time.Time {
 	return Epoch.Add(time.Duration(id>>(nodeBits+seqBits)) * time.Millisecond)
 }
+
+// Parse reads an id as NextString renders it: a positive decimal int64 without sign or
+// leading zeros. It returns the id and the creation time it encodes; ok is false for any
+// other string, which therefore names nothing this package issued.
+func Parse(s string) (id int64, created time.Time, ok bool) {
+	if s == "" || len(s) > 19 || s[0] == '0' {
+		return 0, time.Time{}, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, time.Time{}, false
+		}
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	return id, Time(id), true
+}

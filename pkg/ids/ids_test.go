@@ -1,6 +1,7 @@
 package ids
 
 import (
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -177,5 +178,26 @@ func TestNextString(t *testing.T) {
 	// 1ms after Epoch, node 0, sequence 0.
 	if got, want := g.NextString(), "4194304"; got != want {
 		t.Errorf("NextString() = %q, want %q", got, want)
+	}
+}
+
+func TestParse(t *testing.T) {
+	g, err := New(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now().Add(-time.Millisecond)
+	s := g.NextString()
+	id, created, ok := Parse(s)
+	if !ok || strconv.FormatInt(id, 10) != s {
+		t.Fatalf("Parse(%q) = %d, %v", s, id, ok)
+	}
+	if created.Before(before.Truncate(time.Millisecond)) || created.After(time.Now()) {
+		t.Errorf("Parse(%q) created %v, want about %v", s, created, before)
+	}
+	for _, bad := range []string{"", "0", "007", "-5", "+5", "12a", "1.5", " 12", "9223372036854775808", "12345678901234567890123456789"} {
+		if _, _, ok := Parse(bad); ok {
+			t.Errorf("Parse(%q) ok, want refused", bad)
+		}
 	}
 }
