@@ -20,6 +20,7 @@ import (
 	"github.com/groupbuy/groupbuy/apps/gateway/internal/daprstore"
 	"github.com/groupbuy/groupbuy/apps/gateway/internal/httpapi"
 	"github.com/groupbuy/groupbuy/apps/gateway/internal/ratelimit"
+	"github.com/groupbuy/groupbuy/apps/gateway/internal/readcache"
 	"github.com/groupbuy/groupbuy/apps/gateway/internal/soldout"
 	"github.com/groupbuy/groupbuy/pkg/bootstrap"
 	"github.com/groupbuy/groupbuy/pkg/daprstate"
@@ -67,6 +68,18 @@ type config struct {
 	// IDEMPOTENCY_TTL, or a retry of a stored order could be refused as sold out.
 	SoldOutTTL       time.Duration `env:"SOLD_OUT_TTL, default=1s"`
 	SoldOutPlacedTTL time.Duration `env:"SOLD_OUT_PLACED_TTL, default=25h"`
+
+	// Read cache (internal/readcache): public product and deal reads from memory. Entries
+	// (0 turns the cache off: every read is forwarded to the catalog), how long a deal's stock
+	// levels and a product are served, how long "not found" is remembered, how long a create
+	// may take to reach every replica, and how often the Bloom filter of existing ids is
+	// rebuilt from the catalog.
+	ReadCacheEntries     int           `env:"READ_CACHE_ENTRIES, default=100000"`
+	ReadCacheStockTTL    time.Duration `env:"READ_CACHE_STOCK_TTL, default=1s"`
+	ReadCacheProductTTL  time.Duration `env:"READ_CACHE_PRODUCT_TTL, default=1m"`
+	ReadCacheNegativeTTL time.Duration `env:"READ_CACHE_NEGATIVE_TTL, default=30s"`
+	ReadCacheIDGrace     time.Duration `env:"READ_CACHE_ID_GRACE, default=10s"`
+	ReadCacheRebuild     time.Duration `env:"READ_CACHE_REBUILD, default=1m"`
 
 	// Live streams: how many events a client may lag behind before it is dropped (it then
 	// reconnects and catches up from its inbox), and the keep-alive comment interval.
@@ -137,6 +150,18 @@ func run(ctx context.Context) error {
 		edge = soldout.NewEdge(soldout.NewMarks(cfg.SoldOutTTL, time.Now),
 			soldout.NewRedisPlaced(rdb, cfg.RateKeyPrefix, cfg.SoldOutPlacedTTL))
 	}
+	var reads *readcache.Cache
+	if cfg.ReadCacheEntries > 0 {
+		reads, err = readcache.New(rt.Invoker, cfg.CatalogAppID, readcache.Config{
+			MaxEntries: cfg.ReadCacheEntries, StockTTL: cfg.ReadCacheStockTTL, ProductTTL: cfg.ReadCacheProductTTL,
+			NegativeTTL: cfg.ReadCacheNegativeTTL, IDGrace: cfg.ReadCacheIDGrace, Rebuild: cfg.ReadCacheRebuild,
+			Meter: rt.Telemetry.Meter("gateway"), Log: rt.Log,
+		})
+		if err != nil {
+			return err
+		}
+		go reads.Run(ctx)
+	}
 	api := &httpapi.API{
 		Accounts: accounts,
 		Tokens:   tokenSource,
@@ -147,6 +172,7 @@ func run(ctx context.Context) error {
 		SSE:      live.SSE{Heartbeat: cfg.StreamHeartbeat},
 		AppToken: rt.Base.Dapr.AppAPIToken,
 		SoldOut:  edge,
+		Reads:    reads,
 		Log:      rt.Log,
 	}
 	r := rt.Router(false,

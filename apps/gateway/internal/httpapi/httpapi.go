@@ -19,7 +19,9 @@ import (
 
 	"github.com/groupbuy/groupbuy/apps/gateway/internal/account"
 	"github.com/groupbuy/groupbuy/apps/gateway/internal/auth"
+	"github.com/groupbuy/groupbuy/apps/gateway/internal/readcache"
 	"github.com/groupbuy/groupbuy/apps/gateway/internal/soldout"
+	"github.com/groupbuy/groupbuy/pkg/events"
 	"github.com/groupbuy/groupbuy/pkg/httpjson"
 	"github.com/groupbuy/groupbuy/pkg/identity"
 	"github.com/groupbuy/groupbuy/pkg/live"
@@ -66,7 +68,10 @@ type API struct {
 	// SoldOut answers purchases of a deal the order app just answered sold out without
 	// invoking it (package soldout); nil forwards every purchase.
 	SoldOut *soldout.Edge
-	Log     *slog.Logger
+	// Reads answers product and deal reads from memory (package readcache); nil forwards
+	// them to the catalog.
+	Reads *readcache.Cache
+	Log   *slog.Logger
 }
 
 // Routes mounts /api/v1 and the live relay routes on r.
@@ -80,12 +85,8 @@ func (a *API) Routes(r chi.Router) {
 		// Public reads.
 		r.Group(func(r chi.Router) {
 			r.Use(a.optionalUser, a.Limiter.PerUser)
-			r.Get("/products/{id}", a.forward(func(r *http.Request) (string, string) {
-				return a.Apps.Catalog, "products/" + url.PathEscape(chi.URLParam(r, "id"))
-			}))
-			r.Get("/deals/{id}", a.forward(func(r *http.Request) (string, string) {
-				return a.Apps.Catalog, "deals/" + url.PathEscape(chi.URLParam(r, "id"))
-			}))
+			r.Get("/products/{id}", a.read(events.KindProduct))
+			r.Get("/deals/{id}", a.read(events.KindDeal))
 			r.Get("/deals", a.forward(func(r *http.Request) (string, string) {
 				return a.Apps.Catalog, "deals?" + r.URL.RawQuery
 			}))
@@ -128,8 +129,8 @@ func (a *API) Routes(r chi.Router) {
 		// target apps check the forwarded role again (identity.RequireAdmin).
 		r.Group(func(r chi.Router) {
 			r.Use(a.requireUser, a.Limiter.PerUser, requireAdmin)
-			r.Post("/products", a.forward(func(*http.Request) (string, string) { return a.Apps.Catalog, "products" }))
-			r.Post("/deals", a.forward(func(*http.Request) (string, string) { return a.Apps.Catalog, "deals" }))
+			r.Post("/products", a.create(events.KindProduct, "products"))
+			r.Post("/deals", a.create(events.KindDeal, "deals"))
 			r.Get("/admin/reconciliation", a.forward(func(r *http.Request) (string, string) {
 				return a.Apps.Order, withQuery("admin/reconciliation", r)
 			}))
@@ -299,6 +300,12 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 // problem (the app's own, decoded by the invoker, or the call's failure) through problem.Write.
 // It returns that problem, nil for a success.
 func (a *API) relay(w http.ResponseWriter, r *http.Request, app, path string, body []byte) error {
+	_, err := a.send(w, r, app, path, body)
+	return err
+}
+
+// send is relay that also returns the app's successful answer.
+func (a *API) send(w http.ResponseWriter, r *http.Request, app, path string, body []byte) (*sidecar.Response, error) {
 	hdr := http.Header{}
 	if u, ok := identity.FromContext(r.Context()); ok {
 		hdr = u.Header()
@@ -311,12 +318,46 @@ func (a *API) relay(w http.ResponseWriter, r *http.Request, app, path string, bo
 	resp, err := a.Invoker.Raw(r.Context(), app, r.Method, path, hdr, body)
 	if err != nil {
 		problem.Write(w, r, err)
-		return err
+		return nil, err
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "" {
 		w.Header().Set("Content-Type", ct)
 	}
 	w.WriteHeader(resp.Status)
 	_, _ = w.Write(resp.Body)
-	return nil
+	return resp, nil
+}
+
+// read serves a public product or deal read from the read cache, or forwards it when the
+// cache is off.
+func (a *API) read(kind readcache.Kind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := chi.URLParam(r, "id")
+		if a.Reads != nil {
+			a.Reads.Serve(w, r, kind, id)
+			return
+		}
+		_ = a.relay(w, r, a.Apps.Catalog, kind+"s/"+url.PathEscape(id), nil) // answered either way
+	}
+}
+
+// create forwards an admin's create of a product or deal to the catalog; the new id is
+// readable through this replica at once (the other replicas learn it from its change event).
+func (a *API) create(kind readcache.Kind, path string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, ok := readBody(w, r)
+		if !ok {
+			return
+		}
+		resp, err := a.send(w, r, a.Apps.Catalog, path, body)
+		if err != nil || a.Reads == nil || resp.Status != http.StatusCreated {
+			return
+		}
+		var created struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(resp.Body, &created) == nil && created.ID != "" {
+			_ = a.Reads.Changed(r.Context(), events.CatalogChangedV1{V: 1, Kind: kind, ID: created.ID})
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/groupbuy/groupbuy/pkg/events"
 	"github.com/groupbuy/groupbuy/pkg/identity"
 	"github.com/groupbuy/groupbuy/pkg/live"
 	"github.com/groupbuy/groupbuy/pkg/problem"
@@ -23,6 +24,9 @@ import (
 const (
 	RouteLiveOrder = "/live/order"
 	RouteLiveGroup = "/live/group"
+	// RouteCatalogChanged takes product.changed and deal.changed (the read cache's
+	// invalidation; every replica has a queue of its own on the broadcast component).
+	RouteCatalogChanged = "/cache/catalog"
 )
 
 // catchUpTimeout bounds the inbox read of a reconnecting stream; the stream is useful without.
@@ -33,6 +37,12 @@ func (a *API) liveRoutes(r chi.Router) {
 		r.Use(a.requireAppToken)
 		r.Post(RouteLiveOrder, subscriber.Handler(a.log(), live.DecodeEvent, a.fanout(false)))
 		r.Post(RouteLiveGroup, subscriber.Handler(a.log(), live.DecodeEvent, a.fanout(true)))
+		r.Post(RouteCatalogChanged, subscriber.Handler(a.log(), events.DecodeCatalogChanged, func(ctx context.Context, e events.CatalogChangedV1) error {
+			if a.Reads == nil {
+				return nil // nothing cached
+			}
+			return a.Reads.Changed(ctx, e)
+		}))
 	})
 }
 

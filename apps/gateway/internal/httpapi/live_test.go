@@ -376,7 +376,7 @@ func TestRoutesOutsideAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	slices.Sort(got)
-	want := []string{"GET /healthz", "GET /readyz", "POST /live/group", "POST /live/order"}
+	want := []string{"GET /healthz", "GET /readyz", "POST /cache/catalog", "POST /live/group", "POST /live/order"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("routes outside /api/v1 (-want +got):\n%s", diff)
 	}

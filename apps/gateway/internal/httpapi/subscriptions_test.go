@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/groupbuy/groupbuy/apps/gateway/internal/httpapi"
+	"github.com/groupbuy/groupbuy/pkg/events"
 	"github.com/groupbuy/groupbuy/pkg/live"
 )
 
@@ -66,7 +67,7 @@ func TestSubscriptionsMatchRoutes(t *testing.T) {
 			t.Errorf("%s: scopes %v, want [gateway]", name, d.Scopes)
 		}
 		if d.Spec.DeadLetterTopic != "" {
-			t.Errorf("%s: deadLetterTopic %q, want none (live events are best effort)", name, d.Spec.DeadLetterTopic)
+			t.Errorf("%s: deadLetterTopic %q, want none (broadcast events are best effort)", name, d.Spec.DeadLetterTopic)
 		}
 		if !mounted["POST "+d.Spec.Routes.Default] {
 			t.Errorf("%s: route POST %s is not mounted", name, d.Spec.Routes.Default)
@@ -74,8 +75,10 @@ func TestSubscriptionsMatchRoutes(t *testing.T) {
 		got[name] = d.Spec.Routes.Default
 	}
 	want := map[string]string{
-		live.PubSub + "/" + live.TopicOrder: httpapi.RouteLiveOrder,
-		live.PubSub + "/" + live.TopicGroup: httpapi.RouteLiveGroup,
+		live.PubSub + "/" + live.TopicOrder:                       httpapi.RouteLiveOrder,
+		live.PubSub + "/" + live.TopicGroup:                       httpapi.RouteLiveGroup,
+		events.BroadcastPubSub + "/" + events.TopicProductChanged: httpapi.RouteCatalogChanged,
+		events.BroadcastPubSub + "/" + events.TopicDealChanged:    httpapi.RouteCatalogChanged,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("subscriptions (-want +got):\n%s", diff)
