@@ -187,6 +187,7 @@ dapr_component_pubsub_egress_latencies_count{app_id="order",success="true",topic
 		StateLatencyMS:  map[string]float64{"get": 3},
 		StateFailures:   2,
 		StateWrites:     13,
+		StateReads:      20,
 		Publishes:       4,
 		EgressLatencyMS: 100,
 	}
