@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -384,6 +385,9 @@ func printReport(w io.Writer, r *Report, files []string) {
 		val, mark := "not measured", ""
 		if x.Measured {
 			val = fmt.Sprintf("%.3g", x.Value)
+			if math.Abs(x.Value) >= 1000 {
+				val = fmt.Sprintf("%.0f", x.Value) // a count (R's state reads), not 4.06e+03
+			}
 			mark = "missed"
 			if x.Met {
 				mark = "met"
