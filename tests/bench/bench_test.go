@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/groupbuy/groupbuy/pkg/devstack"
+	"github.com/groupbuy/groupbuy/pkg/ids"
 	"github.com/groupbuy/groupbuy/tests/testinfra"
 )
 
@@ -187,6 +189,7 @@ dapr_component_pubsub_egress_latencies_count{app_id="order",success="true",topic
 		StateLatencyMS:  map[string]float64{"get": 3},
 		StateFailures:   2,
 		StateWrites:     13,
+		StateReads:      20,
 		Publishes:       4,
 		EgressLatencyMS: 100,
 	}
@@ -311,6 +314,7 @@ func TestRatios(t *testing.T) {
 	r := &Report{Values: map[string]float64{
 		"S2.sustainable": 600, "floor.path": 1000, "S2.baseline.sustainable": 4000,
 		"S3.writes_per_op": 0, "S6.p99_s": 45,
+		"R.deal.okps": 3000, "R.deal.p95_ms": 25, "R.baseline.okps": 4000, "R.unknown.state_reads": 3,
 	}}
 	got := map[string]Ratio{}
 	for _, x := range ratios(r) {
@@ -331,6 +335,10 @@ func TestRatios(t *testing.T) {
 	check("S3 state writes per refused purchase", true, true, 0)
 	check("S6 expiry lateness p99 (s), pay_by → stock back", true, false, 45)
 	check("S1 engine (1 process) / per-request Lua (a)", false, false, 0)
+	check("R GET /deals/{id} with orders / baseline (b) deal read", true, true, 0.75)
+	check("R GET /deals/{id} with orders: p95 (ms)", true, false, 25)
+	check("R unknown ids: state reads (gateway and catalog sidecars)", true, false, 3)
+	check("R GET /products/{id} / baseline (b) deal read", false, false, 0)
 }
 
 func TestSeqInURL(t *testing.T) {
@@ -416,5 +424,78 @@ func TestComponentOverridesCoverEveryRabbitMQComponent(t *testing.T) {
 	}
 	if got := md["statestore"]; got["redisHost"] != infra.RedisAddr || got["redisDB"] != "7" {
 		t.Errorf("statestore overrides %v, want the run's Redis DB", got)
+	}
+}
+
+func TestUnknownIDs(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	// Every id whose timestamp is odd "exists": the generator must never send one.
+	exists := func(id string) bool {
+		v, err := strconv.ParseInt(id, 10, 64)
+		return err == nil && (v>>snowLowBits)%2 == 1
+	}
+	u := newUnknownIDs("http://gw/api/v1", exists)
+	u.now = func() time.Time { return now }
+	const n = 80_000
+	seen := make(map[string]bool, n)
+	kinds := map[string]int{}
+	resources := map[string]int{}
+	for range n {
+		var tgt vegeta.Target
+		if err := u.next(&tgt); err != nil {
+			t.Fatal(err)
+		}
+		rest, ok := strings.CutPrefix(tgt.URL, "http://gw/api/v1/")
+		if !ok || tgt.Method != http.MethodGet {
+			t.Fatalf("request %s %s, want a GET under the gateway", tgt.Method, tgt.URL)
+		}
+		resource, _, _ := strings.Cut(rest, "/")
+		resources[resource]++
+		id := idOfURL(tgt.URL)
+		if seen[id] {
+			t.Fatalf("id %q sent twice", id)
+		}
+		seen[id] = true
+		kind := idKind(id, now)
+		kinds[kind]++
+		if kind != "well-formed" {
+			continue
+		}
+		if exists(id) {
+			t.Errorf("id %s exists", id)
+		}
+		v, _ := strconv.ParseInt(id, 10, 64)
+		if age := now.Sub(ids.Time(v)); age < time.Minute || age > time.Hour {
+			t.Errorf("id %s is %v old, want 1 min to 1 h", id, age)
+		}
+	}
+	want := map[string]int{"well-formed": n / 2, "letters": n / 8, "negative": n / 8, "30-digit": n / 8, "future": n / 8}
+	if diff := cmp.Diff(want, kinds); diff != "" {
+		t.Errorf("kinds of ids (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]int{"deals": n / 2, "products": n / 2}, resources); diff != "" {
+		t.Errorf("resources (-want +got):\n%s", diff)
+	}
+}
+
+func TestIDKind(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	snow := func(at time.Time) string {
+		return strconv.FormatInt(at.Sub(ids.Epoch).Milliseconds()<<snowLowBits|12345, 10)
+	}
+	tests := []struct{ id, want string }{
+		{"abc", "letters"},
+		{"-5", "negative"},
+		{"123456789012345678901234567890", "30-digit"},
+		{snow(now.Add(time.Hour)), "future"},
+		{snow(now.Add(-time.Hour)), "well-formed"},
+		{"12x", "other"},
+	}
+	for _, tt := range tests {
+		if got := idKind(tt.id, now); got != tt.want {
+			t.Errorf("idKind(%q) = %q, want %q", tt.id, got, tt.want)
+		}
 	}
 }

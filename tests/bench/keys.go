@@ -220,6 +220,24 @@ func stockDocSize(ctx context.Context, rdb *redis.Client, dealID string) (int64,
 	return largest, nil
 }
 
+// --- catalog: "product:<id>", "deal:<id>" ---
+
+// catalogIDs returns the id of every product and deal the catalog has stored.
+func catalogIDs(ctx context.Context, rdb *redis.Client) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, pf := range []string{"product:", "deal:"} {
+		prefix := stateKey("catalog", pf)
+		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			out[strings.TrimPrefix(iter.Val(), prefix)] = true
+		}
+		if err := iter.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // --- order: "order:<id>" ---
 
 // storedOrder is an order document as the order app stores it.

@@ -68,6 +68,7 @@ type Config struct {
 	DLTTL       time.Duration
 	S5Rate      int
 	S6Orders    int
+	ROrders     int
 	S6Window    time.Duration
 	S6Wait      time.Duration
 	ExpiryTick  string
@@ -99,6 +100,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.DLGroups, "deadline-groups", 1000, "S4: open groups whose deadlines pass (issue 11 asks for 10,000)")
 	fs.DurationVar(&c.DLTTL, "deadline-ttl", 45*time.Second, "S4: group_ttl of the deadline groups (at least 5s)")
 	fs.IntVar(&c.S5Rate, "s5-rate", 500, "S5: payments per second")
+	fs.IntVar(&c.ROrders, "r-orders", 2000, "R: orders bought on the deal whose reads are measured (reads must not slow with the orders on a deal)")
 	fs.IntVar(&c.S6Orders, "s6-orders", 2000, "S6: unpaid orders left to expire (issue 10 asks for 10,000)")
 	fs.DurationVar(&c.S6Window, "s6-window", 30*time.Second, "S6: pay window of the order app (restarted with it)")
 	fs.DurationVar(&c.S6Wait, "s6-wait", 90*time.Second, "S6: how long after the last pay_by to wait for every release")
@@ -137,7 +139,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		c.Duration, c.Step = 3*time.Second, 2*time.Second
 		c.Users, c.LongUnits, c.Groups, c.DLGroups = 40, 300, 20, 20
 		c.DLTTL, c.S5Rate, c.S6Orders, c.S6Window, c.S6Wait = 8*time.Second, 10, 40, 6*time.Second, 90*time.Second
-		c.LongMax = 40 * time.Second
+		c.LongMax, c.ROrders = 40*time.Second, 50
 		if c.ExpiryTick == "" {
 			c.ExpiryTick = "1s"
 		}
@@ -147,6 +149,9 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	}
 	if c.DLTTL < 5*time.Second {
 		return Config{}, errors.New("--deadline-ttl must be at least 5s (the catalog's minimum group_ttl)")
+	}
+	if c.ROrders < 0 {
+		return Config{}, errors.New("--r-orders must not be negative")
 	}
 	if c.Conc < 1 || c.S1Conc < 3 {
 		return Config{}, errors.New("--concurrency must be at least 1 and --s1-concurrency at least 3")

@@ -163,6 +163,7 @@ type SidecarStats struct {
 	StateLatencyMS  map[string]float64 `json:"state_latency_ms"`  // mean, by operation
 	StateFailures   float64            `json:"state_failures"`    // success="false" (ETag conflicts among them)
 	StateWrites     float64            `json:"state_writes"`      // set, delete, transaction, bulk ops
+	StateReads      float64            `json:"state_reads"`       // every other operation: get, bulk_get, query
 	Publishes       float64            `json:"publishes"`         // single and bulk events
 	EgressLatencyMS float64            `json:"egress_latency_ms"` // mean publish latency
 	PublishFailures float64            `json:"publish_failures"`
@@ -183,8 +184,12 @@ func sidecarStats(d scrape) SidecarStats {
 		}
 	}
 	st.StateFailures = d.sum(mStateCount, map[string]string{"success": "false"})
-	for _, op := range stateWriteOps {
-		st.StateWrites += st.StateOps[op]
+	for op, n := range st.StateOps {
+		if slices.Contains(stateWriteOps, op) {
+			st.StateWrites += n
+		} else {
+			st.StateReads += n
+		}
 	}
 	single := d.sum(mEgressCount, nil)
 	st.Publishes = single + d.sum(mBulkEgressEvents, nil)
