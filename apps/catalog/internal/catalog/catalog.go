@@ -185,6 +185,9 @@ type Levels struct {
 	Available int `json:"available"`
 	Reserved  int `json:"reserved"`
 	Sold      int `json:"sold"`
+	// AsOf is when the levels were read from inventory: the catalog's clock right after the
+	// read returned (UTC, milliseconds), so a cache in front can tell how stale they are.
+	AsOf time.Time `json:"as_of"`
 }
 
 // IDs issues identifiers.

@@ -238,6 +238,7 @@ type fakeStock struct {
 	log       *journal
 	createErr error
 	levels    Levels
+	onLevels  func() // runs as Levels returns, when set
 }
 
 func (s *fakeStock) Create(_ context.Context, dealID string, qty int) error {
@@ -247,6 +248,9 @@ func (s *fakeStock) Create(_ context.Context, dealID string, qty int) error {
 
 func (s *fakeStock) Levels(_ context.Context, dealID string) (Levels, error) {
 	s.log.add("stock.Levels %s", dealID)
+	if s.onLevels != nil {
+		s.onLevels()
+	}
 	return s.levels, nil
 }
 
@@ -481,14 +485,24 @@ func TestDealWithStock(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.stock.levels = Levels{Total: 10, Available: 7, Reserved: 2, Sold: 1}
+	// The clock moves while inventory answers: as_of is read after the answer.
+	clock := now
+	f.svc.now = func() time.Time { return clock }
+	f.stock.onLevels = func() { clock = now.Add(1_234_567 * time.Nanosecond).In(time.FixedZone("UTC+2", 2*60*60)) }
 
 	got, err := f.svc.Deal(ctx, d.ID)
 	if err != nil {
 		t.Fatalf("Deal() error = %v", err)
 	}
 
-	if diff := cmp.Diff(got, DealWithStock{Deal: d, Stock: f.stock.levels}); diff != "" {
+	// as_of is the service's clock after the inventory read, UTC, to the millisecond.
+	wantLevels := f.stock.levels
+	wantLevels.AsOf = now.Add(time.Millisecond)
+	if diff := cmp.Diff(got, DealWithStock{Deal: d, Stock: wantLevels}); diff != "" {
 		t.Errorf("deal mismatch (-got +want):\n%s", diff)
+	}
+	if got.Stock.AsOf.Location() != time.UTC {
+		t.Errorf("as_of %v is not UTC", got.Stock.AsOf)
 	}
 	// On the wire "stock" is the live levels object (DESIGN.md §4), not the initial quantity.
 	b, err := json.Marshal(got)
@@ -499,7 +513,8 @@ func TestDealWithStock(t *testing.T) {
 	if err := json.Unmarshal(b, &wire); err != nil {
 		t.Fatal(err)
 	}
-	wantStock := map[string]any{"total": float64(10), "available": float64(7), "reserved": float64(2), "sold": float64(1)}
+	wantStock := map[string]any{"total": float64(10), "available": float64(7), "reserved": float64(2), "sold": float64(1),
+		"as_of": "2025-06-01T12:00:00.001Z"}
 	if diff := cmp.Diff(wire["stock"], any(wantStock)); diff != "" {
 		t.Errorf("wire stock mismatch (-got +want):\n%s", diff)
 	}

@@ -86,7 +86,7 @@ type DealWithStock struct {
 	Stock Levels `json:"stock"`
 }
 
-// Deal returns a deal with its live stock read from inventory.
+// Deal returns a deal with its live stock read from inventory, stamped with when it was read.
 func (s *Service) Deal(ctx context.Context, id string) (DealWithStock, error) {
 	d, err := s.store.Deal(ctx, id)
 	if err != nil {
@@ -96,6 +96,7 @@ func (s *Service) Deal(ctx context.Context, id string) (DealWithStock, error) {
 	if err != nil {
 		return DealWithStock{}, fmt.Errorf("stock of deal %s: %w", id, err)
 	}
+	lv.AsOf = s.now().UTC().Truncate(time.Millisecond)
 	return DealWithStock{Deal: d, Stock: lv}, nil
 }
 
