@@ -170,6 +170,19 @@ type Store interface {
 	CreateDeal(ctx context.Context, d Deal) error
 	Deal(ctx context.Context, id string) (Deal, error)
 	Deals(ctx context.Context) ([]Deal, error)
+	KnownIDs(ctx context.Context) (KnownIDs, error)
+}
+
+// KnownIDs lists the id of every product and deal, for the gateway's existence filter (a
+// Bloom filter in front of its read cache, apps/gateway/internal/readcache).
+//
+// Products lists every product whose Snowflake time (pkg/ids.Time) is at or after
+// ProductsCompleteFrom; older products may be missing (they were created before the catalog
+// kept a product index). The zero time means the list is complete. Deals is always complete.
+type KnownIDs struct {
+	Products             []string  `json:"products"`
+	Deals                []string  `json:"deals"`
+	ProductsCompleteFrom time.Time `json:"products_complete_from"`
 }
 
 // Stock is the inventory app as seen from the catalog.

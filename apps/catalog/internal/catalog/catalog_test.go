@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -178,6 +179,8 @@ type fakeStore struct {
 	products map[string]Product
 	deals    map[string]Deal
 	dealErr  error // returned by CreateDeal when set
+	idsErr   error // returned by KnownIDs when set
+	nilIDs   bool  // KnownIDs answers nil lists, as the Dapr store does before any create
 }
 
 func newFakeStore(log *journal) *fakeStore {
@@ -231,6 +234,27 @@ func (s *fakeStore) Deals(context.Context) ([]Deal, error) {
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+func (s *fakeStore) KnownIDs(context.Context) (KnownIDs, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.idsErr != nil {
+		return KnownIDs{}, s.idsErr
+	}
+	k := KnownIDs{ProductsCompleteFrom: now.Add(-time.Hour)}
+	if s.nilIDs {
+		return k, nil
+	}
+	for id := range s.products {
+		k.Products = append(k.Products, id)
+	}
+	for id := range s.deals {
+		k.Deals = append(k.Deals, id)
+	}
+	slices.Sort(k.Products)
+	slices.Sort(k.Deals)
+	return k, nil
 }
 
 // fakeStock is the inventory app as the catalog sees it.
@@ -556,5 +580,53 @@ func TestCreateProduct(t *testing.T) {
 	}
 	if diff := cmp.Diff(stored, want); diff != "" {
 		t.Errorf("stored product mismatch (-got +want):\n%s", diff)
+	}
+}
+
+func TestKnownIDs(t *testing.T) {
+	t.Parallel()
+	errState := errors.New("state store down")
+	tests := []struct {
+		name    string
+		setup   func(f fixture)
+		want    KnownIDs
+		wantErr error
+	}{
+		{
+			name: "lists products and deals",
+			setup: func(f fixture) {
+				f.store.deals["d1"] = Deal{ID: "d1"}
+			},
+			want: KnownIDs{Products: []string{"p1"}, Deals: []string{"d1"}, ProductsCompleteFrom: now.Add(-time.Hour)},
+		},
+		{
+			name:  "empty lists are not nil",
+			setup: func(f fixture) { f.store.nilIDs = true },
+			want:  KnownIDs{Products: []string{}, Deals: []string{}, ProductsCompleteFrom: now.Add(-time.Hour)},
+		},
+		{
+			name:    "store failure",
+			setup:   func(f fixture) { f.store.idsErr = errState },
+			wantErr: errState,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture()
+			tt.setup(f)
+
+			got, err := f.svc.KnownIDs(context.Background())
+
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("KnownIDs() error = %v, want %v", err, tt.wantErr)
+			}
+			if diff := cmp.Diff(got, tt.want); diff != "" {
+				t.Errorf("ids mismatch (-got +want):\n%s", diff)
+			}
+			if tt.wantErr == nil && (got.Products == nil || got.Deals == nil) {
+				t.Errorf("KnownIDs() = %+v, want non-nil lists (JSON [] rather than null)", got)
+			}
+		})
 	}
 }

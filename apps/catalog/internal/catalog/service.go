@@ -121,3 +121,18 @@ func (s *Service) Deals(ctx context.Context, activeOnly bool) ([]Deal, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
 	return out, nil
 }
+
+// KnownIDs lists every product and deal id (see KnownIDs); the lists are never nil.
+func (s *Service) KnownIDs(ctx context.Context) (KnownIDs, error) {
+	k, err := s.store.KnownIDs(ctx)
+	if err != nil {
+		return KnownIDs{}, fmt.Errorf("known ids: %w", err)
+	}
+	if k.Products == nil {
+		k.Products = []string{}
+	}
+	if k.Deals == nil {
+		k.Deals = []string{}
+	}
+	return k, nil
+}
