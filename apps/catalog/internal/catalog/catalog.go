@@ -185,6 +185,14 @@ type KnownIDs struct {
 	ProductsCompleteFrom time.Time `json:"products_complete_from"`
 }
 
+// Changes announces that a product or deal was created or changed (kind is events.KindProduct
+// or events.KindDeal), so that the gateway replicas refresh their cached copies. It is called
+// after the store write; an error means the announcement may be lost, never that the change
+// is (the gateway rebuilds its cache periodically as a safety net).
+type Changes interface {
+	Changed(ctx context.Context, kind, id string) error
+}
+
 // Stock is the inventory app as seen from the catalog.
 type Stock interface {
 	// Create makes the stock record of a deal; it is idempotent per deal id.

@@ -1,10 +1,12 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -179,6 +181,7 @@ type fakeStore struct {
 	products map[string]Product
 	deals    map[string]Deal
 	dealErr  error // returned by CreateDeal when set
+	prodErr  error // returned by CreateProduct when set
 	idsErr   error // returned by KnownIDs when set
 	nilIDs   bool  // KnownIDs answers nil lists, as the Dapr store does before any create
 }
@@ -191,6 +194,9 @@ func (s *fakeStore) CreateProduct(_ context.Context, p Product) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.log.add("store.CreateProduct %s", p.ID)
+	if s.prodErr != nil {
+		return s.prodErr
+	}
 	s.products[p.ID] = p
 	return nil
 }
@@ -257,6 +263,24 @@ func (s *fakeStore) KnownIDs(context.Context) (KnownIDs, error) {
 	return k, nil
 }
 
+// fakeChanges records announcements in the journal; the first failures calls fail.
+type fakeChanges struct {
+	log      *journal
+	mu       sync.Mutex
+	failures int
+}
+
+func (c *fakeChanges) Changed(_ context.Context, kind, id string) error {
+	c.log.add("changes.Changed %s %s", kind, id)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failures > 0 {
+		c.failures--
+		return errors.New("broker unreachable")
+	}
+	return nil
+}
+
 // fakeStock is the inventory app as the catalog sees it.
 type fakeStock struct {
 	log       *journal
@@ -291,10 +315,30 @@ func (f *fakeIDs) NextString() string {
 }
 
 type fixture struct {
-	svc   *Service
-	log   *journal
-	store *fakeStore
-	stock *fakeStock
+	svc     *Service
+	log     *journal
+	store   *fakeStore
+	stock   *fakeStock
+	changes *fakeChanges
+	logs    *syncBuffer // the service's JSON log
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func newFixture() fixture {
@@ -302,9 +346,11 @@ func newFixture() fixture {
 	store := newFakeStore(log)
 	store.products["p1"] = Product{ID: "p1", Name: "Mug", PriceCents: 1200}
 	stock := &fakeStock{log: log}
-	svc := NewService(store, stock, &fakeIDs{})
+	changes := &fakeChanges{log: log}
+	logs := &syncBuffer{}
+	svc := NewService(store, stock, &fakeIDs{}, changes, slog.New(slog.NewJSONHandler(logs, nil)))
 	svc.now = func() time.Time { return now.Add(123456 * time.Nanosecond) }
-	return fixture{svc: svc, log: log, store: store, stock: stock}
+	return fixture{svc: svc, log: log, store: store, stock: stock, changes: changes, logs: logs}
 }
 
 func TestCreateDeal(t *testing.T) {
@@ -365,8 +411,9 @@ func TestCreateDeal(t *testing.T) {
 			if got.StartsAt.Location() != time.UTC || got.EndsAt.Location() != time.UTC || got.CreatedAt.Location() != time.UTC {
 				t.Errorf("deal times are not UTC: %v %v %v", got.StartsAt, got.EndsAt, got.CreatedAt)
 			}
-			// The stock record exists before the deal becomes visible.
-			if diff := cmp.Diff(f.log.list(), []string{"stock.Create 1 10", "store.CreateDeal 1"}); diff != "" {
+			// The stock record exists before the deal becomes visible; the change is announced
+			// once, after the deal is stored.
+			if diff := cmp.Diff(f.log.list(), []string{"stock.Create 1 10", "store.CreateDeal 1", "changes.Changed deal 1"}); diff != "" {
 				t.Errorf("call order mismatch (-got +want):\n%s", diff)
 			}
 			stored, err := f.store.Deal(context.Background(), "1")
@@ -580,6 +627,176 @@ func TestCreateProduct(t *testing.T) {
 	}
 	if diff := cmp.Diff(stored, want); diff != "" {
 		t.Errorf("stored product mismatch (-got +want):\n%s", diff)
+	}
+}
+
+func TestCreateProductAnnouncesTheChange(t *testing.T) {
+	t.Parallel()
+	f := newFixture()
+
+	p, err := f.svc.CreateProduct(context.Background(), NewProduct{Name: "Kettle", PriceCents: 4500})
+
+	if err != nil {
+		t.Fatalf("CreateProduct() error = %v", err)
+	}
+	if diff := cmp.Diff(f.log.list(), []string{"store.CreateProduct " + p.ID, "changes.Changed product " + p.ID}); diff != "" {
+		t.Errorf("calls mismatch (-got +want):\n%s", diff)
+	}
+}
+
+func TestFailedWritesAnnounceNothing(t *testing.T) {
+	t.Parallel()
+	errState := errors.New("state store down")
+	tests := []struct {
+		name      string
+		create    func(f fixture) error
+		wantCalls []string
+	}{
+		{
+			name: "product",
+			create: func(f fixture) error {
+				f.store.prodErr = errState
+				_, err := f.svc.CreateProduct(context.Background(), NewProduct{Name: "Kettle", PriceCents: 4500})
+				return err
+			},
+			wantCalls: []string{"store.CreateProduct 1"},
+		},
+		{
+			name: "deal",
+			create: func(f fixture) error {
+				f.store.dealErr = errState
+				_, err := f.svc.CreateDeal(context.Background(), validFlash())
+				return err
+			},
+			wantCalls: []string{"stock.Create 1 10", "store.CreateDeal 1"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture()
+
+			err := tt.create(f)
+
+			if !errors.Is(err, errState) {
+				t.Errorf("create error = %v, want %v", err, errState)
+			}
+			if diff := cmp.Diff(f.log.list(), tt.wantCalls); diff != "" {
+				t.Errorf("calls mismatch (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
+// logLine is one record of the service's JSON log.
+type logLine struct {
+	Level string `json:"level"`
+	Msg   string `json:"msg"`
+	Kind  string `json:"kind"`
+	ID    string `json:"id"`
+	Error string `json:"error"`
+}
+
+func logLines(t *testing.T, s string) []logLine {
+	t.Helper()
+	var out []logLine
+	for line := range strings.Lines(s) {
+		var l logLine
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func TestUnpublishedChangeDoesNotFailTheCreate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		create   func(f fixture) (string, error)
+		stored   func(f fixture, id string) error
+		wantKind string
+	}{
+		{
+			name: "product",
+			create: func(f fixture) (string, error) {
+				p, err := f.svc.CreateProduct(context.Background(), NewProduct{Name: "Kettle", PriceCents: 4500})
+				return p.ID, err
+			},
+			stored: func(f fixture, id string) error {
+				_, err := f.store.Product(context.Background(), id)
+				return err
+			},
+			wantKind: "product",
+		},
+		{
+			name: "deal",
+			create: func(f fixture) (string, error) {
+				d, err := f.svc.CreateDeal(context.Background(), validFlash())
+				return d.ID, err
+			},
+			stored: func(f fixture, id string) error {
+				_, err := f.store.Deal(context.Background(), id)
+				return err
+			},
+			wantKind: "deal",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture()
+			f.changes.failures = 1
+
+			id, err := tt.create(f)
+
+			if err != nil {
+				t.Fatalf("create error = %v, want nil (the change is stored)", err)
+			}
+			if err := tt.stored(f, id); err != nil {
+				t.Errorf("stored: %v", err)
+			}
+			want := []logLine{{Level: "WARN", Msg: "catalog_change_unpublished", Kind: tt.wantKind, ID: id, Error: "broker unreachable"}}
+			if diff := cmp.Diff(logLines(t, f.logs.String()), want); diff != "" {
+				t.Errorf("log mismatch (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestPublishedChangeLogsNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture()
+
+	if _, err := f.svc.CreateDeal(context.Background(), validFlash()); err != nil {
+		t.Fatal(err)
+	}
+
+	if got := f.logs.String(); got != "" {
+		t.Errorf("log = %q, want nothing", got)
+	}
+}
+
+func TestWithoutChangesNothingIsAnnounced(t *testing.T) {
+	t.Parallel()
+	log := &journal{}
+	store := newFakeStore(log)
+	svc := NewService(store, &fakeStock{log: log}, &fakeIDs{}, nil, nil)
+	svc.now = func() time.Time { return now }
+
+	p, err := svc.CreateProduct(context.Background(), NewProduct{Name: "Kettle", PriceCents: 4500})
+	if err != nil {
+		t.Fatalf("CreateProduct() error = %v", err)
+	}
+	in := validFlash()
+	in.ProductID = p.ID
+	if _, err := svc.CreateDeal(context.Background(), in); err != nil {
+		t.Fatalf("CreateDeal() error = %v", err)
+	}
+
+	if diff := cmp.Diff(log.list(), []string{"store.CreateProduct 1", "stock.Create 2 10", "store.CreateDeal 2"}); diff != "" {
+		t.Errorf("calls mismatch (-got +want):\n%s", diff)
 	}
 }
 

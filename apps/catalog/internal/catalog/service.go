@@ -3,22 +3,44 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/groupbuy/groupbuy/pkg/events"
 )
 
 // Service implements the catalog use cases.
 type Service struct {
-	store Store
-	stock Stock
-	ids   IDs
-	now   func() time.Time
+	store   Store
+	stock   Stock
+	ids     IDs
+	changes Changes
+	log     *slog.Logger
+	now     func() time.Time
 }
 
-// NewService wires the service.
-func NewService(store Store, stock Stock, ids IDs) *Service {
-	return &Service{store: store, stock: stock, ids: ids, now: time.Now}
+// NewService wires the service. changes may be nil (nothing is announced); log may be nil
+// (nothing is logged).
+func NewService(store Store, stock Stock, ids IDs, changes Changes, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{store: store, stock: stock, ids: ids, changes: changes, log: log, now: time.Now}
+}
+
+// changed announces a change that is already stored. A lost announcement does not undo or
+// fail the change: the caller's write succeeded, so it is logged and the request goes on
+// (Changes retries within its own bound; the gateway's periodic rebuild is the safety net).
+func (s *Service) changed(ctx context.Context, kind, id string) {
+	if s.changes == nil {
+		return
+	}
+	if err := s.changes.Changed(ctx, kind, id); err != nil {
+		s.log.WarnContext(ctx, "catalog_change_unpublished",
+			slog.String("kind", kind), slog.String("id", id), slog.String("error", err.Error()))
+	}
 }
 
 // CreateProduct validates and stores a product.
@@ -36,6 +58,7 @@ func (s *Service) CreateProduct(ctx context.Context, in NewProduct) (Product, er
 	if err := s.store.CreateProduct(ctx, p); err != nil {
 		return Product{}, fmt.Errorf("create product: %w", err)
 	}
+	s.changed(ctx, events.KindProduct, p.ID)
 	return p, nil
 }
 
@@ -77,6 +100,7 @@ func (s *Service) CreateDeal(ctx context.Context, in NewDeal) (Deal, error) {
 	if err := s.store.CreateDeal(ctx, d); err != nil {
 		return Deal{}, fmt.Errorf("create deal: %w", err)
 	}
+	s.changed(ctx, events.KindDeal, d.ID)
 	return d, nil
 }
 

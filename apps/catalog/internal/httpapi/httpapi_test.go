@@ -142,7 +142,7 @@ func newEnv(t *testing.T) *env {
 	}
 	stock := &fakeStock{created: map[string]int{"active": 5}}
 	r := server.NewRouter(slog.New(slog.DiscardHandler), func(context.Context) error { return nil })
-	httpapi.Routes(r, catalog.NewService(store, stock, &fakeIDs{}))
+	httpapi.Routes(r, catalog.NewService(store, stock, &fakeIDs{}, nil, nil))
 	return &env{router: r, store: store, stock: stock}
 }
 
