@@ -3,6 +3,10 @@ package changepub
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +14,7 @@ import (
 	pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
 	dapr "github.com/dapr/go-sdk/client"
 	"github.com/google/go-cmp/cmp"
+	"gopkg.in/yaml.v3"
 
 	"github.com/groupbuy/groupbuy/pkg/events"
 )
@@ -203,6 +208,53 @@ func TestChangedIsBoundedAndOutlivesTheRequest(t *testing.T) {
 		if call.CtxErr != nil || !call.HasDeadline {
 			t.Errorf("publish %d: context error %v, deadline %v; want a live context with a deadline", i, call.CtxErr, call.HasDeadline)
 		}
+	}
+}
+
+// TestBroadcastComponent: the component the catalog publishes on lets it (scopes) publish the
+// change topics (allowedTopics), in the default and the postgres profile; daprd refuses
+// either otherwise, and every create would log catalog_change_unpublished.
+func TestBroadcastComponent(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join("..", "..", "..", "..", "components")
+	for _, path := range []string{
+		filepath.Join(root, "pubsub-broadcast.yaml"),
+		filepath.Join(root, "profiles", "postgres", "pubsub-broadcast.yaml"),
+	} {
+		t.Run(path, func(t *testing.T) {
+			t.Parallel()
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var c struct {
+				Metadata struct{ Name string } `yaml:"metadata"`
+				Spec     struct {
+					Metadata []struct{ Name, Value string }
+				} `yaml:"spec"`
+				Scopes []string `yaml:"scopes"`
+			}
+			if err := yaml.Unmarshal(b, &c); err != nil {
+				t.Fatal(err)
+			}
+			if c.Metadata.Name != events.BroadcastPubSub {
+				t.Errorf("component %q, want %q", c.Metadata.Name, events.BroadcastPubSub)
+			}
+			if !slices.Contains(c.Scopes, "catalog") {
+				t.Errorf("scopes %v lack catalog", c.Scopes)
+			}
+			var allowed []string
+			for _, m := range c.Spec.Metadata {
+				if m.Name == "allowedTopics" {
+					allowed = strings.Split(m.Value, ",")
+				}
+			}
+			for _, topic := range []string{events.TopicProductChanged, events.TopicDealChanged} {
+				if !slices.Contains(allowed, topic) {
+					t.Errorf("allowedTopics %v lack %s", allowed, topic)
+				}
+			}
+		})
 	}
 }
 
