@@ -4,8 +4,12 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -212,4 +216,81 @@ func TestSmokeRegisterConflict(t *testing.T) {
 	}
 	// The first password still works; the second registration changed nothing.
 	stack.Login(t, name, "password-123")
+}
+
+// TestCatalogChangesAndIDs: a deal's stock carries as_of; creating a product and a deal
+// indexes both ids in the catalog's index documents (read from the store) and in
+// GET /internal/ids (invoked through the catalog's sidecar, as the gateway does), and the
+// catalog published both change events without a warning (its sidecar accepted them: the
+// broadcast component lets the catalog publish the change topics).
+func TestCatalogChangesAndIDs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin := stack.Admin(t)
+
+	p := createProduct(t, admin)
+	var d createdDeal
+	admin.MustDo(t, http.MethodPost, "/deals", flashDealBody(p.ID, 5), http.StatusCreated, &d)
+
+	before := time.Now()
+	var got struct {
+		Stock struct {
+			Total int       `json:"total"`
+			AsOf  time.Time `json:"as_of"`
+		} `json:"stock"`
+	}
+	stack.NewClient().MustDo(t, http.MethodGet, "/deals/"+d.ID, nil, http.StatusOK, &got)
+	after := time.Now()
+	// The catalog's clock on the same machine: within the request, to the millisecond.
+	if got.Stock.Total != 5 || got.Stock.AsOf.Before(before.Truncate(time.Millisecond)) || got.Stock.AsOf.After(after) {
+		t.Errorf("stock %+v, want total 5 and as_of between %v and %v", got.Stock, before, after)
+	}
+
+	var products struct {
+		IDs          []string  `json:"ids"`
+		CompleteFrom time.Time `json:"complete_from"`
+	}
+	if found, err := stack.State(ctx, "catalog", "products:index", &products); err != nil || !found {
+		t.Fatalf("products:index: found %v, error %v", found, err)
+	}
+	if !slices.Contains(products.IDs, p.ID) {
+		t.Errorf("products:index %v lacks %s", products.IDs, p.ID)
+	}
+	// A fresh install: the index was created by the run's first product, before any deal.
+	if !products.CompleteFrom.IsZero() {
+		t.Errorf("products:index complete_from %v, want zero on a fresh install", products.CompleteFrom)
+	}
+	var deals struct {
+		IDs []string `json:"ids"`
+	}
+	if found, err := stack.State(ctx, "catalog", "deals:index", &deals); err != nil || !found {
+		t.Fatalf("deals:index: found %v, error %v", found, err)
+	}
+	if !slices.Contains(deals.IDs, d.ID) {
+		t.Errorf("deals:index %v lacks %s", deals.IDs, d.ID)
+	}
+
+	out, err := stack.SidecarClient(t, "catalog").InvokeMethod(ctx, "catalog", "internal/ids", http.MethodGet)
+	if err != nil {
+		t.Fatalf("GET /internal/ids: %v", err)
+	}
+	var ids struct {
+		Products             []string  `json:"products"`
+		Deals                []string  `json:"deals"`
+		ProductsCompleteFrom time.Time `json:"products_complete_from"`
+	}
+	if err := json.Unmarshal(out, &ids); err != nil {
+		t.Fatalf("decode %s: %v", out, err)
+	}
+	if !slices.Contains(ids.Products, p.ID) || !slices.Contains(ids.Deals, d.ID) || !ids.ProductsCompleteFrom.IsZero() {
+		t.Errorf("GET /internal/ids = %s, want product %s, deal %s and a zero products_complete_from", out, p.ID, d.ID)
+	}
+
+	logs, err := os.ReadFile(filepath.Join(stack.LogDir, "catalog.log"))
+	if err != nil {
+		t.Fatalf("catalog log: %v", err)
+	}
+	if strings.Contains(string(logs), "catalog_change_unpublished") {
+		t.Errorf("the catalog could not publish a change event (see %s)", filepath.Join(stack.LogDir, "catalog.log"))
+	}
 }

@@ -70,7 +70,8 @@ func TestChecksCatchMistakes(t *testing.T) {
 		{"production PDB by maxUnavailable", append(prod, "--set", "defaults.pdb.minAvailable=null"), true, "minAvailable"},
 		{"no PDB", []string{"--set", "defaults.pdb.enabled=false"}, false, "PodDisruptionBudgets select its pods, want 1"},
 		// Apps and components.
-		{"gateway without the broadcast pub/sub", []string{"--set", "dapr.components.pubsub-broadcast.scopes={notify}"}, false, "app gateway needs it but is not in its scopes"},
+		{"gateway without the broadcast pub/sub", []string{"--set", "dapr.components.pubsub-broadcast.scopes={notify,catalog}"}, false, "app gateway needs it but is not in its scopes"},
+		{"catalog without the broadcast pub/sub", []string{"--set", "dapr.components.pubsub-broadcast.scopes={notify,gateway}"}, false, "app catalog needs it but is not in its scopes"},
 		{"actor host without the actor state store", []string{"--set", "dapr.components.statestore.scopes={gateway,catalog,inventory,order,payment,notify}"}, false, "hosts actors [GroupActor] but is not in the scopes"},
 		{"actor drain beyond the sidecar's shutdown", []string{"--set", "apps.group.env.ACTOR_DRAIN_TIMEOUT=45s"}, false, "ACTOR_DRAIN_TIMEOUT 45s, not below the sidecar's graceful shutdown"},
 		// Dead letters.
@@ -83,6 +84,7 @@ func TestChecksCatchMistakes(t *testing.T) {
 		{"subscription scopes drifted from components/", []string{"--set", "dapr.subscriptions.gateway-live-group.scopes={gateway,notify}"}, false, "subscription gateway-live-group does not match components/subscriptions-gateway.yaml: scopes"},
 		{"subscription metadata drifted from components/", []string{"--set-string", "dapr.subscriptions.notify-dead-order-created.spec.metadata.rawPayload=false"}, false, "spec.metadata"},
 		{"local subscription missing from the chart", []string{"--set", "dapr.subscriptions.gateway-live-order=null"}, false, "subscription gateway-live-order (components/subscriptions-gateway.yaml: pubsub pubsub-broadcast, topic notify.live.order) is not rendered by the chart"},
+		{"catalog change subscription missing from the chart", []string{"--set", "dapr.subscriptions.gateway-deal-changed=null"}, false, "subscription gateway-deal-changed (components/subscriptions-gateway.yaml: pubsub pubsub-broadcast, topic deal.changed) is not rendered by the chart"},
 		{"chart-only subscription", []string{"--set", "dapr.subscriptions.notify-extra.scopes={notify},dapr.subscriptions.notify-extra.spec.pubsubname=pubsub-broadcast,dapr.subscriptions.notify-extra.spec.topic=notify.live.order,dapr.subscriptions.notify-extra.spec.routes.default=/x"}, false, "subscription notify-extra (pubsub pubsub-broadcast, topic notify.live.order) has no counterpart"},
 		{"component scopes drifted from components/", []string{"--set", "dapr.components.order-expiry.scopes={order,group}"}, false, "component order-expiry: scopes [group order], components/*.yaml has [order]"},
 		{"resiliency actor target missing", []string{"--set", "dapr.resiliency.spec.targets.actors=null"}, false, "resiliency target actors.GroupActor in dapr/resiliency.yaml is missing"},

@@ -21,11 +21,12 @@ import (
 
 // appComponents is what each app needs from Dapr (DESIGN.md §2, apps/*/main.go): the app must
 // be in the scopes of each of these components, whether or not the app is enabled. The gateway
-// subscribes to the live relay on pubsub-broadcast, which notify publishes to; order reads the
-// expiry and reconciliation cron bindings; group keeps its actors in the state store and publishes group events.
+// subscribes to the live relay and the catalog change events on pubsub-broadcast, which notify
+// and the catalog publish to; order reads the expiry and reconciliation cron bindings; group
+// keeps its actors in the state store and publishes group events.
 var appComponents = map[string][]string{
 	"gateway":   {"statestore", "secretstore", "pubsub-broadcast"},
-	"catalog":   {"statestore", "pubsub"},
+	"catalog":   {"statestore", "pubsub", "pubsub-broadcast"},
 	"inventory": {"statestore"},
 	"order":     {"statestore", "pubsub", "order-expiry", "order-reconcile"},
 	"payment":   {"statestore"},

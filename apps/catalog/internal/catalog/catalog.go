@@ -170,6 +170,27 @@ type Store interface {
 	CreateDeal(ctx context.Context, d Deal) error
 	Deal(ctx context.Context, id string) (Deal, error)
 	Deals(ctx context.Context) ([]Deal, error)
+	KnownIDs(ctx context.Context) (KnownIDs, error)
+}
+
+// KnownIDs lists the id of every product and deal, for the gateway's existence filter (a
+// Bloom filter in front of its read cache, apps/gateway/internal/readcache).
+//
+// Products lists every product whose Snowflake time (pkg/ids.Time) is at or after
+// ProductsCompleteFrom; older products may be missing (they were created before the catalog
+// kept a product index). The zero time means the list is complete. Deals is always complete.
+type KnownIDs struct {
+	Products             []string  `json:"products"`
+	Deals                []string  `json:"deals"`
+	ProductsCompleteFrom time.Time `json:"products_complete_from"`
+}
+
+// Changes announces that a product or deal was created or changed (kind is events.KindProduct
+// or events.KindDeal), so that the gateway replicas refresh their cached copies. It is called
+// after the store write; an error means the announcement may be lost, never that the change
+// is (the gateway rebuilds its cache periodically as a safety net).
+type Changes interface {
+	Changed(ctx context.Context, kind, id string) error
 }
 
 // Stock is the inventory app as seen from the catalog.
@@ -185,6 +206,9 @@ type Levels struct {
 	Available int `json:"available"`
 	Reserved  int `json:"reserved"`
 	Sold      int `json:"sold"`
+	// AsOf is when the levels were read from inventory: the catalog's clock right after the
+	// read returned (UTC, milliseconds), so a cache in front can tell how stale they are.
+	AsOf time.Time `json:"as_of"`
 }
 
 // IDs issues identifiers.

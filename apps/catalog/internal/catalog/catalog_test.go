@@ -1,10 +1,13 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -178,6 +181,9 @@ type fakeStore struct {
 	products map[string]Product
 	deals    map[string]Deal
 	dealErr  error // returned by CreateDeal when set
+	prodErr  error // returned by CreateProduct when set
+	idsErr   error // returned by KnownIDs when set
+	nilIDs   bool  // KnownIDs answers nil lists, as the Dapr store does before any create
 }
 
 func newFakeStore(log *journal) *fakeStore {
@@ -188,6 +194,9 @@ func (s *fakeStore) CreateProduct(_ context.Context, p Product) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.log.add("store.CreateProduct %s", p.ID)
+	if s.prodErr != nil {
+		return s.prodErr
+	}
 	s.products[p.ID] = p
 	return nil
 }
@@ -233,11 +242,51 @@ func (s *fakeStore) Deals(context.Context) ([]Deal, error) {
 	return out, nil
 }
 
+func (s *fakeStore) KnownIDs(context.Context) (KnownIDs, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.idsErr != nil {
+		return KnownIDs{}, s.idsErr
+	}
+	k := KnownIDs{ProductsCompleteFrom: now.Add(-time.Hour)}
+	if s.nilIDs {
+		return k, nil
+	}
+	for id := range s.products {
+		k.Products = append(k.Products, id)
+	}
+	for id := range s.deals {
+		k.Deals = append(k.Deals, id)
+	}
+	slices.Sort(k.Products)
+	slices.Sort(k.Deals)
+	return k, nil
+}
+
+// fakeChanges records announcements in the journal; the first failures calls fail.
+type fakeChanges struct {
+	log      *journal
+	mu       sync.Mutex
+	failures int
+}
+
+func (c *fakeChanges) Changed(_ context.Context, kind, id string) error {
+	c.log.add("changes.Changed %s %s", kind, id)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failures > 0 {
+		c.failures--
+		return errors.New("broker unreachable")
+	}
+	return nil
+}
+
 // fakeStock is the inventory app as the catalog sees it.
 type fakeStock struct {
 	log       *journal
 	createErr error
 	levels    Levels
+	onLevels  func() // runs as Levels returns, when set
 }
 
 func (s *fakeStock) Create(_ context.Context, dealID string, qty int) error {
@@ -247,6 +296,9 @@ func (s *fakeStock) Create(_ context.Context, dealID string, qty int) error {
 
 func (s *fakeStock) Levels(_ context.Context, dealID string) (Levels, error) {
 	s.log.add("stock.Levels %s", dealID)
+	if s.onLevels != nil {
+		s.onLevels()
+	}
 	return s.levels, nil
 }
 
@@ -263,10 +315,30 @@ func (f *fakeIDs) NextString() string {
 }
 
 type fixture struct {
-	svc   *Service
-	log   *journal
-	store *fakeStore
-	stock *fakeStock
+	svc     *Service
+	log     *journal
+	store   *fakeStore
+	stock   *fakeStock
+	changes *fakeChanges
+	logs    *syncBuffer // the service's JSON log
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func newFixture() fixture {
@@ -274,9 +346,11 @@ func newFixture() fixture {
 	store := newFakeStore(log)
 	store.products["p1"] = Product{ID: "p1", Name: "Mug", PriceCents: 1200}
 	stock := &fakeStock{log: log}
-	svc := NewService(store, stock, &fakeIDs{})
+	changes := &fakeChanges{log: log}
+	logs := &syncBuffer{}
+	svc := NewService(store, stock, &fakeIDs{}, changes, slog.New(slog.NewJSONHandler(logs, nil)))
 	svc.now = func() time.Time { return now.Add(123456 * time.Nanosecond) }
-	return fixture{svc: svc, log: log, store: store, stock: stock}
+	return fixture{svc: svc, log: log, store: store, stock: stock, changes: changes, logs: logs}
 }
 
 func TestCreateDeal(t *testing.T) {
@@ -337,8 +411,9 @@ func TestCreateDeal(t *testing.T) {
 			if got.StartsAt.Location() != time.UTC || got.EndsAt.Location() != time.UTC || got.CreatedAt.Location() != time.UTC {
 				t.Errorf("deal times are not UTC: %v %v %v", got.StartsAt, got.EndsAt, got.CreatedAt)
 			}
-			// The stock record exists before the deal becomes visible.
-			if diff := cmp.Diff(f.log.list(), []string{"stock.Create 1 10", "store.CreateDeal 1"}); diff != "" {
+			// The stock record exists before the deal becomes visible; the change is announced
+			// once, after the deal is stored.
+			if diff := cmp.Diff(f.log.list(), []string{"stock.Create 1 10", "store.CreateDeal 1", "changes.Changed deal 1"}); diff != "" {
 				t.Errorf("call order mismatch (-got +want):\n%s", diff)
 			}
 			stored, err := f.store.Deal(context.Background(), "1")
@@ -481,14 +556,24 @@ func TestDealWithStock(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.stock.levels = Levels{Total: 10, Available: 7, Reserved: 2, Sold: 1}
+	// The clock moves while inventory answers: as_of is read after the answer.
+	clock := now
+	f.svc.now = func() time.Time { return clock }
+	f.stock.onLevels = func() { clock = now.Add(1_234_567 * time.Nanosecond).In(time.FixedZone("UTC+2", 2*60*60)) }
 
 	got, err := f.svc.Deal(ctx, d.ID)
 	if err != nil {
 		t.Fatalf("Deal() error = %v", err)
 	}
 
-	if diff := cmp.Diff(got, DealWithStock{Deal: d, Stock: f.stock.levels}); diff != "" {
+	// as_of is the service's clock after the inventory read, UTC, to the millisecond.
+	wantLevels := f.stock.levels
+	wantLevels.AsOf = now.Add(time.Millisecond)
+	if diff := cmp.Diff(got, DealWithStock{Deal: d, Stock: wantLevels}); diff != "" {
 		t.Errorf("deal mismatch (-got +want):\n%s", diff)
+	}
+	if got.Stock.AsOf.Location() != time.UTC {
+		t.Errorf("as_of %v is not UTC", got.Stock.AsOf)
 	}
 	// On the wire "stock" is the live levels object (DESIGN.md §4), not the initial quantity.
 	b, err := json.Marshal(got)
@@ -499,7 +584,8 @@ func TestDealWithStock(t *testing.T) {
 	if err := json.Unmarshal(b, &wire); err != nil {
 		t.Fatal(err)
 	}
-	wantStock := map[string]any{"total": float64(10), "available": float64(7), "reserved": float64(2), "sold": float64(1)}
+	wantStock := map[string]any{"total": float64(10), "available": float64(7), "reserved": float64(2), "sold": float64(1),
+		"as_of": "2025-06-01T12:00:00.001Z"}
 	if diff := cmp.Diff(wire["stock"], any(wantStock)); diff != "" {
 		t.Errorf("wire stock mismatch (-got +want):\n%s", diff)
 	}
@@ -541,5 +627,223 @@ func TestCreateProduct(t *testing.T) {
 	}
 	if diff := cmp.Diff(stored, want); diff != "" {
 		t.Errorf("stored product mismatch (-got +want):\n%s", diff)
+	}
+}
+
+func TestCreateProductAnnouncesTheChange(t *testing.T) {
+	t.Parallel()
+	f := newFixture()
+
+	p, err := f.svc.CreateProduct(context.Background(), NewProduct{Name: "Kettle", PriceCents: 4500})
+
+	if err != nil {
+		t.Fatalf("CreateProduct() error = %v", err)
+	}
+	if diff := cmp.Diff(f.log.list(), []string{"store.CreateProduct " + p.ID, "changes.Changed product " + p.ID}); diff != "" {
+		t.Errorf("calls mismatch (-got +want):\n%s", diff)
+	}
+}
+
+func TestFailedWritesAnnounceNothing(t *testing.T) {
+	t.Parallel()
+	errState := errors.New("state store down")
+	tests := []struct {
+		name      string
+		create    func(f fixture) error
+		wantCalls []string
+	}{
+		{
+			name: "product",
+			create: func(f fixture) error {
+				f.store.prodErr = errState
+				_, err := f.svc.CreateProduct(context.Background(), NewProduct{Name: "Kettle", PriceCents: 4500})
+				return err
+			},
+			wantCalls: []string{"store.CreateProduct 1"},
+		},
+		{
+			name: "deal",
+			create: func(f fixture) error {
+				f.store.dealErr = errState
+				_, err := f.svc.CreateDeal(context.Background(), validFlash())
+				return err
+			},
+			wantCalls: []string{"stock.Create 1 10", "store.CreateDeal 1"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture()
+
+			err := tt.create(f)
+
+			if !errors.Is(err, errState) {
+				t.Errorf("create error = %v, want %v", err, errState)
+			}
+			if diff := cmp.Diff(f.log.list(), tt.wantCalls); diff != "" {
+				t.Errorf("calls mismatch (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
+// logLine is one record of the service's JSON log.
+type logLine struct {
+	Level string `json:"level"`
+	Msg   string `json:"msg"`
+	Kind  string `json:"kind"`
+	ID    string `json:"id"`
+	Error string `json:"error"`
+}
+
+func logLines(t *testing.T, s string) []logLine {
+	t.Helper()
+	var out []logLine
+	for line := range strings.Lines(s) {
+		var l logLine
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func TestUnpublishedChangeDoesNotFailTheCreate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		create   func(f fixture) (string, error)
+		stored   func(f fixture, id string) error
+		wantKind string
+	}{
+		{
+			name: "product",
+			create: func(f fixture) (string, error) {
+				p, err := f.svc.CreateProduct(context.Background(), NewProduct{Name: "Kettle", PriceCents: 4500})
+				return p.ID, err
+			},
+			stored: func(f fixture, id string) error {
+				_, err := f.store.Product(context.Background(), id)
+				return err
+			},
+			wantKind: "product",
+		},
+		{
+			name: "deal",
+			create: func(f fixture) (string, error) {
+				d, err := f.svc.CreateDeal(context.Background(), validFlash())
+				return d.ID, err
+			},
+			stored: func(f fixture, id string) error {
+				_, err := f.store.Deal(context.Background(), id)
+				return err
+			},
+			wantKind: "deal",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture()
+			f.changes.failures = 1
+
+			id, err := tt.create(f)
+
+			if err != nil {
+				t.Fatalf("create error = %v, want nil (the change is stored)", err)
+			}
+			if err := tt.stored(f, id); err != nil {
+				t.Errorf("stored: %v", err)
+			}
+			want := []logLine{{Level: "WARN", Msg: "catalog_change_unpublished", Kind: tt.wantKind, ID: id, Error: "broker unreachable"}}
+			if diff := cmp.Diff(logLines(t, f.logs.String()), want); diff != "" {
+				t.Errorf("log mismatch (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestPublishedChangeLogsNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture()
+
+	if _, err := f.svc.CreateDeal(context.Background(), validFlash()); err != nil {
+		t.Fatal(err)
+	}
+
+	if got := f.logs.String(); got != "" {
+		t.Errorf("log = %q, want nothing", got)
+	}
+}
+
+func TestWithoutChangesNothingIsAnnounced(t *testing.T) {
+	t.Parallel()
+	log := &journal{}
+	store := newFakeStore(log)
+	svc := NewService(store, &fakeStock{log: log}, &fakeIDs{}, nil, nil)
+	svc.now = func() time.Time { return now }
+
+	p, err := svc.CreateProduct(context.Background(), NewProduct{Name: "Kettle", PriceCents: 4500})
+	if err != nil {
+		t.Fatalf("CreateProduct() error = %v", err)
+	}
+	in := validFlash()
+	in.ProductID = p.ID
+	if _, err := svc.CreateDeal(context.Background(), in); err != nil {
+		t.Fatalf("CreateDeal() error = %v", err)
+	}
+
+	if diff := cmp.Diff(log.list(), []string{"store.CreateProduct 1", "stock.Create 2 10", "store.CreateDeal 2"}); diff != "" {
+		t.Errorf("calls mismatch (-got +want):\n%s", diff)
+	}
+}
+
+func TestKnownIDs(t *testing.T) {
+	t.Parallel()
+	errState := errors.New("state store down")
+	tests := []struct {
+		name    string
+		setup   func(f fixture)
+		want    KnownIDs
+		wantErr error
+	}{
+		{
+			name: "lists products and deals",
+			setup: func(f fixture) {
+				f.store.deals["d1"] = Deal{ID: "d1"}
+			},
+			want: KnownIDs{Products: []string{"p1"}, Deals: []string{"d1"}, ProductsCompleteFrom: now.Add(-time.Hour)},
+		},
+		{
+			name:  "empty lists are not nil",
+			setup: func(f fixture) { f.store.nilIDs = true },
+			want:  KnownIDs{Products: []string{}, Deals: []string{}, ProductsCompleteFrom: now.Add(-time.Hour)},
+		},
+		{
+			name:    "store failure",
+			setup:   func(f fixture) { f.store.idsErr = errState },
+			wantErr: errState,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture()
+			tt.setup(f)
+
+			got, err := f.svc.KnownIDs(context.Background())
+
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("KnownIDs() error = %v, want %v", err, tt.wantErr)
+			}
+			if diff := cmp.Diff(got, tt.want); diff != "" {
+				t.Errorf("ids mismatch (-got +want):\n%s", diff)
+			}
+			if tt.wantErr == nil && (got.Products == nil || got.Deals == nil) {
+				t.Errorf("KnownIDs() = %+v, want non-nil lists (JSON [] rather than null)", got)
+			}
+		})
 	}
 }

@@ -3,22 +3,44 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/groupbuy/groupbuy/pkg/events"
 )
 
 // Service implements the catalog use cases.
 type Service struct {
-	store Store
-	stock Stock
-	ids   IDs
-	now   func() time.Time
+	store   Store
+	stock   Stock
+	ids     IDs
+	changes Changes
+	log     *slog.Logger
+	now     func() time.Time
 }
 
-// NewService wires the service.
-func NewService(store Store, stock Stock, ids IDs) *Service {
-	return &Service{store: store, stock: stock, ids: ids, now: time.Now}
+// NewService wires the service. changes may be nil (nothing is announced); log may be nil
+// (nothing is logged).
+func NewService(store Store, stock Stock, ids IDs, changes Changes, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{store: store, stock: stock, ids: ids, changes: changes, log: log, now: time.Now}
+}
+
+// changed announces a change that is already stored. A lost announcement does not undo or
+// fail the change: the caller's write succeeded, so it is logged and the request goes on
+// (Changes retries within its own bound; the gateway's periodic rebuild is the safety net).
+func (s *Service) changed(ctx context.Context, kind, id string) {
+	if s.changes == nil {
+		return
+	}
+	if err := s.changes.Changed(ctx, kind, id); err != nil {
+		s.log.WarnContext(ctx, "catalog_change_unpublished",
+			slog.String("kind", kind), slog.String("id", id), slog.String("error", err.Error()))
+	}
 }
 
 // CreateProduct validates and stores a product.
@@ -36,6 +58,7 @@ func (s *Service) CreateProduct(ctx context.Context, in NewProduct) (Product, er
 	if err := s.store.CreateProduct(ctx, p); err != nil {
 		return Product{}, fmt.Errorf("create product: %w", err)
 	}
+	s.changed(ctx, events.KindProduct, p.ID)
 	return p, nil
 }
 
@@ -77,6 +100,7 @@ func (s *Service) CreateDeal(ctx context.Context, in NewDeal) (Deal, error) {
 	if err := s.store.CreateDeal(ctx, d); err != nil {
 		return Deal{}, fmt.Errorf("create deal: %w", err)
 	}
+	s.changed(ctx, events.KindDeal, d.ID)
 	return d, nil
 }
 
@@ -86,7 +110,7 @@ type DealWithStock struct {
 	Stock Levels `json:"stock"`
 }
 
-// Deal returns a deal with its live stock read from inventory.
+// Deal returns a deal with its live stock read from inventory, stamped with when it was read.
 func (s *Service) Deal(ctx context.Context, id string) (DealWithStock, error) {
 	d, err := s.store.Deal(ctx, id)
 	if err != nil {
@@ -96,6 +120,7 @@ func (s *Service) Deal(ctx context.Context, id string) (DealWithStock, error) {
 	if err != nil {
 		return DealWithStock{}, fmt.Errorf("stock of deal %s: %w", id, err)
 	}
+	lv.AsOf = s.now().UTC().Truncate(time.Millisecond)
 	return DealWithStock{Deal: d, Stock: lv}, nil
 }
 
@@ -119,4 +144,19 @@ func (s *Service) Deals(ctx context.Context, activeOnly bool) ([]Deal, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
 	return out, nil
+}
+
+// KnownIDs lists every product and deal id (see KnownIDs); the lists are never nil.
+func (s *Service) KnownIDs(ctx context.Context) (KnownIDs, error) {
+	k, err := s.store.KnownIDs(ctx)
+	if err != nil {
+		return KnownIDs{}, fmt.Errorf("known ids: %w", err)
+	}
+	if k.Products == nil {
+		k.Products = []string{}
+	}
+	if k.Deals == nil {
+		k.Deals = []string{}
+	}
+	return k, nil
 }

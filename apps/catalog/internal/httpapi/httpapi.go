@@ -47,6 +47,12 @@ func Routes(r chi.Router, svc *catalog.Service) {
 		d, err := svc.DealInfo(req.Context(), chi.URLParam(req, "id"))
 		reply(w, req, http.StatusOK, d, err)
 	})
+	// Every product and deal id, for the gateway's existence filter (catalog.KnownIDs). Like
+	// /internal/deals/{id} it is for other apps, not public (the gateway routes no /internal).
+	r.Get("/internal/ids", func(w http.ResponseWriter, req *http.Request) {
+		ids, err := svc.KnownIDs(req.Context())
+		reply(w, req, http.StatusOK, ids, err)
+	})
 	r.Get("/deals", func(w http.ResponseWriter, req *http.Request) {
 		active := false
 		switch v := req.URL.Query().Get("active"); v {

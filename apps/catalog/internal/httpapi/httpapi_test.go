@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/groupbuy/groupbuy/apps/catalog/internal/catalog"
 	"github.com/groupbuy/groupbuy/apps/catalog/internal/httpapi"
@@ -24,9 +26,10 @@ import (
 
 // fakeStore is an in-memory catalog.Store with the not-found errors of the Dapr adapter.
 type fakeStore struct {
-	mu       sync.Mutex
-	products map[string]catalog.Product
-	deals    map[string]catalog.Deal
+	mu           sync.Mutex
+	products     map[string]catalog.Product
+	deals        map[string]catalog.Deal
+	completeFrom time.Time
 }
 
 func (s *fakeStore) CreateProduct(_ context.Context, p catalog.Product) error {
@@ -71,6 +74,22 @@ func (s *fakeStore) Deals(context.Context) ([]catalog.Deal, error) {
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+func (s *fakeStore) KnownIDs(context.Context) (catalog.KnownIDs, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var k catalog.KnownIDs
+	for id := range s.products {
+		k.Products = append(k.Products, id)
+	}
+	for id := range s.deals {
+		k.Deals = append(k.Deals, id)
+	}
+	slices.Sort(k.Products)
+	slices.Sort(k.Deals)
+	k.ProductsCompleteFrom = s.completeFrom
+	return k, nil
 }
 
 // fakeStock reports every deal's stock as untouched.
@@ -123,7 +142,7 @@ func newEnv(t *testing.T) *env {
 	}
 	stock := &fakeStock{created: map[string]int{"active": 5}}
 	r := server.NewRouter(slog.New(slog.DiscardHandler), func(context.Context) error { return nil })
-	httpapi.Routes(r, catalog.NewService(store, stock, &fakeIDs{}))
+	httpapi.Routes(r, catalog.NewService(store, stock, &fakeIDs{}, nil, nil))
 	return &env{router: r, store: store, stock: stock}
 }
 
@@ -345,9 +364,58 @@ func TestReads(t *testing.T) {
 				if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
 					t.Fatalf("decode %q: %v", rec.Body.String(), err)
 				}
-				if diff := cmp.Diff(got.Stock, *tt.wantStock); diff != "" {
+				if diff := cmp.Diff(got.Stock, *tt.wantStock, cmpopts.IgnoreFields(catalog.Levels{}, "AsOf")); diff != "" {
 					t.Errorf("stock mismatch (-got +want):\n%s", diff)
 				}
+				if age := time.Since(got.Stock.AsOf); got.Stock.AsOf.IsZero() || age < 0 || age > time.Minute {
+					t.Errorf("stock as_of = %v, want the time of the read", got.Stock.AsOf)
+				}
+			}
+		})
+	}
+}
+
+func TestKnownIDs(t *testing.T) {
+	t.Parallel()
+	upgraded := time.Date(2026, 3, 1, 10, 30, 0, 123_000_000, time.UTC)
+	tests := []struct {
+		name  string
+		setup func(e *env)
+		want  string
+	}{
+		{
+			name: "products and deals",
+			setup: func(e *env) {
+				e.store.completeFrom = upgraded
+			},
+			want: `{"products":["p1"],"deals":["active","ended"],"products_complete_from":"2026-03-01T10:30:00.123Z"}`,
+		},
+		{
+			name: "an empty catalog answers empty lists and the zero time",
+			setup: func(e *env) {
+				e.store.products = map[string]catalog.Product{}
+				e.store.deals = map[string]catalog.Deal{}
+			},
+			want: `{"products":[],"deals":[],"products_complete_from":"0001-01-01T00:00:00Z"}`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			tt.setup(e)
+
+			// No identity: other apps call it through their sidecars, like /internal/deals/{id}.
+			rec := e.do(http.MethodGet, "/internal/ids", "", nil)
+
+			if got, want := rec.Code, http.StatusOK; got != want {
+				t.Fatalf("status = %d, want %d (body %q)", got, want, rec.Body.String())
+			}
+			if got := rec.Header().Get("Content-Type"); !strings.HasPrefix(got, "application/json") {
+				t.Errorf("Content-Type = %q, want application/json", got)
+			}
+			if got := strings.TrimSpace(rec.Body.String()); got != tt.want {
+				t.Errorf("body = %s, want %s", got, tt.want)
 			}
 		})
 	}

@@ -116,14 +116,16 @@ func TestBroadcastComponent(t *testing.T) {
 		t.Errorf("consumerID %q: want a {uuid} so every replica has its own queues", md["consumerID"])
 	}
 	for k, want := range map[string]string{"durable": "false", "deletedWhenUnused": "true", "enableDeadLetter": "false", "requeueInFailure": "false",
-		"allowedTopics": live.TopicOrder + "," + live.TopicGroup} {
+		// The catalog's change events (product.changed, deal.changed) share the component.
+		"allowedTopics": live.TopicOrder + "," + live.TopicGroup + ",product.changed,deal.changed"} {
 		if md[k] != want {
 			t.Errorf("%s = %q, want %q", k, md[k], want)
 		}
 	}
-	// notify publishes the relay; the gateway replicas subscribe and serve the streams.
-	if got := slices.Sorted(slices.Values(c.Scopes)); !slices.Equal(got, []string{"gateway", "notify"}) {
-		t.Errorf("scopes %v, want [gateway notify]", c.Scopes)
+	// notify publishes the relay (and the catalog its changes); the gateway replicas subscribe
+	// and serve the streams.
+	if got := slices.Sorted(slices.Values(c.Scopes)); !slices.Equal(got, []string{"catalog", "gateway", "notify"}) {
+		t.Errorf("scopes %v, want [catalog gateway notify]", c.Scopes)
 	}
 }
 
