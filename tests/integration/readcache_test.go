@@ -4,8 +4,10 @@ package integration
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,7 +81,9 @@ func TestReadCacheReplicasStayHonest(t *testing.T) {
 	readable("deal created on catalog 2", "/deals/"+d2.ID)
 
 	// Past gateway 2's grace its Bloom filter vouches for absence, so a deal it never read
-	// must have reached it by its change event (its filter was built before the deal existed).
+	// must have reached it by its change event: its filter is built (its known-ids gauge is
+	// exported) before the deal exists, and is not rebuilt for a minute.
+	waitFilterBuilt(t, ctx, gw2.AdminURL()+"/metrics")
 	var d3 createdDeal
 	admin.MustDo(t, http.MethodPost, "/deals", flashDealBody(p1.ID, 5), http.StatusCreated, &d3)
 	_, created, _ := ids.Parse(d3.ID)
@@ -125,6 +129,30 @@ func TestReadCacheReplicasStayHonest(t *testing.T) {
 			if resp, err := gw.Do(ctx, http.MethodGet, path, nil, nil); err != nil || resp.Status != http.StatusNotFound || resp.Problem().Code != "not-found" {
 				t.Errorf("%s: GET %s = %v %+v, want 404 not-found", name, path, err, resp)
 			}
+		}
+	}
+}
+
+// waitFilterBuilt waits until a gateway's read cache has built its Bloom filter: its
+// known-ids gauge appears on its metrics endpoint after the first rebuild.
+func waitFilterBuilt(t *testing.T, ctx context.Context, metricsURL string) {
+	t.Helper()
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), "\ngateway_read_cache_known_ids") {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the gateway's Bloom filter was not built: %v", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
