@@ -210,8 +210,19 @@ inventory_batch_size_count 10
 http_server_duration_bucket{le="+Inf"} 5
 http_server_duration_sum 1
 http_server_duration_count 5
+# TYPE gateway_read_cache_loads_total counter
+gateway_read_cache_loads_total{kind="deal",outcome="found"} 3
+gateway_read_cache_loads_total{kind="deal",outcome="not_found"} 1
+# TYPE gateway_read_cache_hits_total counter
+gateway_read_cache_hits_total 10
 `
-	after := `# TYPE inventory_cas_conflicts_total counter
+	after := `# TYPE gateway_read_cache_loads_total counter
+gateway_read_cache_loads_total{kind="deal",outcome="found"} 4
+gateway_read_cache_loads_total{kind="product",outcome="found"} 2
+gateway_read_cache_loads_total{kind="deal",outcome="not_found"} 1
+# TYPE gateway_read_cache_hits_total counter
+gateway_read_cache_hits_total 25
+# TYPE inventory_cas_conflicts_total counter
 inventory_cas_conflicts_total{otel_scope_name="inventory"} 5
 # TYPE inventory_batch_size histogram
 inventory_batch_size_bucket{le="+Inf"} 20
@@ -226,6 +237,7 @@ http_server_duration_count 9
 	a, _ := parseScrape(strings.NewReader(after))
 	want := AppStats{
 		Conflicts:  map[string]float64{"inventory_cas_conflicts_total": 2},
+		ReadCache:  map[string]float64{"loads.found": 3, "hits": 15},
 		BatchMeans: map[string]float64{"inventory_batch_size": 20},
 		BatchCount: map[string]float64{"inventory_batch_size": 10},
 	}

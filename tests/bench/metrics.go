@@ -206,12 +206,33 @@ func sidecarStats(d scrape) SidecarStats {
 // apps add under such names later is picked up the same way).
 type AppStats struct {
 	Conflicts  map[string]float64 `json:"conflicts,omitempty"`
+	// ReadCache is the gateway's read cache counters (gateway_read_cache_*), by name and,
+	// where they have one, outcome or reason: "loads.not_found", "rebuilds.ok", "hits".
+	ReadCache map[string]float64 `json:"read_cache,omitempty"`
 	BatchMeans map[string]float64 `json:"batch_means,omitempty"`
 	BatchCount map[string]float64 `json:"batch_count,omitempty"`
 }
 
 func appStats(d scrape) AppStats {
-	st := AppStats{Conflicts: map[string]float64{}, BatchMeans: map[string]float64{}, BatchCount: map[string]float64{}}
+	st := AppStats{Conflicts: map[string]float64{}, BatchMeans: map[string]float64{}, BatchCount: map[string]float64{}, ReadCache: map[string]float64{}}
+	const rc = "gateway_read_cache_"
+	for _, n := range d.names(func(n string) bool { return strings.HasPrefix(n, rc) && strings.HasSuffix(n, "_total") }) {
+		name := strings.TrimSuffix(strings.TrimPrefix(n, rc), "_total")
+		split := false
+		for _, label := range []string{"outcome", "reason"} {
+			for v, x := range d.sumBy(n, label, nil) {
+				if v != "" {
+					split = true
+					if x > 0 {
+						st.ReadCache[name+"."+v] += x
+					}
+				}
+			}
+		}
+		if v := d.sum(n, nil); !split && v > 0 {
+			st.ReadCache[name] = v
+		}
+	}
 	for _, n := range d.names(func(n string) bool { return strings.Contains(n, "conflict") && !strings.HasSuffix(n, "_sum") }) {
 		if v := d.sum(n, nil); v > 0 {
 			st.Conflicts[n] = v

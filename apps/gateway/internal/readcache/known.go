@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bits-and-blooms/bloom/v3"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/groupbuy/groupbuy/pkg/events"
@@ -150,6 +151,11 @@ func (c *Cache) Run(ctx context.Context) {
 		case <-time.After(wait):
 		}
 		n, err := c.known.Rebuild(ctx, c.list)
+		outcome := "ok"
+		if err != nil {
+			outcome = "error"
+		}
+		c.rebuilds.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome)))
 		if err != nil {
 			if ctx.Err() == nil {
 				c.cfg.Log.Warn("read_cache_rebuild_failed", "error", err.Error())

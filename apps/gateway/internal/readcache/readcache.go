@@ -133,6 +133,7 @@ type Cache struct {
 
 	refusals metric.Int64Counter
 	loads    metric.Int64Counter
+	rebuilds metric.Int64Counter
 }
 
 // New returns a cache that loads from the catalog app (app id) through inv.
@@ -167,12 +168,17 @@ func New(inv Invoker, app string, cfg Config) (*Cache, error) {
 func (c *Cache) instrument(m metric.Meter) error {
 	var err error
 	c.refusals, err = m.Int64Counter("gateway_read_cache_refusals",
-		metric.WithDescription("Product and deal reads answered not found without a catalog read (reason: malformed, bloom_absent, negative_hit)"))
+		metric.WithDescription("Product and deal reads answered not found (reason: malformed and bloom_absent without any lookup, negative from a negative entry or the load that made it)"))
 	if err != nil {
 		return err
 	}
 	c.loads, err = m.Int64Counter("gateway_read_cache_loads",
 		metric.WithDescription("Catalog reads by the read cache (outcome: found, not_found, error)"))
+	if err != nil {
+		return err
+	}
+	c.rebuilds, err = m.Int64Counter("gateway_read_cache_rebuilds",
+		metric.WithDescription("Bloom filter rebuilds from the catalog's id listing (outcome: ok, error); each listing reads the catalog's two index documents"))
 	if err != nil {
 		return err
 	}
