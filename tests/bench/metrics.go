@@ -205,10 +205,10 @@ func sidecarStats(d scrape) SidecarStats {
 // inventory's inventory_cas_conflicts_total and inventory_batch_size today; whatever the
 // apps add under such names later is picked up the same way).
 type AppStats struct {
-	Conflicts  map[string]float64 `json:"conflicts,omitempty"`
+	Conflicts map[string]float64 `json:"conflicts,omitempty"`
 	// ReadCache is the gateway's read cache counters (gateway_read_cache_*), by name and,
 	// where they have one, outcome or reason: "loads.not_found", "rebuilds.ok", "hits".
-	ReadCache map[string]float64 `json:"read_cache,omitempty"`
+	ReadCache  map[string]float64 `json:"read_cache,omitempty"`
 	BatchMeans map[string]float64 `json:"batch_means,omitempty"`
 	BatchCount map[string]float64 `json:"batch_count,omitempty"`
 }
