@@ -79,7 +79,7 @@ type config struct {
 	ReadCacheProductTTL  time.Duration `env:"READ_CACHE_PRODUCT_TTL, default=1m"`
 	ReadCacheNegativeTTL time.Duration `env:"READ_CACHE_NEGATIVE_TTL, default=30s"`
 	ReadCacheIDGrace     time.Duration `env:"READ_CACHE_ID_GRACE, default=10s"`
-	ReadCacheRebuild     time.Duration `env:"READ_CACHE_REBUILD, default=1m"`
+	ReadCacheRebuild     time.Duration `env:"READ_CACHE_REBUILD, default=5m"`
 
 	// Live streams: how many events a client may lag behind before it is dropped (it then
 	// reconnects and catches up from its inbox), and the keep-alive comment interval.

@@ -326,7 +326,7 @@ func TestRatios(t *testing.T) {
 	r := &Report{Values: map[string]float64{
 		"S2.sustainable": 600, "floor.path": 1000, "S2.baseline.sustainable": 4000,
 		"S3.writes_per_op": 0, "S6.p99_s": 45,
-		"R.deal.okps": 3000, "R.deal.p95_ms": 25, "R.baseline.okps": 4000, "R.unknown.state_reads": 3,
+		"R.deal.okps": 3000, "R.deal.p95_ms": 25, "R.baseline.okps": 4000, "R.unknown.state_reads": 3, "R.unknown.cache_lookups": 2,
 	}}
 	got := map[string]Ratio{}
 	for _, x := range ratios(r) {
@@ -349,7 +349,8 @@ func TestRatios(t *testing.T) {
 	check("S1 engine (1 process) / per-request Lua (a)", false, false, 0)
 	check("R GET /deals/{id} with orders / baseline (b) deal read", true, true, 0.75)
 	check("R GET /deals/{id} with orders: p95 (ms)", true, false, 25)
-	check("R unknown ids: state reads (gateway and catalog sidecars)", true, false, 3)
+	check("R unknown ids: catalog lookups they caused (read cache's counter)", true, false, 2)
+	check("R unknown ids: state reads on the gateway and catalog sidecars", true, true, 3)
 	check("R GET /products/{id} / baseline (b) deal read", false, false, 0)
 }
 

@@ -82,7 +82,7 @@ func TestReadCacheReplicasStayHonest(t *testing.T) {
 
 	// Past gateway 2's grace its Bloom filter vouches for absence, so a deal it never read
 	// must have reached it by its change event: its filter is built (its known-ids gauge is
-	// exported) before the deal exists, and is not rebuilt for a minute.
+	// exported) before the deal exists, and is not rebuilt for minutes (READ_CACHE_REBUILD).
 	waitFilterBuilt(t, ctx, gw2.AdminURL()+"/metrics")
 	var d3 createdDeal
 	admin.MustDo(t, http.MethodPost, "/deals", flashDealBody(p1.ID, 5), http.StatusCreated, &d3)

@@ -72,7 +72,8 @@ type Config struct {
 	// IDGrace is how long a create may take to reach every replica (its change event): ids
 	// younger than that are looked up even when the Bloom filter has not seen them: 10 s.
 	IDGrace time.Duration
-	// Rebuild is how often the Bloom filter is rebuilt from the catalog's id listing: 1 min.
+	// Rebuild is how often the Bloom filter is rebuilt from the catalog's id listing (a
+	// safety net: the change events keep it current): 5 min.
 	Rebuild time.Duration
 	// LoadTimeout bounds one load from the catalog: 5 s.
 	LoadTimeout time.Duration
@@ -95,7 +96,7 @@ func (c *Config) defaults() {
 	def(&c.NegativeTTL, 30*time.Second)
 	def(&c.FreshNegativeTTL, 500*time.Millisecond)
 	def(&c.IDGrace, 10*time.Second)
-	def(&c.Rebuild, time.Minute)
+	def(&c.Rebuild, 5*time.Minute)
 	def(&c.LoadTimeout, 5*time.Second)
 	if c.Now == nil {
 		c.Now = time.Now
