@@ -47,15 +47,19 @@ type config struct {
 	AdminPasswordPrefix string   `env:"ADMIN_PASSWORD_SECRET_PREFIX, default=admin-password-"`
 
 	// Rate limits (redis_rate talks to Redis directly, not through Dapr).
-	RedisAddr      string        `env:"REDIS_ADDR, default=127.0.0.1:6379"`
-	RedisDB        int           `env:"REDIS_DB, default=0"`
-	RedisPassword  string        `env:"REDIS_PASSWORD"`
-	RateKeyPrefix  string        `env:"RATE_LIMIT_KEY_PREFIX, default=groupbuy:"`
-	RatePeriod     time.Duration `env:"RATE_LIMIT_PERIOD, default=1s"`
-	RatePerIP      int           `env:"RATE_LIMIT_IP, default=100"`
-	RateBurstIP    int           `env:"RATE_LIMIT_IP_BURST, default=200"`
-	RatePerUser    int           `env:"RATE_LIMIT_USER, default=20"`
-	RateBurstUser  int           `env:"RATE_LIMIT_USER_BURST, default=40"`
+	RedisAddr     string        `env:"REDIS_ADDR, default=127.0.0.1:6379"`
+	RedisDB       int           `env:"REDIS_DB, default=0"`
+	RedisPassword string        `env:"REDIS_PASSWORD"`
+	RateKeyPrefix string        `env:"RATE_LIMIT_KEY_PREFIX, default=groupbuy:"`
+	RatePeriod    time.Duration `env:"RATE_LIMIT_PERIOD, default=1s"`
+	RatePerIP     int           `env:"RATE_LIMIT_IP, default=100"`
+	RateBurstIP   int           `env:"RATE_LIMIT_IP_BURST, default=200"`
+	RatePerUser   int           `env:"RATE_LIMIT_USER, default=20"`
+	RateBurstUser int           `env:"RATE_LIMIT_USER_BURST, default=40"`
+	// TrustedProxies lists the proxies (addresses or CIDR prefixes, comma-separated: the
+	// Ingress controller's) whose X-Forwarded-For / X-Real-IP name the client for the per-IP
+	// limit; empty trusts none, and the limit keys on the connection's peer.
+	TrustedProxies string        `env:"TRUSTED_PROXIES"`
 	CatalogAppID   string        `env:"CATALOG_APP_ID, default=catalog"`
 	OrderAppID     string        `env:"ORDER_APP_ID, default=order"`
 	NotifyAppID    string        `env:"NOTIFY_APP_ID, default=notify"`
@@ -112,6 +116,11 @@ func run(ctx context.Context) error {
 		ratelimit.Rule{Rate: cfg.RatePerIP, Burst: cfg.RateBurstIP, Period: cfg.RatePeriod},
 		ratelimit.Rule{Rate: cfg.RatePerUser, Burst: cfg.RateBurstUser, Period: cfg.RatePeriod},
 		rt.Log, rt.Telemetry.Meter("gateway"))
+	proxies, err := ratelimit.ParseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("TRUSTED_PROXIES: %w", err)
+	}
+	limiter.TrustProxies(proxies)
 
 	// The signing key and admin accounts need the sidecar, which may start after this app:
 	// set them up in the background and report not-ready until done.

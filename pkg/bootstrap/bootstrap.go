@@ -97,7 +97,7 @@ func (rt *Runtime) Router(checkToken bool, extra ...server.ReadyCheck) chi.Route
 // Serve runs the API and admin listeners until ctx ends, then flushes telemetry and closes the
 // Dapr client.
 func (rt *Runtime) Serve(ctx context.Context, api http.Handler) error {
-	err := server.Run(ctx, rt.Base.Server, rt.Log, api, server.AdminHandler(rt.Telemetry.MetricsHandler()))
+	err := server.Run(ctx, rt.Base.Server, rt.Log, api, server.AdminHandler(rt.Telemetry.MetricsHandler(), rt.Base.Server.Pprof))
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	rt.Dapr.Close()

@@ -29,6 +29,10 @@ type Config struct {
 	Port            int           `env:"APP_PORT, default=8080"`
 	AdminPort       int           `env:"ADMIN_PORT, default=9190"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT, default=15s"`
+	// Pprof serves the Go profiler on the admin listener (/debug/pprof/); off unless asked:
+	// a profile or trace costs CPU, and the command line and heap it exposes are nobody's
+	// business in production.
+	Pprof bool `env:"PPROF, default=false"`
 }
 
 // Addr is the API listener address.
@@ -180,10 +184,13 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 	}
 }
 
-// AdminHandler serves /metrics and the pprof endpoints.
-func AdminHandler(metrics http.Handler) http.Handler {
+// AdminHandler serves /metrics, and the pprof endpoints when withPprof.
+func AdminHandler(metrics http.Handler, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", metrics)
+	if !withPprof {
+		return mux
+	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -186,3 +186,22 @@ func TestConfigAddr(t *testing.T) {
 		t.Errorf("AdminAddr() = %q, want %q", got, want)
 	}
 }
+
+// The profiler is served only when asked for; /metrics always.
+func TestAdminHandlerPprofOnlyWhenEnabled(t *testing.T) {
+	t.Parallel()
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("m 1\n")) })
+	for _, on := range []bool{false, true} {
+		h := server.AdminHandler(metrics, on)
+		for path, want := range map[string]int{"/metrics": http.StatusOK, "/debug/pprof/": http.StatusNotFound, "/debug/pprof/cmdline": http.StatusNotFound} {
+			if on && path != "/metrics" {
+				want = http.StatusOK
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+			if w.Code != want {
+				t.Errorf("pprof %t: GET %s = %d, want %d", on, path, w.Code, want)
+			}
+		}
+	}
+}

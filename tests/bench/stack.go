@@ -53,6 +53,7 @@ func stackEnv(infra *testinfra.Infra, keyPrefix string) map[string]string {
 		"PASSWORD_HASH_COST":    "4",
 		"JWT_TTL":               "3h",
 		"PAY_WINDOW":            "2h",
+		"PPROF":                 "true", // profiles of the apps during a run (docs/BENCHMARKS.md)
 	}
 }
 

@@ -37,6 +37,8 @@ type Invoker interface {
 // Limiter is the rate limiter (ratelimit.Limiter).
 type Limiter interface {
 	PerIP(http.Handler) http.Handler
+	// PerIPStrict is PerIP that refuses (503) when the limiter itself fails: login, register.
+	PerIPStrict(http.Handler) http.Handler
 	PerUser(http.Handler) http.Handler
 }
 
@@ -78,72 +80,79 @@ type API struct {
 func (a *API) Routes(r chi.Router) {
 	a.liveRoutes(r)
 	r.Route("/api/v1", func(r chi.Router) {
-		r.Use(a.Limiter.PerIP)
-		r.Post("/auth/register", a.register)
-		r.Post("/auth/login", a.login)
-
-		// Public reads.
+		// The account routes fail closed when the rate limiter is down (ratelimit.PerIPStrict).
+		r.With(a.Limiter.PerIPStrict).Post("/auth/register", a.register)
+		r.With(a.Limiter.PerIPStrict).Post("/auth/login", a.login)
 		r.Group(func(r chi.Router) {
-			r.Use(a.optionalUser, a.Limiter.PerUser)
-			r.Get("/products/{id}", a.read(events.KindProduct))
-			r.Get("/deals/{id}", a.read(events.KindDeal))
-			r.Get("/deals", a.forward(func(r *http.Request) (string, string) {
-				return a.Apps.Catalog, "deals?" + r.URL.RawQuery
-			}))
-			r.Get("/groups/{id}", a.forward(func(r *http.Request) (string, string) {
-				return a.Apps.Group, "groups/" + url.PathEscape(chi.URLParam(r, "id"))
-			}))
-			r.Get("/deals/{id}/groups", a.forward(func(r *http.Request) (string, string) {
-				return a.Apps.Group, "deals/" + url.PathEscape(chi.URLParam(r, "id")) + "/groups?" + r.URL.RawQuery
-			}))
+			r.Use(a.Limiter.PerIP)
+			a.apiRoutes(r)
 		})
+	})
+}
 
-		// A user's own orders and notifications.
-		r.Group(func(r chi.Router) {
-			r.Use(a.requireUser, a.Limiter.PerUser)
-			r.Post("/deals/{id}/orders", a.purchase)
-			r.Post("/deals/{id}/groups", a.forward(func(r *http.Request) (string, string) {
-				return a.Apps.Group, "deals/" + url.PathEscape(chi.URLParam(r, "id")) + "/groups"
-			}))
-			r.Post("/groups/{id}/join", a.forward(func(r *http.Request) (string, string) {
-				return a.Apps.Group, "groups/" + url.PathEscape(chi.URLParam(r, "id")) + "/join"
-			}))
-			r.Post("/orders/{id}/pay", a.forward(func(r *http.Request) (string, string) {
-				return a.Apps.Order, "orders/" + url.PathEscape(chi.URLParam(r, "id")) + "/pay"
-			}))
-			r.Post("/orders/{id}/cancel", a.forward(func(r *http.Request) (string, string) {
-				return a.Apps.Order, "orders/" + url.PathEscape(chi.URLParam(r, "id")) + "/cancel"
-			}))
-			r.Get("/orders/{id}", a.forward(func(r *http.Request) (string, string) {
-				return a.Apps.Order, "orders/" + url.PathEscape(chi.URLParam(r, "id"))
-			}))
-			r.Get("/me/orders", a.forward(func(*http.Request) (string, string) { return a.Apps.Order, "me/orders" }))
-			r.Get("/me/notifications", a.forward(func(*http.Request) (string, string) { return a.Apps.Notify, "me/notifications" }))
-			r.Get("/events", a.userStream)
-		})
+// apiRoutes mounts every /api/v1 route but the account routes.
+func (a *API) apiRoutes(r chi.Router) {
+	// Public reads.
+	r.Group(func(r chi.Router) {
+		r.Use(a.optionalUser, a.Limiter.PerUser)
+		r.Get("/products/{id}", a.read(events.KindProduct))
+		r.Get("/deals/{id}", a.read(events.KindDeal))
+		r.Get("/deals", a.forward(func(r *http.Request) (string, string) {
+			return a.Apps.Catalog, "deals?" + r.URL.RawQuery
+		}))
+		r.Get("/groups/{id}", a.forward(func(r *http.Request) (string, string) {
+			return a.Apps.Group, "groups/" + url.PathEscape(chi.URLParam(r, "id"))
+		}))
+		r.Get("/deals/{id}/groups", a.forward(func(r *http.Request) (string, string) {
+			return a.Apps.Group, "deals/" + url.PathEscape(chi.URLParam(r, "id")) + "/groups?" + r.URL.RawQuery
+		}))
+	})
 
-		// Public live progress of a group (rate limited per IP, like every /api/v1 route).
-		r.Get("/groups/{id}/events", a.groupStream)
+	// A user's own orders and notifications.
+	r.Group(func(r chi.Router) {
+		r.Use(a.requireUser, a.Limiter.PerUser)
+		r.Post("/deals/{id}/orders", a.purchase)
+		r.Post("/deals/{id}/groups", a.forward(func(r *http.Request) (string, string) {
+			return a.Apps.Group, "deals/" + url.PathEscape(chi.URLParam(r, "id")) + "/groups"
+		}))
+		r.Post("/groups/{id}/join", a.forward(func(r *http.Request) (string, string) {
+			return a.Apps.Group, "groups/" + url.PathEscape(chi.URLParam(r, "id")) + "/join"
+		}))
+		r.Post("/orders/{id}/pay", a.forward(func(r *http.Request) (string, string) {
+			return a.Apps.Order, "orders/" + url.PathEscape(chi.URLParam(r, "id")) + "/pay"
+		}))
+		r.Post("/orders/{id}/cancel", a.forward(func(r *http.Request) (string, string) {
+			return a.Apps.Order, "orders/" + url.PathEscape(chi.URLParam(r, "id")) + "/cancel"
+		}))
+		r.Get("/orders/{id}", a.forward(func(r *http.Request) (string, string) {
+			return a.Apps.Order, "orders/" + url.PathEscape(chi.URLParam(r, "id"))
+		}))
+		r.Get("/me/orders", a.forward(func(*http.Request) (string, string) { return a.Apps.Order, "me/orders" }))
+		r.Get("/me/notifications", a.forward(func(*http.Request) (string, string) { return a.Apps.Notify, "me/notifications" }))
+		r.Get("/events", a.userStream)
+	})
 
-		// Admin routes: 401 without a token, 403 without the admin role, before any call. The
-		// target apps check the forwarded role again (identity.RequireAdmin).
-		r.Group(func(r chi.Router) {
-			r.Use(a.requireUser, a.Limiter.PerUser, requireAdmin)
-			r.Post("/products", a.create(events.KindProduct, "products"))
-			r.Post("/deals", a.create(events.KindDeal, "deals"))
-			r.Get("/admin/reconciliation", a.forward(func(r *http.Request) (string, string) {
-				return a.Apps.Order, withQuery("admin/reconciliation", r)
-			}))
-			r.Get("/admin/dead-letters", a.forward(func(r *http.Request) (string, string) {
-				return a.Apps.Notify, withQuery("admin/dead-letters", r)
-			}))
-			r.Post("/admin/dead-letters/replay", a.forward(func(r *http.Request) (string, string) {
-				return a.Apps.Notify, withQuery("admin/dead-letters/replay", r)
-			}))
-			r.Post("/admin/dead-letters/{id}/replay", a.forward(func(r *http.Request) (string, string) {
-				return a.Apps.Notify, withQuery("admin/dead-letters/"+url.PathEscape(chi.URLParam(r, "id"))+"/replay", r)
-			}))
-		})
+	// Public live progress of a group (rate limited per IP, like every /api/v1 route).
+	r.Get("/groups/{id}/events", a.groupStream)
+
+	// Admin routes: 401 without a token, 403 without the admin role, before any call. The
+	// target apps check the forwarded role again (identity.RequireAdmin).
+	r.Group(func(r chi.Router) {
+		r.Use(a.requireUser, a.Limiter.PerUser, requireAdmin)
+		r.Post("/products", a.create(events.KindProduct, "products"))
+		r.Post("/deals", a.create(events.KindDeal, "deals"))
+		r.Get("/admin/reconciliation", a.forward(func(r *http.Request) (string, string) {
+			return a.Apps.Order, withQuery("admin/reconciliation", r)
+		}))
+		r.Get("/admin/dead-letters", a.forward(func(r *http.Request) (string, string) {
+			return a.Apps.Notify, withQuery("admin/dead-letters", r)
+		}))
+		r.Post("/admin/dead-letters/replay", a.forward(func(r *http.Request) (string, string) {
+			return a.Apps.Notify, withQuery("admin/dead-letters/replay", r)
+		}))
+		r.Post("/admin/dead-letters/{id}/replay", a.forward(func(r *http.Request) (string, string) {
+			return a.Apps.Notify, withQuery("admin/dead-letters/"+url.PathEscape(chi.URLParam(r, "id"))+"/replay", r)
+		}))
 	})
 }
 

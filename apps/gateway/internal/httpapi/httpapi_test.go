@@ -123,6 +123,9 @@ type fakeLimiter struct {
 }
 
 func (l fakeLimiter) PerIP(next http.Handler) http.Handler { return l.gate(l.refuseIP, "ip", next) }
+func (l fakeLimiter) PerIPStrict(next http.Handler) http.Handler {
+	return l.gate(l.refuseIP, "ip", next)
+}
 func (l fakeLimiter) PerUser(next http.Handler) http.Handler {
 	return l.gate(l.refuseUser, "user", next)
 }

@@ -1,14 +1,28 @@
 // Package ratelimit limits requests per client IP and per user with GCRA counters in Redis
 // (go-redis/redis_rate), shared by every gateway replica. Over the limit the caller gets 429
-// `rate-limited` with Retry-After. If Redis is unreachable the limiter lets requests through
-// and counts the failure: an outage of the limiter must not take the shop down.
+// `rate-limited` with Retry-After.
+//
+// When Redis is unreachable, browsing and buying fail open (requests go through and the
+// failure is counted: an outage of the limiter must not take the shop down; the apps behind
+// have their own admission limits), while the account routes, login and register, fail
+// closed with 503 (PerIPStrict): they are what a credential-stuffing or sign-up flood goes
+// for, and bcrypt makes each of them expensive.
+//
+// The client address is the connection's peer, unless the peer is a trusted proxy
+// (TrustedProxies, e.g. the Ingress controller's addresses): then it is the rightmost address
+// of X-Forwarded-For that is not a trusted proxy, or X-Real-IP when X-Forwarded-For is absent.
+// A client cannot pick its own bucket: headers from an untrusted peer are ignored, and every
+// address a client can write into X-Forwarded-For is left of the one its proxy appended.
 package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -38,6 +52,7 @@ func (r Rule) limit() redis_rate.Limit {
 type Limiter struct {
 	rl       *redis_rate.Limiter
 	prefix   string
+	proxies  []netip.Prefix
 	perIP    Rule
 	perUser  Rule
 	log      *slog.Logger
@@ -53,15 +68,78 @@ func New(rl *redis_rate.Limiter, prefix string, perIP, perUser Rule, log *slog.L
 	return &Limiter{rl: rl, prefix: prefix, perIP: perIP, perUser: perUser, log: log, rejected: rejected, failures: failures}
 }
 
-// PerIP limits by the connection's remote address. X-Forwarded-For is not trusted: a client
-// could otherwise pick its own bucket.
-func (l *Limiter) PerIP(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			host = r.RemoteAddr
+// TrustProxies sets the proxies whose X-Forwarded-For / X-Real-IP name the client.
+func (l *Limiter) TrustProxies(p []netip.Prefix) { l.proxies = p }
+
+// ParseProxies reads a comma-separated list of addresses and CIDR prefixes.
+func ParseProxies(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
 		}
-		if !l.allow(w, r, "ip", "ip:"+host, l.perIP) {
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q: not an address or CIDR prefix", f)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+// ClientIP is the address r's rate limit is keyed on (see the package comment).
+func ClientIP(r *http.Request, trusted []netip.Prefix) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !isTrusted(peer, trusted) {
+		return host
+	}
+	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		hops := strings.Split(strings.Join(xff, ","), ",")
+		for i := len(hops) - 1; i >= 0; i-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+			if err != nil {
+				return host // a proxy we trust wrote garbage: key on the proxy
+			}
+			if !isTrusted(a, trusted) {
+				return a.Unmap().String()
+			}
+		}
+		return host
+	}
+	if a, err := netip.ParseAddr(strings.TrimSpace(r.Header.Get("X-Real-IP"))); err == nil {
+		return a.Unmap().String()
+	}
+	return host
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	a = a.Unmap()
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// PerIP limits by the client address (ClientIP); it lets requests through when Redis fails.
+func (l *Limiter) PerIP(next http.Handler) http.Handler { return l.perIPHandler(next, false) }
+
+// PerIPStrict is PerIP for the account routes: when Redis fails it refuses with 503.
+func (l *Limiter) PerIPStrict(next http.Handler) http.Handler { return l.perIPHandler(next, true) }
+
+func (l *Limiter) perIPHandler(next http.Handler, strict bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !l.allow(w, r, "ip", "ip:"+ClientIP(r, l.proxies), l.perIP, strict) {
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -72,7 +150,7 @@ func (l *Limiter) PerIP(next http.Handler) http.Handler {
 func (l *Limiter) PerUser(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if u, ok := identity.FromContext(r.Context()); ok {
-			if !l.allow(w, r, "user", "user:"+u.ID, l.perUser) {
+			if !l.allow(w, r, "user", "user:"+u.ID, l.perUser, false) {
 				return
 			}
 		}
@@ -80,7 +158,7 @@ func (l *Limiter) PerUser(next http.Handler) http.Handler {
 	})
 }
 
-func (l *Limiter) allow(w http.ResponseWriter, r *http.Request, scope, key string, rule Rule) bool {
+func (l *Limiter) allow(w http.ResponseWriter, r *http.Request, scope, key string, rule Rule, strict bool) bool {
 	if rule.Rate <= 0 {
 		return true
 	}
@@ -89,7 +167,11 @@ func (l *Limiter) allow(w http.ResponseWriter, r *http.Request, scope, key strin
 	res, err := l.rl.Allow(ctx, l.prefix+key, rule.limit())
 	if err != nil {
 		l.failures.Add(r.Context(), 1, metric.WithAttributes(attribute.String("scope", scope)))
-		l.log.WarnContext(r.Context(), "rate_limiter_unavailable", slog.String("error", err.Error()))
+		l.log.WarnContext(r.Context(), "rate_limiter_unavailable", slog.String("error", err.Error()), slog.Bool("refused", strict))
+		if strict {
+			problem.Write(w, r, &problem.Error{Code: problem.CodeUnavailable, Detail: "the rate limiter is unavailable; retry shortly", RetryAfter: time.Second})
+			return false
+		}
 		return true
 	}
 	if res.Allowed > 0 {
