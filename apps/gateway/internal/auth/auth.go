@@ -29,6 +29,10 @@ type Tokens struct {
 	parser   *jwt.Parser
 }
 
+// Leeway is the clock skew tolerated on exp, nbf and iat: replicas' clocks (and an issuing
+// replica's against a validating one) may differ by a few seconds.
+const Leeway = 30 * time.Second
+
 // NewTokens returns a token service. The key must be at least MinKeyLen bytes.
 func NewTokens(key []byte, issuer, audience string, ttl time.Duration) (*Tokens, error) {
 	if len(key) < MinKeyLen {
@@ -41,6 +45,7 @@ func NewTokens(key []byte, issuer, audience string, ttl time.Duration) (*Tokens,
 		jwt.WithAudience(audience),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
+		jwt.WithLeeway(Leeway),
 		jwt.WithTimeFunc(func() time.Time { return t.now() }),
 	)
 	return t, nil

@@ -319,3 +319,29 @@ func TestFromRequest(t *testing.T) {
 		})
 	}
 }
+
+// Clock skew up to Leeway is tolerated on exp, nbf and iat; beyond it the token is refused.
+func TestValidateLeeway(t *testing.T) {
+	t.Parallel()
+	tok := newTokens(t)
+	now := time.Now()
+	for _, tc := range []struct {
+		name  string
+		claim string
+		at    time.Time
+		ok    bool
+	}{
+		{"expired 10 s ago", "exp", now.Add(-10 * time.Second), true},
+		{"expired 40 s ago", "exp", now.Add(-40 * time.Second), false},
+		{"valid from 10 s ahead", "nbf", now.Add(10 * time.Second), true},
+		{"valid from 40 s ahead", "nbf", now.Add(40 * time.Second), false},
+		{"issued 10 s ahead", "iat", now.Add(10 * time.Second), true},
+		{"issued 40 s ahead", "iat", now.Add(40 * time.Second), false},
+	} {
+		s := sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c[tc.claim] = tc.at.Unix() }))
+		_, err := tok.Validate(s)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err = %v, want ok %t", tc.name, err, tc.ok)
+		}
+	}
+}
