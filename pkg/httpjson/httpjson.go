@@ -20,11 +20,8 @@ const MaxBody = 1 << 20
 // Decode reads exactly one JSON object from the request into v, rejecting unknown fields.
 // An empty body decodes as {} so endpoints whose body is optional accept it.
 func Decode(w http.ResponseWriter, r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return problem.Errorf(problem.CodeUnsupportedMediaType, "content type %q is not JSON", ct)
-		}
+	if err := CheckContentType(r, false); err != nil {
+		return err
 	}
 	body := http.MaxBytesReader(w, r.Body, MaxBody)
 	dec := json.NewDecoder(body)
@@ -37,6 +34,23 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 	}
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
 		return problem.New(problem.CodeValidation, "the body must hold a single JSON object")
+	}
+	return nil
+}
+
+// CheckContentType refuses (415 unsupported-media-type) a request whose Content-Type is not
+// JSON (application/json or a +json type); a missing one is refused only when required.
+func CheckContentType(r *http.Request, required bool) error {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		if required {
+			return problem.New(problem.CodeUnsupportedMediaType, "a body needs Content-Type: application/json")
+		}
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		return problem.Errorf(problem.CodeUnsupportedMediaType, "content type %q is not JSON", ct)
 	}
 	return nil
 }

@@ -284,8 +284,9 @@ func (a *API) purchase(w http.ResponseWriter, r *http.Request) {
 	settle(a.relay(w, r, a.Apps.Order, path, body))
 }
 
-// readBody reads a request body that must be one JSON value ({} when empty); it answers the
-// problem itself when not.
+// readBody reads a request body that must be one JSON value ({} when empty) sent as
+// Content-Type: application/json (a form or text/plain body, which a browser sends cross-site
+// without a preflight, is refused); it answers the problem itself when not.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		return nil, true
@@ -293,6 +294,10 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, httpjson.MaxBody))
 	if err != nil {
 		problem.Write(w, r, problem.Errorf(problem.CodePayloadTooLarge, "the body exceeds %d bytes", httpjson.MaxBody))
+		return nil, false
+	}
+	if err := httpjson.CheckContentType(r, len(b) > 0); err != nil {
+		problem.Write(w, r, err)
 		return nil, false
 	}
 	if len(b) == 0 {

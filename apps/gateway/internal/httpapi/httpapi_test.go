@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -755,5 +756,38 @@ func TestAdminRoutesRefuseOthers(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A forwarded write must say its body is JSON: a form or text/plain body (which a browser
+// sends cross-site without a preflight) is refused before any call; an empty body needs no
+// Content-Type.
+func TestForwardedWritesRequireJSON(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	auth := bearer(e.token(t, alice))
+	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "nonsense/"} {
+		hdr := map[string]string{"Content-Type": ct, "Idempotency-Key": "k1"}
+		maps.Copy(hdr, auth)
+		rec := e.do(http.MethodPost, "/api/v1/deals/1/orders", `{"quantity":1}`, hdr)
+		if rec.Code != http.StatusUnsupportedMediaType || !strings.Contains(rec.Body.String(), `"code":"unsupported-media-type"`) {
+			t.Errorf("Content-Type %q: %d %s, want 415 unsupported-media-type", ct, rec.Code, rec.Body)
+		}
+	}
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/orders/9/cancel", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", auth["Authorization"])
+	rec := httptest.NewRecorder()
+	e.router.ServeHTTP(rec, req)
+	if rec.Code != http.StatusUnsupportedMediaType {
+		t.Errorf("a body without Content-Type: %d, want 415", rec.Code)
+	}
+	if got := e.invoker.invocations(); len(got) != 0 {
+		t.Fatalf("invocations %+v, want none", got)
+	}
+	if rec := e.do(http.MethodPost, "/api/v1/orders/9/cancel", "", auth); rec.Code != http.StatusOK {
+		t.Errorf("an empty body without Content-Type: %d %s, want forwarded", rec.Code, rec.Body)
+	}
+	if got := e.invoker.invocations(); len(got) != 1 || got[0].Body != "{}" {
+		t.Errorf("invocations %+v, want one with body {}", got)
 	}
 }
