@@ -68,7 +68,10 @@ func NewRouter(log *slog.Logger, ready ReadyCheck, mws ...func(http.Handler) htt
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := ready(ctx); err != nil {
-			problem.Write(w, r, problem.Errorf(problem.CodeUnavailable, "not ready: %v", err))
+			// The reason (addresses, driver errors) is for the operator's log, not for
+			// whoever can reach the port.
+			log.WarnContext(r.Context(), "not_ready", slog.String("reason", err.Error()))
+			problem.Write(w, r, problem.New(problem.CodeUnavailable, "not ready"))
 			return
 		}
 		w.WriteHeader(http.StatusOK)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,6 +78,9 @@ func TestRouter(t *testing.T) {
 			}
 			if tt.wantCode == problem.CodeInternal && doc.Detail != "an unexpected error occurred" {
 				t.Errorf("panic detail = %q, want the generic message (no panic value leaked)", doc.Detail)
+			}
+			if tt.path == "/readyz" && (doc.Detail != "not ready" || strings.Contains(rec.Body.String(), "sidecar")) {
+				t.Errorf("readyz detail = %q, want only \"not ready\" (the reason goes to the log)", doc.Detail)
 			}
 		})
 	}
