@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/groupbuy/groupbuy/pkg/events"
 	"github.com/groupbuy/groupbuy/pkg/httpjson"
 	"github.com/groupbuy/groupbuy/pkg/identity"
+	"github.com/groupbuy/groupbuy/pkg/ids"
 	"github.com/groupbuy/groupbuy/pkg/live"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 	"github.com/groupbuy/groupbuy/pkg/sidecar"
@@ -95,15 +97,15 @@ func (a *API) apiRoutes(r chi.Router) {
 	// Public reads.
 	r.Group(func(r chi.Router) {
 		r.Use(a.optionalUser, a.Limiter.PerUser)
-		r.Get("/products/{id}", a.read(events.KindProduct))
-		r.Get("/deals/{id}", a.read(events.KindDeal))
+		r.With(validID).Get("/products/{id}", a.read(events.KindProduct))
+		r.With(validID).Get("/deals/{id}", a.read(events.KindDeal))
 		r.Get("/deals", a.forward(func(r *http.Request) (string, string) {
 			return a.Apps.Catalog, "deals?" + r.URL.RawQuery
 		}))
-		r.Get("/groups/{id}", a.forward(func(r *http.Request) (string, string) {
+		r.With(validID).Get("/groups/{id}", a.forward(func(r *http.Request) (string, string) {
 			return a.Apps.Group, "groups/" + url.PathEscape(chi.URLParam(r, "id"))
 		}))
-		r.Get("/deals/{id}/groups", a.forward(func(r *http.Request) (string, string) {
+		r.With(validID).Get("/deals/{id}/groups", a.forward(func(r *http.Request) (string, string) {
 			return a.Apps.Group, "deals/" + url.PathEscape(chi.URLParam(r, "id")) + "/groups?" + r.URL.RawQuery
 		}))
 	})
@@ -111,20 +113,20 @@ func (a *API) apiRoutes(r chi.Router) {
 	// A user's own orders and notifications.
 	r.Group(func(r chi.Router) {
 		r.Use(a.requireUser, a.Limiter.PerUser)
-		r.Post("/deals/{id}/orders", a.purchase)
-		r.Post("/deals/{id}/groups", a.forward(func(r *http.Request) (string, string) {
+		r.With(validID).Post("/deals/{id}/orders", a.purchase)
+		r.With(validID).Post("/deals/{id}/groups", a.forward(func(r *http.Request) (string, string) {
 			return a.Apps.Group, "deals/" + url.PathEscape(chi.URLParam(r, "id")) + "/groups"
 		}))
-		r.Post("/groups/{id}/join", a.forward(func(r *http.Request) (string, string) {
+		r.With(validID).Post("/groups/{id}/join", a.forward(func(r *http.Request) (string, string) {
 			return a.Apps.Group, "groups/" + url.PathEscape(chi.URLParam(r, "id")) + "/join"
 		}))
-		r.Post("/orders/{id}/pay", a.forward(func(r *http.Request) (string, string) {
+		r.With(validID).Post("/orders/{id}/pay", a.forward(func(r *http.Request) (string, string) {
 			return a.Apps.Order, "orders/" + url.PathEscape(chi.URLParam(r, "id")) + "/pay"
 		}))
-		r.Post("/orders/{id}/cancel", a.forward(func(r *http.Request) (string, string) {
+		r.With(validID).Post("/orders/{id}/cancel", a.forward(func(r *http.Request) (string, string) {
 			return a.Apps.Order, "orders/" + url.PathEscape(chi.URLParam(r, "id")) + "/cancel"
 		}))
-		r.Get("/orders/{id}", a.forward(func(r *http.Request) (string, string) {
+		r.With(validID).Get("/orders/{id}", a.forward(func(r *http.Request) (string, string) {
 			return a.Apps.Order, "orders/" + url.PathEscape(chi.URLParam(r, "id"))
 		}))
 		r.Get("/me/orders", a.forward(func(*http.Request) (string, string) { return a.Apps.Order, "me/orders" }))
@@ -133,7 +135,7 @@ func (a *API) apiRoutes(r chi.Router) {
 	})
 
 	// Public live progress of a group (rate limited per IP, like every /api/v1 route).
-	r.Get("/groups/{id}/events", a.groupStream)
+	r.With(validID).Get("/groups/{id}/events", a.groupStream)
 
 	// Admin routes: 401 without a token, 403 without the admin role, before any call. The
 	// target apps check the forwarded role again (identity.RequireAdmin).
@@ -283,6 +285,21 @@ func (a *API) purchase(w http.ResponseWriter, r *http.Request) {
 	}
 	settle(a.relay(w, r, a.Apps.Order, path, body))
 }
+
+// validID answers 404 for a route's {id} that cannot name anything: ids are decimal
+// Snowflake ids (pkg/ids) from the past, so any other string is refused before a call.
+func validID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, created, ok := ids.Parse(chi.URLParam(r, "id")); !ok || time.Until(created) > idClockSkew {
+			problem.Write(w, r, problem.New(problem.CodeNotFound, "not found"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// idClockSkew is how far in the future an id's time may be (another replica's clock ahead).
+const idClockSkew = time.Minute
 
 // readBody reads a request body that must be one JSON value ({} when empty) sent as
 // Content-Type: application/json (a form or text/plain body, which a browser sends cross-site

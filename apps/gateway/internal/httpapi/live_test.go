@@ -183,8 +183,8 @@ func TestLiveOrderEventReachesOnlyItsUser(t *testing.T) {
 
 	// An order event that names a group must still not reach the group's public stream.
 	ev := orderEvent("o1:order.paid", alice.ID)
-	ev.GroupID = "g1"
-	group := stream(t, ctx, srv, "/api/v1/groups/g1/events", nil)
+	ev.GroupID = "201"
+	group := stream(t, ctx, srv, "/api/v1/groups/201/events", nil)
 	if _, st := relay(t, ctx, srv, httpapi.RouteLiveOrder, relayed(live.TopicOrder, ev), appToken); st != "SUCCESS" {
 		t.Fatalf("relay answered %q, want SUCCESS", st)
 	}
@@ -211,14 +211,14 @@ func TestLiveGroupEventFansOut(t *testing.T) {
 	e := newEnv(t)
 	srv := e.serve(t)
 
-	g1 := stream(t, ctx, srv, "/api/v1/groups/g1/events", nil) // public: no login
-	g2 := stream(t, ctx, srv, "/api/v1/groups/g2/events", nil)
+	g1 := stream(t, ctx, srv, "/api/v1/groups/201/events", nil) // public: no login
+	g2 := stream(t, ctx, srv, "/api/v1/groups/202/events", nil)
 	member := stream(t, ctx, srv, "/api/v1/events", bearer(e.token(t, alice)))
 	outsider := stream(t, ctx, srv, "/api/v1/events", bearer(e.token(t, identity.User{ID: "u3", Username: "carol", Role: identity.RoleUser})))
 
-	relay(t, ctx, srv, httpapi.RouteLiveGroup, relayed(live.TopicGroup, groupEvent("g1:group.joined", "g1", alice.ID, bob.ID)), appToken)
+	relay(t, ctx, srv, httpapi.RouteLiveGroup, relayed(live.TopicGroup, groupEvent("201:group.joined", "201", alice.ID, bob.ID)), appToken)
 
-	want := livetest.Frame{ID: "g1:group.joined", Event: "group.joined", Data: `{"group_id":"g1","seats_taken":2}`}
+	want := livetest.Frame{ID: "201:group.joined", Event: "group.joined", Data: `{"group_id":"201","seats_taken":2}`}
 	for name, s := range map[string]<-chan livetest.Frame{"group stream": g1, "member": member} {
 		if diff := cmp.Diff(want, next(t, s)); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", name, diff)
@@ -332,7 +332,7 @@ func TestStreamsAreGuarded(t *testing.T) {
 	}{
 		{name: "user stream needs a login", path: "/api/v1/events", hdr: func(*env) map[string]string { return nil }, wantStatus: http.StatusUnauthorized},
 		{name: "identity headers are not a login", path: "/api/v1/events", hdr: func(*env) map[string]string { return map[string]string{identity.HeaderUserID: "u1"} }, wantStatus: http.StatusUnauthorized},
-		{name: "group stream is rate limited per IP", limiter: fakeLimiter{refuseIP: true}, path: "/api/v1/groups/g1/events", hdr: func(*env) map[string]string { return nil }, wantStatus: http.StatusTooManyRequests},
+		{name: "group stream is rate limited per IP", limiter: fakeLimiter{refuseIP: true}, path: "/api/v1/groups/201/events", hdr: func(*env) map[string]string { return nil }, wantStatus: http.StatusTooManyRequests},
 		{name: "user stream is rate limited per user", limiter: fakeLimiter{refuseUser: true}, path: "/api/v1/events", hdr: func(e *env) map[string]string { return bearer(e.token(t, alice)) }, wantStatus: http.StatusTooManyRequests},
 	}
 	for _, tt := range tests {
@@ -343,7 +343,7 @@ func TestStreamsAreGuarded(t *testing.T) {
 			if rec.Code != tt.wantStatus {
 				t.Errorf("status = %d, want %d (%s)", rec.Code, tt.wantStatus, rec.Body.String())
 			}
-			if n := e.hub.Clients(live.UserTopic("u1")) + e.hub.Clients(live.GroupTopic("g1")); n != 0 {
+			if n := e.hub.Clients(live.UserTopic("u1")) + e.hub.Clients(live.GroupTopic("201")); n != 0 {
 				t.Errorf("%d clients subscribed, want 0", n)
 			}
 		})

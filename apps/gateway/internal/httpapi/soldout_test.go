@@ -134,7 +134,7 @@ type edgeEnv struct {
 
 func newEdgeEnv(t *testing.T) *edgeEnv {
 	t.Helper()
-	app := &orderApp{left: map[string]int{"d1": 1, "d2": 1}, answers: map[string]*sidecar.Response{}}
+	app := &orderApp{left: map[string]int{"101": 1, "102": 1}, answers: map[string]*sidecar.Response{}}
 	p := &placed{keys: map[string]bool{}}
 	c := &clock{now: time.Date(2030, 1, 2, 10, 0, 0, 0, time.UTC)}
 	e := newEnv(t, func(a *httpapi.API) {
@@ -162,10 +162,10 @@ func (e *edgeEnv) buy(t *testing.T, u identity.User, deal, key, body string) (in
 func TestSoldOutAtTheEdge(t *testing.T) {
 	t.Parallel()
 	e := newEdgeEnv(t)
-	if code, body := e.buy(t, alice, "d1", "bought", `{"quantity":1}`); code != http.StatusCreated {
+	if code, body := e.buy(t, alice, "101", "bought", `{"quantity":1}`); code != http.StatusCreated {
 		t.Fatalf("purchase = %d %s, want 201", code, body)
 	}
-	code, first := e.buy(t, bob, "d1", "k1", `{"quantity":1}`)
+	code, first := e.buy(t, bob, "101", "k1", `{"quantity":1}`)
 	var doc problem.Document
 	if err := json.Unmarshal([]byte(first), &doc); err != nil || code != http.StatusConflict || doc.Code != problem.CodeSoldOut || doc.Detail != "the deal is sold out" {
 		t.Fatalf("order app's refusal = %d %s, want 409 %s", code, first, soldOutDoc)
@@ -173,7 +173,7 @@ func TestSoldOutAtTheEdge(t *testing.T) {
 	calls, marked := e.app.Calls(), e.placed.Len()
 
 	for _, key := range []string{"k2", "k3"} {
-		code, body := e.buy(t, bob, "d1", key, `{"quantity":1}`)
+		code, body := e.buy(t, bob, "101", key, `{"quantity":1}`)
 		if code != http.StatusConflict || body != first {
 			t.Errorf("refusal at the edge = %d %s, want 409 %s", code, body, first)
 		}
@@ -191,16 +191,16 @@ func TestSoldOutAtTheEdge(t *testing.T) {
 func TestSoldOutAtTheEdgeKeepsReplays(t *testing.T) {
 	t.Parallel()
 	e := newEdgeEnv(t)
-	_, order := e.buy(t, alice, "d1", "bought", `{"quantity":1}`)
-	e.buy(t, bob, "d1", "k1", `{"quantity":1}`) // sold out: marks the deal
+	_, order := e.buy(t, alice, "101", "bought", `{"quantity":1}`)
+	e.buy(t, bob, "101", "k1", `{"quantity":1}`) // sold out: marks the deal
 
 	calls := e.app.Calls()
-	code, body := e.buy(t, alice, "d1", "bought", `{"quantity":1}`)
+	code, body := e.buy(t, alice, "101", "bought", `{"quantity":1}`)
 	if code != http.StatusCreated || body != order {
 		t.Errorf("replay while sold out = %d %s, want 201 %s", code, body, order)
 	}
 	// Another user's key of the same name was never forwarded.
-	if code, _ := e.buy(t, bob, "d1", "bought", `{"quantity":1}`); code != http.StatusConflict {
+	if code, _ := e.buy(t, bob, "101", "bought", `{"quantity":1}`); code != http.StatusConflict {
 		t.Errorf("bob's key = %d, want 409", code)
 	}
 	if got, want := e.app.Calls()-calls, 1; got != want {
@@ -217,19 +217,19 @@ func TestSoldOutAtTheEdgeScope(t *testing.T) {
 		body        string
 		wantForward bool
 	}{
-		{name: "same deal, same quantity", deal: "d1", key: "n", body: `{"quantity":2}`},
-		{name: "another deal", deal: "d2", key: "n", body: `{"quantity":2}`, wantForward: true},
-		{name: "fewer units than refused", deal: "d1", key: "n", body: `{"quantity":1}`, wantForward: true},
-		{name: "more units than ever refused", deal: "d1", key: "n", body: `{"quantity":3}`, wantForward: true},
-		{name: "body the order app refuses", deal: "d1", key: "n", body: `{"quantity":2,"x":1}`, wantForward: true},
-		{name: "no Idempotency-Key", deal: "d1", body: `{"quantity":2}`, wantForward: true},
+		{name: "same deal, same quantity", deal: "101", key: "n", body: `{"quantity":2}`},
+		{name: "another deal", deal: "102", key: "n", body: `{"quantity":2}`, wantForward: true},
+		{name: "fewer units than refused", deal: "101", key: "n", body: `{"quantity":1}`, wantForward: true},
+		{name: "more units than ever refused", deal: "101", key: "n", body: `{"quantity":3}`, wantForward: true},
+		{name: "body the order app refuses", deal: "101", key: "n", body: `{"quantity":2,"x":1}`, wantForward: true},
+		{name: "no Idempotency-Key", deal: "101", body: `{"quantity":2}`, wantForward: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEdgeEnv(t)
-			e.app.set("d1", 0)
-			e.buy(t, bob, "d1", "k1", `{"quantity":2}`) // sold out for 2 units
+			e.app.set("101", 0)
+			e.buy(t, bob, "101", "k1", `{"quantity":2}`) // sold out for 2 units
 			calls := e.app.Calls()
 			e.buy(t, alice, tt.deal, tt.key, tt.body)
 			if got := e.app.Calls() > calls; got != tt.wantForward {
@@ -244,21 +244,21 @@ func TestSoldOutAtTheEdgeScope(t *testing.T) {
 func TestSoldOutAtTheEdgeLapses(t *testing.T) {
 	t.Parallel()
 	e := newEdgeEnv(t)
-	e.app.set("d1", 0)
-	e.buy(t, bob, "d1", "k1", `{"quantity":1}`)
-	e.app.set("d1", 1)
+	e.app.set("101", 0)
+	e.buy(t, bob, "101", "k1", `{"quantity":1}`)
+	e.app.set("101", 1)
 
 	e.clock.Advance(markTTL - time.Millisecond)
-	if code, _ := e.buy(t, alice, "d1", "k2", `{"quantity":1}`); code != http.StatusConflict {
+	if code, _ := e.buy(t, alice, "101", "k2", `{"quantity":1}`); code != http.StatusConflict {
 		t.Fatalf("within the TTL = %d, want 409", code)
 	}
 	e.clock.Advance(time.Millisecond)
-	if code, body := e.buy(t, alice, "d1", "k2", `{"quantity":1}`); code != http.StatusCreated {
+	if code, body := e.buy(t, alice, "101", "k2", `{"quantity":1}`); code != http.StatusCreated {
 		t.Fatalf("same key after the TTL = %d %s, want 201", code, body)
 	}
 	// The 201 forgot the mark: the next purchase is forwarded (and refused there).
 	calls := e.app.Calls()
-	e.buy(t, bob, "d1", "k3", `{"quantity":1}`)
+	e.buy(t, bob, "101", "k3", `{"quantity":1}`)
 	if got := e.app.Calls(); got != calls+1 {
 		t.Errorf("purchase after the mark was forgotten not forwarded")
 	}
@@ -270,7 +270,7 @@ func TestSoldOutAtTheEdgeUnrecorded(t *testing.T) {
 	t.Parallel()
 	e := newEdgeEnv(t)
 	e.placed.fail(errors.New("redis down"))
-	rec := e.do(http.MethodPost, "/api/v1/deals/d1/orders", `{"quantity":1}`, map[string]string{
+	rec := e.do(http.MethodPost, "/api/v1/deals/101/orders", `{"quantity":1}`, map[string]string{
 		"Authorization": "Bearer " + e.token(t, alice), "Idempotency-Key": "k1"})
 	if got, want := decodeProblem(t, rec).Code, problem.CodeUnavailable; got != want {
 		t.Errorf("code = %s, want %s", got, want)
@@ -296,7 +296,7 @@ func TestSoldOutAtTheEdgeOneProbe(t *testing.T) {
 		a.Invoker = gate
 		a.SoldOut = soldout.NewEdge(soldout.NewMarks(markTTL, c.Now), &placed{keys: map[string]bool{}})
 	})
-	e.do(http.MethodPost, "/api/v1/deals/d1/orders", `{"quantity":1}`, map[string]string{
+	e.do(http.MethodPost, "/api/v1/deals/101/orders", `{"quantity":1}`, map[string]string{
 		"Authorization": "Bearer " + e.token(t, bob), "Idempotency-Key": "k0"})
 	c.Advance(markTTL)
 	gate.gateNext.Store(true)
@@ -306,7 +306,7 @@ func TestSoldOutAtTheEdgeOneProbe(t *testing.T) {
 	tok := e.token(t, alice)
 	for i := range n {
 		go func() {
-			rec := e.do(http.MethodPost, "/api/v1/deals/d1/orders", `{"quantity":1}`, map[string]string{
+			rec := e.do(http.MethodPost, "/api/v1/deals/101/orders", `{"quantity":1}`, map[string]string{
 				"Authorization": "Bearer " + tok, "Idempotency-Key": fmt.Sprint("k", i+1)})
 			codes <- rec.Code
 		}()
