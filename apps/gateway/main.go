@@ -110,6 +110,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	accounts.Reserve(cfg.AdminUsers...) // only setup creates them
 	rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, DB: cfg.RedisDB, Password: cfg.RedisPassword})
 	defer rdb.Close()
 	limiter := ratelimit.New(redis_rate.NewLimiter(rdb), cfg.RateKeyPrefix+"rate:",

@@ -4,6 +4,7 @@ package account
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"regexp"
@@ -61,11 +62,37 @@ type IDs interface{ NextString() string }
 
 // Service implements registration and login.
 type Service struct {
-	repo  Repository
-	ids   IDs
-	cost  int
-	dummy []byte
-	now   func() time.Time
+	repo     Repository
+	ids      IDs
+	cost     int
+	dummy    []byte
+	now      func() time.Time
+	reserved map[string]bool
+}
+
+//go:embed common-passwords.txt
+var commonPasswordList string
+
+// commonPasswords are refused at registration (lower-cased).
+var commonPasswords = func() map[string]bool {
+	m := map[string]bool{}
+	for line := range strings.Lines(commonPasswordList) {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			m[strings.ToLower(line)] = true
+		}
+	}
+	return m
+}()
+
+// Reserve keeps usernames (the configured admins) from being registered by anyone: only
+// EnsureAdmin creates them. A reserved name answers as a taken one.
+func (s *Service) Reserve(usernames ...string) {
+	if s.reserved == nil {
+		s.reserved = map[string]bool{}
+	}
+	for _, u := range usernames {
+		s.reserved[normalize(u)] = true
+	}
 }
 
 // NewService returns a service hashing passwords with the given bcrypt cost.
@@ -109,6 +136,12 @@ func (c Credentials) validate() error {
 func (s *Service) Register(ctx context.Context, c Credentials) (Account, error) {
 	if err := c.validate(); err != nil {
 		return Account{}, err
+	}
+	if pw := strings.ToLower(c.Password); commonPasswords[pw] || pw == normalize(c.Username) {
+		return Account{}, problem.Invalid(problem.FieldError{Field: "password", Reason: "is too common (it appears in breached-password lists) or equals the username"})
+	}
+	if s.reserved[normalize(c.Username)] {
+		return Account{}, ErrUsernameTaken
 	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(c.Password), s.cost)
 	if err != nil {

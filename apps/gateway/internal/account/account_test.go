@@ -151,8 +151,8 @@ func TestRegisterValidation(t *testing.T) {
 	}{
 		{name: "valid", in: account.Credentials{Username: "alice", Password: "correct horse"}, wantName: "alice"},
 		{name: "normalized to lower case and trimmed", in: account.Credentials{Username: "  Alice_B.C-1 ", Password: "correct horse"}, wantName: "alice_b.c-1"},
-		{name: "shortest username", in: account.Credentials{Username: "abc", Password: "12345678"}, wantName: "abc"},
-		{name: "longest username", in: account.Credentials{Username: strings.Repeat("a", 32), Password: "12345678"}, wantName: strings.Repeat("a", 32)},
+		{name: "shortest username", in: account.Credentials{Username: "abc", Password: "tea-at-8pm"}, wantName: "abc"},
+		{name: "longest username", in: account.Credentials{Username: strings.Repeat("a", 32), Password: "tea-at-8pm"}, wantName: strings.Repeat("a", 32)},
 		{name: "longest password", in: account.Credentials{Username: "alice", Password: strings.Repeat("p", account.MaxPasswordLen)}, wantName: "alice"},
 		{name: "username too short", in: account.Credentials{Username: "ab", Password: "12345678"}, wantFields: []string{"username"}},
 		{name: "username too long", in: account.Credentials{Username: strings.Repeat("a", 33), Password: "12345678"}, wantFields: []string{"username"}},
@@ -459,5 +459,31 @@ func TestEnsureAdminThenLogin(t *testing.T) {
 	}
 	if diff := cmp.Diff(got.User(), identity.User{ID: got.ID, Username: "root", Role: identity.RoleAdmin}); diff != "" {
 		t.Errorf("user mismatch (-got +want):\n%s", diff)
+	}
+}
+
+// Registration refuses the passwords breaches made common (and the username as password),
+// whatever their case, and the configured admin names, answering those as taken.
+func TestRegisterRefusesCommonPasswordsAndReservedNames(t *testing.T) {
+	t.Parallel()
+	svc, err := account.NewService(newFakeRepo(), &fakeIDs{}, bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Reserve("Admin", "ops")
+	for _, pw := range []string{"password123", "PassWord123", "12345678", "qwertyuiop", "iloveyou", "carol-the-user"} {
+		_, err := svc.Register(context.Background(), account.Credentials{Username: "carol-the-user", Password: pw})
+		var pe *problem.Error
+		if !errors.As(err, &pe) || pe.Code != problem.CodeValidation || len(pe.Fields) != 1 || pe.Fields[0].Field != "password" {
+			t.Errorf("password %q: err = %v, want a validation error on password", pw, err)
+		}
+	}
+	for _, name := range []string{"admin", " ADMIN ", "ops"} {
+		if _, err := svc.Register(context.Background(), account.Credentials{Username: name, Password: "a-long-passphrase"}); !errors.Is(err, account.ErrUsernameTaken) {
+			t.Errorf("reserved %q: err = %v, want taken", name, err)
+		}
+	}
+	if _, err := svc.Register(context.Background(), account.Credentials{Username: "carol", Password: "a-long-passphrase"}); err != nil {
+		t.Errorf("an ordinary registration: %v", err)
 	}
 }
