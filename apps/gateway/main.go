@@ -59,12 +59,18 @@ type config struct {
 	// TrustedProxies lists the proxies (addresses or CIDR prefixes, comma-separated: the
 	// Ingress controller's) whose X-Forwarded-For / X-Real-IP name the client for the per-IP
 	// limit; empty trusts none, and the limit keys on the connection's peer.
-	TrustedProxies string        `env:"TRUSTED_PROXIES"`
-	CatalogAppID   string        `env:"CATALOG_APP_ID, default=catalog"`
-	OrderAppID     string        `env:"ORDER_APP_ID, default=order"`
-	NotifyAppID    string        `env:"NOTIFY_APP_ID, default=notify"`
-	GroupAppID     string        `env:"GROUP_APP_ID, default=group"`
-	SetupRetryWait time.Duration `env:"SETUP_RETRY_WAIT, default=500ms"`
+	TrustedProxies string `env:"TRUSTED_PROXIES"`
+	// Registrations per client address per period, and failed logins per username per period
+	// (after that many, one more try per period/count); 0 turns a rule off.
+	RateRegister            int           `env:"RATE_LIMIT_REGISTER, default=20"`
+	RateRegisterPeriod      time.Duration `env:"RATE_LIMIT_REGISTER_PERIOD, default=1h"`
+	RateLoginFailures       int           `env:"RATE_LIMIT_LOGIN_FAILURES, default=5"`
+	RateLoginFailuresPeriod time.Duration `env:"RATE_LIMIT_LOGIN_FAILURES_PERIOD, default=15m"`
+	CatalogAppID            string        `env:"CATALOG_APP_ID, default=catalog"`
+	OrderAppID              string        `env:"ORDER_APP_ID, default=order"`
+	NotifyAppID             string        `env:"NOTIFY_APP_ID, default=notify"`
+	GroupAppID              string        `env:"GROUP_APP_ID, default=group"`
+	SetupRetryWait          time.Duration `env:"SETUP_RETRY_WAIT, default=500ms"`
 
 	// Sold out at the edge (internal/soldout): how long the order app's sold-out answer for a
 	// deal is answered from memory (0 forwards every purchase), and how long the gateway
@@ -122,6 +128,10 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("TRUSTED_PROXIES: %w", err)
 	}
 	limiter.TrustProxies(proxies)
+	limiter.SetAccountRules(ratelimit.AccountRules{
+		Register:      ratelimit.Rule{Rate: cfg.RateRegister, Burst: cfg.RateRegister, Period: cfg.RateRegisterPeriod},
+		LoginFailures: ratelimit.Rule{Rate: cfg.RateLoginFailures, Burst: cfg.RateLoginFailures, Period: cfg.RateLoginFailuresPeriod},
+	})
 
 	// The signing key and admin accounts need the sidecar, which may start after this app:
 	// set them up in the background and report not-ready until done.

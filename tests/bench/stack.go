@@ -50,6 +50,7 @@ func stackEnv(infra *testinfra.Infra, keyPrefix string) map[string]string {
 		"RATE_LIMIT_IP_BURST":   "100000000",
 		"RATE_LIMIT_USER":       "100000000",
 		"RATE_LIMIT_USER_BURST": "100000000",
+		"RATE_LIMIT_REGISTER":   "100000000",
 		"PASSWORD_HASH_COST":    "4",
 		"JWT_TTL":               "3h",
 		"PAY_WINDOW":            "2h",

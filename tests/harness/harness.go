@@ -140,6 +140,7 @@ func start(ctx context.Context, infra *testinfra.Infra, opts Options) (*Stack, e
 		"RATE_LIMIT_IP_BURST":   "1000000",
 		"RATE_LIMIT_USER":       "1000",
 		"RATE_LIMIT_USER_BURST": "1000",
+		"RATE_LIMIT_REGISTER":   "100000000",
 		"PAY_WINDOW":            "2m",
 	}
 	if opts.OTLPEndpoint != "" {

@@ -75,3 +75,52 @@ func TestPerIPLimitBehindATrustedProxy(t *testing.T) {
 		t.Errorf("direct client forging X-Forwarded-For: %d through, %d limited; want 3 and 3 (one bucket, its own address)", ok, limited)
 	}
 }
+
+// TestLoginBacksOffPerAccount: after 5 failed logins of one account (the default rule), even
+// the right password is refused with 429 and a Retry-After, from any address; another account
+// is untouched. A registration flood from one address is cut at the register rule.
+func TestLoginBacksOffPerAccount(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	victim := harness.UniqueName("victim")
+	stack.NewClient().MustDo(t, http.MethodPost, "/auth/register", map[string]string{"username": victim, "password": "right-horse-battery"}, http.StatusCreated, nil)
+	login := func(user, pw string) *harness.Response {
+		t.Helper()
+		resp, err := stack.NewClient().Do(ctx, http.MethodPost, "/auth/login", map[string]string{"username": user, "password": pw}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for i := range 5 {
+		if resp := login(victim, "wrong-guess-"+string(rune('a'+i))); resp.Status != http.StatusUnauthorized {
+			t.Fatalf("failed login %d = %d, want 401", i+1, resp.Status)
+		}
+	}
+	resp := login(victim, "right-horse-battery")
+	if resp.Status != http.StatusTooManyRequests || resp.Problem().Code != "rate-limited" || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("login after 5 failures = %d %s (Retry-After %q), want 429 rate-limited with Retry-After", resp.Status, resp.Body, resp.Header.Get("Retry-After"))
+	}
+	other := harness.UniqueName("other")
+	stack.NewClient().MustDo(t, http.MethodPost, "/auth/register", map[string]string{"username": other, "password": "another-horse-battery"}, http.StatusCreated, nil)
+	if resp := login(other, "another-horse-battery"); resp.Status != http.StatusOK {
+		t.Errorf("another account's login = %d, want 200", resp.Status)
+	}
+
+	gw, err := stack.StartReplica(ctx, "gateway", map[string]string{"RATE_LIMIT_REGISTER": "2", "RATE_LIMIT_KEY_PREFIX": harness.UniqueName("reg") + ":"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &harness.Client{Base: gw.AppURL() + "/api/v1", HC: &http.Client{Timeout: 10 * time.Second}}
+	var statuses []int
+	for range 3 {
+		resp, err := c.Do(ctx, http.MethodPost, "/auth/register", map[string]string{"username": harness.UniqueName("flood"), "password": "a-long-passphrase"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		statuses = append(statuses, resp.Status)
+	}
+	if statuses[0] != http.StatusCreated || statuses[1] != http.StatusCreated || statuses[2] != http.StatusTooManyRequests {
+		t.Errorf("three registrations from one address under a limit of 2: %v, want [201 201 429]", statuses)
+	}
+}

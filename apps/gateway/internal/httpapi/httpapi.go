@@ -10,6 +10,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -41,6 +42,13 @@ type Limiter interface {
 	PerIP(http.Handler) http.Handler
 	// PerIPStrict is PerIP that refuses (503) when the limiter itself fails: login, register.
 	PerIPStrict(http.Handler) http.Handler
+	// Register is the stricter per-address limit on registrations.
+	Register(http.Handler) http.Handler
+	// LoginBlocked refuses a login of a username whose failed logins are used up;
+	// LoginFailed and LoginSucceeded count them.
+	LoginBlocked(ctx context.Context, username string) error
+	LoginFailed(ctx context.Context, username string)
+	LoginSucceeded(ctx context.Context, username string)
 	PerUser(http.Handler) http.Handler
 }
 
@@ -83,7 +91,7 @@ func (a *API) Routes(r chi.Router) {
 	a.liveRoutes(r)
 	r.Route("/api/v1", func(r chi.Router) {
 		// The account routes fail closed when the rate limiter is down (ratelimit.PerIPStrict).
-		r.With(a.Limiter.PerIPStrict).Post("/auth/register", a.register)
+		r.With(a.Limiter.PerIPStrict, a.Limiter.Register).Post("/auth/register", a.register)
 		r.With(a.Limiter.PerIPStrict).Post("/auth/login", a.login)
 		r.Group(func(r chi.Router) {
 			r.Use(a.Limiter.PerIP)
@@ -183,11 +191,19 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
+	if err := a.Limiter.LoginBlocked(r.Context(), in.Username); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
 	acc, err := a.Accounts.Login(r.Context(), in)
+	if errors.Is(err, account.ErrInvalidCredentials) {
+		a.Limiter.LoginFailed(r.Context(), in.Username)
+	}
 	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
+	a.Limiter.LoginSucceeded(r.Context(), in.Username)
 	tok, ttl, err := tokens.Issue(acc.User())
 	if err != nil {
 		problem.Write(w, r, err)

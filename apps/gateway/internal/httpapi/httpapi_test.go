@@ -128,6 +128,10 @@ func (l fakeLimiter) PerIP(next http.Handler) http.Handler { return l.gate(l.ref
 func (l fakeLimiter) PerIPStrict(next http.Handler) http.Handler {
 	return l.gate(l.refuseIP, "ip", next)
 }
+func (l fakeLimiter) Register(next http.Handler) http.Handler  { return next }
+func (fakeLimiter) LoginBlocked(context.Context, string) error { return nil }
+func (fakeLimiter) LoginFailed(context.Context, string)        {}
+func (fakeLimiter) LoginSucceeded(context.Context, string)     {}
 func (l fakeLimiter) PerUser(next http.Handler) http.Handler {
 	return l.gate(l.refuseUser, "user", next)
 }

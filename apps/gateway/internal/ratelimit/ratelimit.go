@@ -53,6 +53,7 @@ type Limiter struct {
 	rl       *redis_rate.Limiter
 	prefix   string
 	proxies  []netip.Prefix
+	account  AccountRules
 	perIP    Rule
 	perUser  Rule
 	log      *slog.Logger
@@ -188,4 +189,72 @@ func (l *Limiter) allow(w http.ResponseWriter, r *http.Request, scope, key strin
 		RetryAfter: retry,
 	})
 	return false
+}
+
+// Account rules: registrations per client address, stricter than PerIP, and failed logins
+// per username (a credential-stuffing run against one account backs off to one try per
+// Period/Rate once Burst attempts failed, whatever addresses it comes from). Both fail
+// closed: they guard the routes PerIPStrict guards.
+type AccountRules struct {
+	Register      Rule
+	LoginFailures Rule
+}
+
+// SetAccountRules sets the account rules; a rule with Rate 0 is off.
+func (l *Limiter) SetAccountRules(r AccountRules) { l.account = r }
+
+// Register limits registrations per client address (AccountRules.Register).
+func (l *Limiter) Register(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !l.allow(w, r, "register", "register:"+ClientIP(r, l.proxies), l.account.Register, true) {
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// LoginBlocked reports whether username has used up its failed logins: the login is then
+// refused, before any password is checked, with 429 rate-limited and a Retry-After.
+func (l *Limiter) LoginBlocked(ctx context.Context, username string) error {
+	rule := l.account.LoginFailures
+	if rule.Rate <= 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	res, err := l.rl.AllowN(ctx, l.loginKey(username), rule.limit(), 0) // a look, no cost
+	if err != nil {
+		l.failures.Add(ctx, 1, metric.WithAttributes(attribute.String("scope", "login")))
+		return &problem.Error{Code: problem.CodeUnavailable, Detail: "the rate limiter is unavailable; retry shortly", RetryAfter: time.Second}
+	}
+	if res.Remaining >= 1 {
+		return nil
+	}
+	l.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("scope", "login")))
+	return &problem.Error{Code: problem.CodeRateLimited, Detail: "too many failed logins for this account; retry later",
+		RetryAfter: max(rule.Period/time.Duration(rule.Rate), time.Second)}
+}
+
+// LoginFailed counts a failed login of username.
+func (l *Limiter) LoginFailed(ctx context.Context, username string) {
+	if l.account.LoginFailures.Rate <= 0 {
+		return
+	}
+	if _, err := l.rl.Allow(context.WithoutCancel(ctx), l.loginKey(username), l.account.LoginFailures.limit()); err != nil {
+		l.log.WarnContext(ctx, "rate_limiter_unavailable", slog.String("error", err.Error()), slog.String("scope", "login"))
+	}
+}
+
+// LoginSucceeded forgets username's failed logins.
+func (l *Limiter) LoginSucceeded(ctx context.Context, username string) {
+	if l.account.LoginFailures.Rate <= 0 {
+		return
+	}
+	if err := l.rl.Reset(context.WithoutCancel(ctx), l.loginKey(username)); err != nil {
+		l.log.WarnContext(ctx, "rate_limiter_unavailable", slog.String("error", err.Error()), slog.String("scope", "login"))
+	}
+}
+
+func (l *Limiter) loginKey(username string) string {
+	return l.prefix + "loginfail:" + strings.ToLower(strings.TrimSpace(username))
 }
