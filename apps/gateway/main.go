@@ -95,6 +95,10 @@ type config struct {
 	// reconnects and catches up from its inbox), and the keep-alive comment interval.
 	StreamBuffer    int           `env:"STREAM_BUFFER, default=64"`
 	StreamHeartbeat time.Duration `env:"STREAM_HEARTBEAT, default=15s"`
+	// Open streams per signed-in user, per client address, and per replica (429 beyond).
+	StreamMaxPerUser int `env:"STREAM_MAX_PER_USER, default=5"`
+	StreamMaxPerIP   int `env:"STREAM_MAX_PER_IP, default=50"`
+	StreamMax        int `env:"STREAM_MAX, default=10000"`
 }
 
 func main() { bootstrap.Main(run) }
@@ -190,6 +194,8 @@ func run(ctx context.Context) error {
 		Apps:     httpapi.Apps{Catalog: cfg.CatalogAppID, Order: cfg.OrderAppID, Notify: cfg.NotifyAppID, Group: cfg.GroupAppID},
 		Hub:      hub,
 		SSE:      live.SSE{Heartbeat: cfg.StreamHeartbeat},
+		Streams:  httpapi.StreamLimits{PerUser: cfg.StreamMaxPerUser, PerIP: cfg.StreamMaxPerIP, Total: cfg.StreamMax},
+		ClientIP: limiter.ClientIP,
 		AppToken: rt.Base.Dapr.AppAPIToken,
 		SoldOut:  edge,
 		Reads:    reads,

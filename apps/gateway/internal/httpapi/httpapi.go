@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -74,6 +75,11 @@ type API struct {
 	Hub *live.Hub
 	// SSE tunes the streams (heartbeat, write timeout); the zero value takes the defaults.
 	SSE live.SSE
+	// Streams bounds the open streams per user, per client address and per replica.
+	Streams StreamLimits
+	// ClientIP names a request's client address (ratelimit's, which knows the trusted
+	// proxies); nil takes the connection's peer.
+	ClientIP func(*http.Request) string
 	// AppToken is the app API token the gateway's sidecar sends (APP_API_TOKEN); the live relay
 	// routes refuse calls without it, and every call when it is empty.
 	AppToken string
@@ -84,6 +90,9 @@ type API struct {
 	// them to the catalog.
 	Reads *readcache.Cache
 	Log   *slog.Logger
+
+	slotsOnce sync.Once
+	slots     streamSlots
 }
 
 // Routes mounts /api/v1 and the live relay routes on r.

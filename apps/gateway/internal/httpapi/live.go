@@ -63,6 +63,11 @@ func (a *API) requireAppToken(next http.Handler) http.Handler {
 // invocation; the inbox holds exactly the events of this stream).
 func (a *API) userStream(w http.ResponseWriter, r *http.Request) {
 	u, _ := identity.FromContext(r.Context())
+	release, ok := a.openStream(w, r, u.ID)
+	if !ok {
+		return
+	}
+	defer release()
 	// Subscribe before reading the inbox: an event arriving meanwhile waits in the buffer, and
 	// SSE.Serve skips it if the catch-up had it already.
 	sub := a.Hub.Subscribe(live.UserTopic(u.ID))
@@ -80,6 +85,11 @@ func (a *API) userStream(w http.ResponseWriter, r *http.Request) {
 
 // groupStream streams a group's public progress; no login needed.
 func (a *API) groupStream(w http.ResponseWriter, r *http.Request) {
+	release, ok := a.openStream(w, r, "")
+	if !ok {
+		return
+	}
+	defer release()
 	sub := a.Hub.Subscribe(live.GroupTopic(chi.URLParam(r, "id")))
 	defer sub.Close()
 	a.SSE.Serve(w, r, sub, nil)

@@ -390,3 +390,50 @@ func TestRoutesOutsideAPI(t *testing.T) {
 		t.Errorf("invocations = %+v, want none", got)
 	}
 }
+
+// Open streams are bounded per user and per client address (429 beyond, with Retry-After),
+// and a closed stream gives its slot back.
+func TestStreamLimits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(a *httpapi.API) { a.Streams = httpapi.StreamLimits{PerUser: 2, PerIP: 3, Total: 100} })
+	srv := e.serve(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	status := func(path string, hdr map[string]string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+path, nil)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	aliceTok := bearer(e.token(t, alice))
+	actx, closeAlice := context.WithCancel(ctx)
+	stream(t, actx, srv, "/api/v1/events", aliceTok)
+	stream(t, ctx, srv, "/api/v1/events", aliceTok)
+	if code, retry := status("/api/v1/events", aliceTok); code != http.StatusTooManyRequests || retry == "" {
+		t.Errorf("alice's third stream = %d (Retry-After %q), want 429 with Retry-After", code, retry)
+	}
+	stream(t, ctx, srv, "/api/v1/groups/201/events", nil) // the address's third
+	if code, _ := status("/api/v1/groups/202/events", nil); code != http.StatusTooManyRequests {
+		t.Errorf("the address's fourth stream = %d, want 429", code)
+	}
+	closeAlice()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, _ := status("/api/v1/groups/202/events?probe=1", map[string]string{"X-Probe": "1"})
+		if code == http.StatusTooManyRequests && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		if code == http.StatusTooManyRequests {
+			t.Fatal("a closed stream never gave its slot back")
+		}
+		break
+	}
+}

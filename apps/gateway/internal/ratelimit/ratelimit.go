@@ -69,6 +69,9 @@ func New(rl *redis_rate.Limiter, prefix string, perIP, perUser Rule, log *slog.L
 	return &Limiter{rl: rl, prefix: prefix, perIP: perIP, perUser: perUser, log: log, rejected: rejected, failures: failures}
 }
 
+// ClientIP is the client address of r under the limiter's trusted proxies.
+func (l *Limiter) ClientIP(r *http.Request) string { return ClientIP(r, l.proxies) }
+
 // TrustProxies sets the proxies whose X-Forwarded-For / X-Real-IP name the client.
 func (l *Limiter) TrustProxies(p []netip.Prefix) { l.proxies = p }
 
