@@ -103,6 +103,9 @@ type Error struct {
 	Detail     string
 	Fields     []FieldError
 	RetryAfter time.Duration
+	// Private is what only the logs may see (addresses, Dapr error codes and messages): it is
+	// part of Error() but never of a problem document, so it does not travel to callers.
+	Private string
 }
 
 // New returns an error with the code and a detail message.
@@ -119,10 +122,14 @@ func Invalid(fields ...FieldError) *Error {
 }
 
 func (e *Error) Error() string {
-	if e.Detail == "" {
-		return string(e.Code)
+	s := string(e.Code)
+	if e.Detail != "" {
+		s += ": " + e.Detail
 	}
-	return string(e.Code) + ": " + e.Detail
+	if e.Private != "" {
+		s += " (" + e.Private + ")"
+	}
+	return s
 }
 
 // Is lets errors.Is(err, ErrSomething) match any *Error with the same code, so sentinels can be

@@ -111,10 +111,16 @@ func (i *Invoker) transportError(ctx context.Context, app, path string, err erro
 	// (Retry-After), which the platform's write APIs make safe (the same Idempotency-Key gets
 	// the first attempt's answer).
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &problem.Error{Code: problem.CodeUnavailable, Detail: fmt.Sprintf("%s did not answer within %s", app, i.timeout(app)), RetryAfter: transientRetryAfter}
+		return &problem.Error{Code: problem.CodeUnavailable, Detail: unavailableDetail, RetryAfter: transientRetryAfter,
+			Private: fmt.Sprintf("%s did not answer within %s", app, i.timeout(app))}
 	}
-	return &problem.Error{Code: problem.CodeUnavailable, Detail: fmt.Sprintf("%s is unreachable", app), RetryAfter: transientRetryAfter}
+	return &problem.Error{Code: problem.CodeUnavailable, Detail: unavailableDetail, RetryAfter: transientRetryAfter,
+		Private: fmt.Sprintf("%s is unreachable: %v", app, err)}
 }
+
+// unavailableDetail is the public detail of a failed invocation (timeout, target unreachable,
+// Dapr's own error); which app, where and why is in the error's Private part, for the logs.
+const unavailableDetail = "a service is temporarily unavailable; retry shortly"
 
 // transientRetryAfter is suggested to a caller whose invocation timed out or found its target
 // unreachable.
@@ -171,7 +177,7 @@ func responseError(app string, resp *http.Response, data []byte) error {
 		detail = fmt.Sprintf("%s: %s %s", app, daprErr.ErrorCode, daprErr.Message)
 	}
 	if resp.StatusCode >= 500 || daprErr.ErrorCode != "" {
-		return &problem.Error{Code: problem.CodeUnavailable, Detail: detail}
+		return &problem.Error{Code: problem.CodeUnavailable, Detail: unavailableDetail, Private: detail}
 	}
 	return errors.New(detail)
 }

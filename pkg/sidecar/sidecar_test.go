@@ -225,12 +225,13 @@ func TestInvokerRaw(t *testing.T) {
 func TestInvokerErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name       string
-		answer     http.HandlerFunc
-		wantCode   problem.Code // CodeInternal: not a *problem.Error
-		wantIs     error        // optional sentinel to match
-		wantDetail string
-		wantRetry  time.Duration
+		name        string
+		answer      http.HandlerFunc
+		wantCode    problem.Code // CodeInternal: not a *problem.Error
+		wantIs      error        // optional sentinel to match
+		wantDetail  string
+		wantPrivate string // in Error() and Private, never in the problem document
+		wantRetry   time.Duration
 	}{
 		{
 			name:       "problem document is relayed with its code",
@@ -260,10 +261,13 @@ func TestInvokerErrors(t *testing.T) {
 			wantCode: problem.CodeInternal,
 		},
 		{
-			name:     "dapr direct invoke error is unavailable",
-			answer:   answer(http.StatusInternalServerError, "application/json", `{"errorCode":"ERR_DIRECT_INVOKE","message":"failed to invoke, id: catalog"}`),
-			wantCode: problem.CodeUnavailable,
-			wantIs:   &problem.Error{Code: problem.CodeUnavailable},
+			// Dapr's error text is for the log: the problem document says only "unavailable".
+			name:        "dapr direct invoke error is unavailable",
+			answer:      answer(http.StatusInternalServerError, "application/json", `{"errorCode":"ERR_DIRECT_INVOKE","message":"failed to invoke, id: catalog"}`),
+			wantCode:    problem.CodeUnavailable,
+			wantIs:      &problem.Error{Code: problem.CodeUnavailable},
+			wantDetail:  "a service is temporarily unavailable; retry shortly",
+			wantPrivate: "ERR_DIRECT_INVOKE",
 		},
 		{
 			name:     "bare 5xx is unavailable",
@@ -297,6 +301,9 @@ func TestInvokerErrors(t *testing.T) {
 			if errors.As(err, &perr) {
 				if tt.wantDetail != "" && perr.Detail != tt.wantDetail {
 					t.Errorf("detail = %q, want %q", perr.Detail, tt.wantDetail)
+				}
+				if doc := problem.Doc(err, "/x"); tt.wantPrivate != "" && (!strings.Contains(perr.Private, tt.wantPrivate) || !strings.Contains(err.Error(), tt.wantPrivate) || strings.Contains(doc.Detail, tt.wantPrivate)) {
+					t.Errorf("private %q, error %q, public detail %q: want %q in the first two only", perr.Private, err, doc.Detail, tt.wantPrivate)
 				}
 				if perr.RetryAfter != tt.wantRetry {
 					t.Errorf("RetryAfter = %v, want %v", perr.RetryAfter, tt.wantRetry)
