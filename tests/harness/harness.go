@@ -141,6 +141,7 @@ func start(ctx context.Context, infra *testinfra.Infra, opts Options) (*Stack, e
 		"RATE_LIMIT_USER":       "1000",
 		"RATE_LIMIT_USER_BURST": "1000",
 		"RATE_LIMIT_REGISTER":   "100000000",
+		"PPROF":                 "true", // TestSmokeMetricsAndPprof; off by default
 		"PAY_WINDOW":            "2m",
 	}
 	if opts.OTLPEndpoint != "" {

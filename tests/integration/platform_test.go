@@ -216,9 +216,9 @@ func TestRateLimits(t *testing.T) {
 	began := time.Now()
 	user, _ := s.NewUser(t) // 2 requests on the IP budget
 
-	statuses := func(c *harness.Client, method, path string, body any, n int) (ok, limited int, last *harness.Response) {
-		for range n {
-			resp, err := c.Do(ctx, method, path, body, nil)
+	statuses := func(c *harness.Client, method, path string, body func(i int) any, n int) (ok, limited int, last *harness.Response) {
+		for i := range n {
+			resp, err := c.Do(ctx, method, path, body(i), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -233,16 +233,19 @@ func TestRateLimits(t *testing.T) {
 		return ok, limited, last
 	}
 	// Per user: 3 per minute (allowed requests get 404: there is no such product).
-	ok, limited, last := statuses(user, http.MethodGet, "/products/none", nil, 6)
+	ok, limited, last := statuses(user, http.MethodGet, "/products/none", func(int) any { return nil }, 6)
 	if ok != 3 || limited != 3 {
 		t.Fatalf("per-user: %d through, %d limited; want 3 and 3", ok, limited)
 	}
 	checkLimited(t, last, "user")
 
 	// Per IP: 30 per minute in all, shared by every client of this address.
-	// Failed logins are cheap and need no other app.
+	// Failed logins are cheap and need no other app; each of another username, so the
+	// per-account backoff on failed logins never counts.
 	anon := s.NewClient()
-	ok, limited, last = statuses(anon, http.MethodPost, "/auth/login", map[string]string{"username": "nobody", "password": "wrong-password"}, 30)
+	ok, limited, last = statuses(anon, http.MethodPost, "/auth/login", func(i int) any {
+		return map[string]string{"username": fmt.Sprintf("nobody-%d", i), "password": "wrong-password"}
+	}, 30)
 	// 8 requests of the budget went to the user above; the budget refills by one every 2s
 	// (30 per minute), so a slow run may see a few more through, never many.
 	refills := int(time.Since(began)/(2*time.Second)) + 1
