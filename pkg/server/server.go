@@ -29,6 +29,12 @@ type Config struct {
 	Port            int           `env:"APP_PORT, default=8080"`
 	AdminPort       int           `env:"ADMIN_PORT, default=9190"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT, default=15s"`
+	// ReadTimeout bounds reading a whole request, body included (a client trickling a body
+	// holds a goroutine and a connection no longer); IdleTimeout closes idle keep-alive
+	// connections. Neither limits a response, so live streams are not cut. Zero takes the
+	// default.
+	ReadTimeout time.Duration `env:"READ_TIMEOUT, default=30s"`
+	IdleTimeout time.Duration `env:"IDLE_TIMEOUT, default=2m"`
 	// Pprof serves the Go profiler on the admin listener (/debug/pprof/); off unless asked:
 	// a profile or trace costs CPU, and the command line and heap it exposes are nobody's
 	// business in production.
@@ -205,9 +211,16 @@ func AdminHandler(metrics http.Handler, withPprof bool) http.Handler {
 // Run serves api and admin until ctx ends, then shuts both down gracefully. It returns the
 // first listener error, or nil after a clean shutdown.
 func Run(ctx context.Context, cfg Config, log *slog.Logger, api, admin http.Handler) error {
+	read, idle := cfg.ReadTimeout, cfg.IdleTimeout
+	if read <= 0 {
+		read = 30 * time.Second
+	}
+	if idle <= 0 {
+		idle = 2 * time.Minute
+	}
 	servers := []*http.Server{
-		{Addr: cfg.Addr(), Handler: api, ReadHeaderTimeout: 10 * time.Second},
-		{Addr: cfg.AdminAddr(), Handler: admin, ReadHeaderTimeout: 10 * time.Second},
+		{Addr: cfg.Addr(), Handler: api, ReadHeaderTimeout: min(10*time.Second, read), ReadTimeout: read, IdleTimeout: idle},
+		{Addr: cfg.AdminAddr(), Handler: admin, ReadHeaderTimeout: min(10*time.Second, read), ReadTimeout: read, IdleTimeout: idle},
 	}
 	// Bind every listener before serving any, so a bind failure leaves nothing running.
 	listeners := make([]net.Listener, 0, len(servers))

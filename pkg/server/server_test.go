@@ -209,3 +209,47 @@ func TestAdminHandlerPprofOnlyWhenEnabled(t *testing.T) {
 		}
 	}
 }
+
+// A client that sends headers and then trickles (here: withholds) its body is cut off after
+// ReadTimeout.
+func TestRunCutsSlowBodies(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cfg := server.Config{ListenHost: "127.0.0.1", Port: port, AdminPort: 0, ShutdownTimeout: time.Second, ReadTimeout: 300 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	body := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusRequestTimeout)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	go func() { _ = server.Run(ctx, cfg, slog.New(slog.DiscardHandler), body, http.NotFoundHandler()) }()
+	var conn net.Conn
+	for range 100 {
+		if conn, err = net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.ReadAll(conn) // ends when the server closes the connection
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("a withheld body kept the connection %v, want it cut after the 300ms read timeout", d)
+	}
+}
