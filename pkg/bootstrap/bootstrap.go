@@ -28,8 +28,11 @@ import (
 type Base struct {
 	AppID    string `env:"APP_ID"`
 	LogLevel string `env:"LOG_LEVEL, default=info"`
-	Server   server.Config
-	Dapr     sidecar.Config
+	// AllowNoAppToken lets the app start without APP_API_TOKEN, i.e. serve its routes to
+	// whoever reaches its port: only for a local run whose sidecars have no token.
+	AllowNoAppToken bool `env:"ALLOW_NO_APP_TOKEN, default=false"`
+	Server          server.Config
+	Dapr            sidecar.Config
 }
 
 // Runtime is an app's assembled foundation.
@@ -55,6 +58,9 @@ func Start(ctx context.Context, name string, base Base) (*Runtime, error) {
 	if base.AppID == "" {
 		base.AppID = name
 	}
+	if err := CheckAppToken(base); err != nil {
+		return nil, err
+	}
 	tel, err := telemetry.Setup(ctx, base.AppID)
 	if err != nil {
 		return nil, err
@@ -71,6 +77,18 @@ func Start(ctx context.Context, name string, base Base) (*Runtime, error) {
 		Invoker:   sidecar.NewInvoker(base.Dapr),
 		probe:     &http.Client{Timeout: 2 * time.Second},
 	}, nil
+}
+
+// ErrNoAppToken refuses a start without APP_API_TOKEN (see Base.AllowNoAppToken).
+var ErrNoAppToken = errors.New("APP_API_TOKEN is empty: anyone who reaches this app's port could call its routes as its sidecar; " +
+	"set it to the token the sidecar sends (Dapr's app API token), or ALLOW_NO_APP_TOKEN=true for a local run without tokens")
+
+// CheckAppToken returns ErrNoAppToken when base has no app token and does not allow that.
+func CheckAppToken(base Base) error {
+	if base.Dapr.AppAPIToken == "" && !base.AllowNoAppToken {
+		return ErrNoAppToken
+	}
+	return nil
 }
 
 // SidecarReady is a server.ReadyCheck for the app's sidecar.
