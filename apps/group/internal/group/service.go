@@ -304,6 +304,13 @@ func (s *Service) join(ctx context.Context, u Caller, groupID string, a *idempot
 
 // Get returns a public group.
 func (s *Service) Get(ctx context.Context, id string) (View, error) {
+	// A group that was never saved is answered from the store: reading a made-up id must not
+	// activate an actor (a flood of them would fill the placement tables and actor memory).
+	if _, found, err := s.states.Load(ctx, id); err != nil {
+		return View{}, err
+	} else if !found {
+		return View{}, ErrNotFound
+	}
 	g, err := s.actors.Get(ctx, id)
 	if err != nil {
 		return View{}, err

@@ -3,6 +3,7 @@ package group_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -582,5 +583,20 @@ func TestServiceList(t *testing.T) {
 	}
 	if _, err := e.svc.List(context.Background(), "gd", "closed"); problem.CodeOf(err) != problem.CodeValidation {
 		t.Errorf("bad status filter: %v", err)
+	}
+}
+
+// Reading a group that does not exist activates no actor: the saved state answers.
+func TestGetUnknownGroupActivatesNoActor(t *testing.T) {
+	t.Parallel()
+	e := newSvcEnv()
+	if _, err := e.svc.Get(context.Background(), "254151373430460416"); !errors.Is(err, group.ErrNotFound) {
+		t.Fatalf("Get(unknown) = %v, want not found", err)
+	}
+	e.actors.mu.Lock()
+	calls := slices.Clone(e.actors.calls)
+	e.actors.mu.Unlock()
+	if len(calls) != 0 {
+		t.Errorf("actor calls %v for an unknown group, want none", calls)
 	}
 }

@@ -54,8 +54,14 @@ func (f *fakeActors) Get(_ context.Context, id string) (group.Group, error) {
 	return g, nil
 }
 
+// Load is the saved state (group.States).
+func (f *fakeActors) Load(_ context.Context, id string) (group.Group, bool, error) {
+	g, ok := f.groups[id]
+	return g, ok, nil
+}
+
 func newServer(a *fakeActors) http.Handler {
-	svc := group.NewService(group.Config{IdemLease: time.Second}, group.Deps{Actors: a, Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return t0 }})
+	svc := group.NewService(group.Config{IdemLease: time.Second}, group.Deps{Actors: a, States: a, Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return t0 }})
 	r := chi.NewRouter()
 	httpapi.Routes(r, svc, slog.New(slog.DiscardHandler))
 	return r
