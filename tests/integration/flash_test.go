@@ -443,3 +443,49 @@ func TestExpiryReleasesStock(t *testing.T) {
 		t.Errorf("pay expired: %s", r.Body)
 	}
 }
+
+// TestMyOrdersPages: a shopper's orders come in pages through the gateway, following the
+// cursor to the oldest, none twice and none missed.
+func TestMyOrdersPages(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	deal := newFlashDeal(t, stack, 50)
+	user, _ := stack.NewUser(t)
+	var placed []string
+	for i := range 2 {
+		resp, _, err := placeAsAClientWould(ctx, user, deal, 1, harness.UniqueName("page"))
+		if err != nil || resp.Status != http.StatusCreated {
+			t.Fatalf("purchase %d: %v %+v", i, err, resp)
+		}
+		var o struct {
+			ID string `json:"id"`
+		}
+		if err := resp.JSON(&o); err != nil {
+			t.Fatal(err)
+		}
+		placed = append([]string{o.ID}, placed...) // newest first
+	}
+	var page struct {
+		Items []struct {
+			ID string `json:"id"`
+		} `json:"items"`
+		Next string `json:"next"`
+	}
+	user.MustDo(t, http.MethodGet, "/me/orders?limit=1", nil, http.StatusOK, &page)
+	if len(page.Items) != 1 || page.Items[0].ID != placed[0] || page.Next != placed[0] {
+		t.Fatalf("first page %+v, want %s with it as the cursor", page, placed[0])
+	}
+	cursor := page.Next
+	page.Items, page.Next = nil, ""
+	user.MustDo(t, http.MethodGet, "/me/orders?limit=1&before="+cursor, nil, http.StatusOK, &page)
+	if len(page.Items) != 1 || page.Items[0].ID != placed[1] {
+		t.Fatalf("second page %+v, want %s", page, placed[1])
+	}
+	cursor = page.Next
+	page.Items, page.Next = nil, "" // a page without a cursor leaves the field alone
+	user.MustDo(t, http.MethodGet, "/me/orders?limit=1&before="+cursor, nil, http.StatusOK, &page)
+	if len(page.Items) != 0 || page.Next != "" {
+		t.Errorf("third page %+v, want empty and no cursor", page)
+	}
+	user.MustDo(t, http.MethodGet, "/me/orders?limit=500", nil, http.StatusBadRequest, nil)
+}

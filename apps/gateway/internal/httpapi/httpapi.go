@@ -146,7 +146,7 @@ func (a *API) apiRoutes(r chi.Router) {
 		r.With(validID).Get("/orders/{id}", a.forward(func(r *http.Request) (string, string) {
 			return a.Apps.Order, "orders/" + url.PathEscape(chi.URLParam(r, "id"))
 		}))
-		r.Get("/me/orders", a.forward(func(*http.Request) (string, string) { return a.Apps.Order, "me/orders" }))
+		r.Get("/me/orders", a.forward(func(r *http.Request) (string, string) { return a.Apps.Order, withQuery("me/orders", r) }))
 		r.Get("/me/notifications", a.forward(func(*http.Request) (string, string) { return a.Apps.Notify, "me/notifications" }))
 		r.Get("/events", a.userStream)
 	})

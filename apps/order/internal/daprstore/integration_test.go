@@ -66,6 +66,6 @@ func (u *prefixedUsers) Remove(ctx context.Context, userID, orderID string) erro
 	return u.Users.Remove(ctx, u.prefix+userID, orderID)
 }
 
-func (u *prefixedUsers) List(ctx context.Context, userID string, limit int) ([]order.IndexEntry, error) {
-	return u.Users.List(ctx, u.prefix+userID, limit)
+func (u *prefixedUsers) List(ctx context.Context, userID, before string, limit int) ([]order.IndexEntry, error) {
+	return u.Users.List(ctx, u.prefix+userID, before, limit)
 }

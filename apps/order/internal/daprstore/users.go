@@ -220,7 +220,7 @@ func (r *Users) Remove(ctx context.Context, userID, orderID string) error {
 }
 
 // List implements order.UserIndex: the head, then pages from the newest, until limit ids.
-func (r *Users) List(ctx context.Context, userID string, limit int) ([]order.IndexEntry, error) {
+func (r *Users) List(ctx context.Context, userID, before string, limit int) ([]order.IndexEntry, error) {
 	var h userHead
 	_, err := r.s.Get(ctx, userKey(userID), &h)
 	if errors.Is(err, daprstate.ErrNotFound) {
@@ -234,6 +234,9 @@ func (r *Users) List(ctx context.Context, userID string, limit int) ([]order.Ind
 		for i := len(ids) - 1; i >= 0; i-- {
 			if len(out) >= limit {
 				return false
+			}
+			if !order.OlderThan(ids[i], before) {
+				continue // newer than the cursor: on an earlier page
 			}
 			out = append(out, order.IndexEntry{OrderID: ids[i]})
 		}

@@ -82,7 +82,7 @@ func TestUsersDocumentsStayBounded(t *testing.T) {
 	if got := len(f.Keys(component, "userorders:u1:")); got != 19 {
 		t.Errorf("pages stored = %d, want 19", got)
 	}
-	l, err := u.List(ctx, "u1", 1000)
+	l, err := u.List(ctx, "u1", "", 1000)
 	if err != nil || len(l) != 200 || l[0].OrderID != fmt.Sprintf("%019d", 199) || l[199].OrderID != fmt.Sprintf("%019d", 0) {
 		t.Errorf("List = %d entries (%v), want all 200 newest first", len(l), err)
 	}
@@ -103,7 +103,7 @@ func TestUsersLegacyIndex(t *testing.T) {
 		`{"order_id":"o5","deal_id":"d3","quantity":1,"status":"refunded"}]}`
 	f.Put(component, "userorders:u1", []byte(legacy))
 	ids := func() []string {
-		l, err := u.List(ctx, "u1", 100)
+		l, err := u.List(ctx, "u1", "", 100)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,8 +4,10 @@ package httpapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -14,8 +16,35 @@ import (
 	"github.com/groupbuy/groupbuy/pkg/httpjson"
 	"github.com/groupbuy/groupbuy/pkg/idempotency"
 	"github.com/groupbuy/groupbuy/pkg/identity"
+	"github.com/groupbuy/groupbuy/pkg/ids"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
+
+// MaxPage is the largest page of GET /me/orders a client may ask for.
+const MaxPage = 100
+
+// pageParams reads ?before (an order id, the cursor) and ?limit (1..MaxPage, default MaxPage).
+func pageParams(r *http.Request) (before string, limit int, err error) {
+	q := r.URL.Query()
+	before, limit = q.Get("before"), MaxPage
+	var fields []problem.FieldError
+	if before != "" {
+		if _, _, ok := ids.Parse(before); !ok {
+			fields = append(fields, problem.FieldError{Field: "before", Reason: "must be an order id"})
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, perr := strconv.Atoi(v)
+		if perr != nil || n < 1 || n > MaxPage {
+			fields = append(fields, problem.FieldError{Field: "limit", Reason: fmt.Sprintf("must be between 1 and %d", MaxPage)})
+		}
+		limit = n
+	}
+	if len(fields) > 0 {
+		return "", 0, problem.Invalid(fields...)
+	}
+	return before, limit, nil
+}
 
 // View is the public form of an order (DESIGN.md §4).
 type View struct {
@@ -90,9 +119,16 @@ func Routes(r chi.Router, svc *order.Service, binding string, log *slog.Logger) 
 			o, err := svc.Get(req.Context(), u, chi.URLParam(req, "id"))
 			respond(w, req, o, err)
 		})
+		// GET /me/orders[?before=<order id>][&limit=N]: a page of the caller's orders, newest
+		// first; "next" is the cursor of the page after it (absent on the last page).
 		r.Get("/me/orders", func(w http.ResponseWriter, req *http.Request) {
 			u, _ := identity.FromContext(req.Context())
-			list, err := svc.List(req.Context(), u)
+			before, limit, err := pageParams(req)
+			if err != nil {
+				problem.Write(w, req, err)
+				return
+			}
+			list, err := svc.List(req.Context(), u, before, limit)
 			if err != nil {
 				problem.Write(w, req, err)
 				return
@@ -101,7 +137,11 @@ func Routes(r chi.Router, svc *order.Service, binding string, log *slog.Logger) 
 			for _, o := range list {
 				items = append(items, ViewOf(o))
 			}
-			httpjson.Write(w, http.StatusOK, map[string]any{"items": items})
+			page := map[string]any{"items": items}
+			if limit > 0 && len(list) == limit {
+				page["next"] = list[len(list)-1].ID
+			}
+			httpjson.Write(w, http.StatusOK, page)
 		})
 	})
 

@@ -595,3 +595,35 @@ func TestPlaceOverCapacity(t *testing.T) {
 	}
 	placeOrder(t, r, "bob", "k2", 1)
 }
+
+// GET /me/orders pages: limit bounds a page and "next" names the cursor of the one after;
+// a bad limit or cursor is a 400 naming the field.
+func TestListMyOrdersPages(t *testing.T) {
+	t.Parallel()
+	e, h := newServer()
+	for _, key := range []string{"k1", "k2", "k3"} {
+		placeOrder(t, h, "u1", key, 1)
+		e.Clock.Advance(time.Second)
+	}
+	rec := do(t, h, request{method: http.MethodGet, path: "/me/orders?limit=2", user: "u1"})
+	var page struct {
+		Items []httpapi.View `json:"items"`
+		Next  string         `json:"next"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &page); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("page: %d %s (%v)", rec.Code, rec.Body, err)
+	}
+	if len(page.Items) != 2 || page.Items[0].ID != "o3" || page.Next != "o2" {
+		t.Errorf("first page %+v next %q, want o3, o2 and next o2", page.Items, page.Next)
+	}
+	rec = do(t, h, request{method: http.MethodGet, path: "/me/orders?limit=5", user: "u1"})
+	if strings.Contains(rec.Body.String(), `"next"`) {
+		t.Errorf("a page shorter than its limit has a next cursor: %s", rec.Body)
+	}
+	for _, q := range []string{"limit=0", "limit=101", "limit=x", "before=abc", "before=-1"} {
+		rec := do(t, h, request{method: http.MethodGet, path: "/me/orders?" + q, user: "u1"})
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"code":"validation"`) {
+			t.Errorf("?%s = %d %s, want 400 validation", q, rec.Code, rec.Body)
+		}
+	}
+}

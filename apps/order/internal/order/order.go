@@ -30,6 +30,7 @@ package order
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/groupbuy/groupbuy/pkg/events"
@@ -189,9 +190,25 @@ type UserIndex interface {
 	SetStatus(ctx context.Context, userID, orderID string, s Status) error
 	// Remove drops an entry (a placement that did not happen).
 	Remove(ctx context.Context, userID, orderID string) error
-	// List returns the user's newest entries, newest first, at most limit. Only OrderID is
-	// sure to be set: the order document has the rest.
-	List(ctx context.Context, userID string, limit int) ([]IndexEntry, error)
+	// List returns the user's newest entries older than before (all when before is ""),
+	// newest first, at most limit. Only OrderID is sure to be set: the order document has the
+	// rest.
+	List(ctx context.Context, userID, before string, limit int) ([]IndexEntry, error)
+}
+
+// OlderThan reports whether order id comes before the cursor before in a user's list: by
+// the time in their Snowflake ids (numerically), or, for ids that are not decimal, by their
+// text; an empty cursor admits every id.
+func OlderThan(id, before string) bool {
+	if before == "" {
+		return true
+	}
+	a, errA := strconv.ParseInt(id, 10, 64)
+	b, errB := strconv.ParseInt(before, 10, 64)
+	if errA == nil && errB == nil {
+		return a < b
+	}
+	return id < before
 }
 
 // IndexEntry is one order in a user's index.

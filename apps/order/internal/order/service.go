@@ -350,9 +350,14 @@ func (s *Service) Get(ctx context.Context, u Caller, id string) (Order, error) {
 	return o, nil
 }
 
-// List returns the caller's newest orders, newest first, at most ListLimit.
-func (s *Service) List(ctx context.Context, u Caller) ([]Order, error) {
-	entries, err := s.users.List(ctx, u.ID, s.cfg.ListLimit)
+// List returns the caller's newest orders older than the order before (a page's cursor: the
+// last id of the page before it; "" for the first page), newest first, at most limit (0 or
+// more than ListLimit: ListLimit).
+func (s *Service) List(ctx context.Context, u Caller, before string, limit int) ([]Order, error) {
+	if limit <= 0 || limit > s.cfg.ListLimit {
+		limit = s.cfg.ListLimit
+	}
+	entries, err := s.users.List(ctx, u.ID, before, limit)
 	if err != nil {
 		return nil, err
 	}

@@ -1114,7 +1114,7 @@ func TestList(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 
-			list, err := e.Svc.List(ctx, tt.caller)
+			list, err := e.Svc.List(ctx, tt.caller, "", 0)
 
 			if err != nil {
 				t.Fatalf("List: %v", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -285,7 +286,7 @@ func UserIndexContract(t *testing.T, newIndex func(t *testing.T) (order.UserInde
 	}
 	listed := func(t *testing.T, u order.UserIndex, limit int) []string {
 		t.Helper()
-		l, err := u.List(ctx, "u1", limit)
+		l, err := u.List(ctx, "u1", "", limit)
 		if err != nil {
 			t.Fatalf("List = %v", err)
 		}
@@ -381,9 +382,42 @@ func UserIndexContract(t *testing.T, newIndex func(t *testing.T) (order.UserInde
 		if diff := cmp.Diff(listed(t, u, 7), want[:7]); diff != "" {
 			t.Errorf("list limited to 7 (-got +want):\n%s", diff)
 		}
-		l, err := u.List(ctx, "nobody", 10)
+		l, err := u.List(ctx, "nobody", "", 10)
 		if err != nil || len(l) != 0 {
 			t.Errorf("List of an unknown user = %v, %v", l, err)
+		}
+	})
+
+	t.Run("pages follow a cursor to the oldest entry", func(t *testing.T) {
+		u, now := newIndex(t)
+		var want []string // newest first; Snowflake-like decimal ids
+		for i := range 25 {
+			id := strconv.Itoa(254151373430460416 + i<<22)
+			if err := u.Add(ctx, "u1", entry(now, id, fmt.Sprintf("d%d", i), 1), 1); err != nil {
+				t.Fatal(err)
+			}
+			want = append([]string{id}, want...)
+		}
+		var got []string
+		before := ""
+		for pages := 0; ; pages++ {
+			if pages > 10 {
+				t.Fatal("pages never end")
+			}
+			l, err := u.List(ctx, "u1", before, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range l {
+				got = append(got, e.OrderID)
+			}
+			if len(l) < 7 {
+				break
+			}
+			before = l[len(l)-1].OrderID
+		}
+		if diff := cmp.Diff(got, want); diff != "" {
+			t.Errorf("every page in turn (-got +want):\n%s", diff)
 		}
 	})
 

@@ -230,10 +230,10 @@ func (u *Users) Remove(_ context.Context, userID, orderID string) error {
 	return nil
 }
 
-func (u *Users) List(_ context.Context, userID string, limit int) ([]order.IndexEntry, error) {
+func (u *Users) List(_ context.Context, userID, before string, limit int) ([]order.IndexEntry, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	out := slices.Clone(u.entries[userID])
+	out := slices.DeleteFunc(slices.Clone(u.entries[userID]), func(e order.IndexEntry) bool { return !order.OlderThan(e.OrderID, before) })
 	slices.Reverse(out)
 	return out[:min(limit, len(out))], nil
 }
