@@ -373,8 +373,9 @@ func (a *API) send(w http.ResponseWriter, r *http.Request, app, path string, bod
 	}
 	resp, err := a.Invoker.Raw(r.Context(), app, r.Method, path, hdr, body)
 	if err != nil {
-		if c := problem.CodeOf(err); c == problem.CodeUnavailable || c == problem.CodeInternal {
-			// The client sees the public detail; the log keeps what failed where (Private).
+		// The client sees the public detail; the log keeps what failed where (Private). An
+		// app's own answer (the order app at capacity, say) has none and is not logged here.
+		if pe := (*problem.Error)(nil); errors.As(err, &pe) && pe.Private != "" {
 			a.log().WarnContext(r.Context(), "invocation_failed", slog.String("app", app), slog.String("path", path), slog.String("error", err.Error()))
 		}
 		problem.Write(w, r, err)

@@ -1,11 +1,11 @@
 package httpapi
 
 import (
-	"net"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/groupbuy/groupbuy/apps/gateway/internal/ratelimit"
 	"github.com/groupbuy/groupbuy/pkg/problem"
 )
 
@@ -48,10 +48,6 @@ var errTooManyStreams = &problem.Error{Code: problem.CodeRateLimited, Detail: "t
 func (s *streamSlots) acquire(user, ip string) (release func(), err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.byUser == nil {
-		s.lim = s.lim.withDefaults()
-		s.byUser, s.byIP = map[string]int{}, map[string]int{}
-	}
 	if s.total >= s.lim.Total || s.byIP[ip] >= s.lim.PerIP || (user != "" && s.byUser[user] >= s.lim.PerUser) {
 		return nil, errTooManyStreams
 	}
@@ -83,16 +79,15 @@ func (a *API) clientIP(r *http.Request) string {
 	if a.ClientIP != nil {
 		return a.ClientIP(r)
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+	return ratelimit.ClientIP(r, nil) // no trusted proxy: the connection's peer
 }
 
 // openStream takes a stream slot for the request, or answers 429 and returns false.
 func (a *API) openStream(w http.ResponseWriter, r *http.Request, user string) (release func(), ok bool) {
-	a.slotsOnce.Do(func() { a.slots.lim = a.Streams })
+	a.slotsOnce.Do(func() {
+		a.slots.lim = a.Streams.withDefaults()
+		a.slots.byUser, a.slots.byIP = map[string]int{}, map[string]int{}
+	})
 	release, err := a.slots.acquire(user, a.clientIP(r))
 	if err != nil {
 		problem.Write(w, r, err)

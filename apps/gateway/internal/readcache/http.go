@@ -1,7 +1,6 @@
 package readcache
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -56,5 +55,3 @@ func NoneMatch(header, etag string) bool {
 	}
 	return false
 }
-
-func decodeJSON(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -2,6 +2,7 @@ package readcache
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
@@ -133,7 +134,7 @@ func (c *Cache) list(ctx context.Context) (Listing, error) {
 		return Listing{}, err
 	}
 	var l Listing
-	if err := decodeJSON(resp.Body, &l); err != nil {
+	if err := json.Unmarshal(resp.Body, &l); err != nil {
 		return Listing{}, fmt.Errorf("catalog id listing: %w", err)
 	}
 	return l, nil
